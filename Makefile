@@ -1,0 +1,52 @@
+# psyche-sse — `make help` lists the targets.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+CHROMIUM ?= /usr/bin/chromium
+
+.DEFAULT_GOAL := help
+
+help: ## list the targets
+	@grep -E '^[a-z][a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | \
+		awk -F ':.*## ' '{printf "  \033[1m%-10s\033[0m %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP) ## create .venv and install the project with its dev tools
+
+browser: ## install Debian's Chromium for the browser tests, when missing
+	@test -x $(CHROMIUM) || { \
+		echo "installing chromium (Debian package)"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+
+run: install ## serve on http://127.0.0.1:8000 with the offline model
+	$(BIN)/psyche-sse serve
+
+test: install browser ## install everything and run the whole test suite
+	$(BIN)/python -m pytest
+
+test-fast: install ## run the suite without the browser tests
+	$(BIN)/python -m pytest -m "not browser"
+
+lint: install ## ruff (lint and format check) and mypy
+	$(BIN)/ruff check src tests
+	$(BIN)/ruff format --check src tests
+	$(BIN)/mypy
+
+format: install ## apply ruff's formatting and safe fixes
+	$(BIN)/ruff check --fix src tests
+	$(BIN)/ruff format src tests
+
+bench: install ## run the benchmarks and print the figures
+	$(BIN)/python -m bench
+
+clean: ## remove the virtualenv and caches
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build dist src/*.egg-info
+
+.PHONY: help install browser run test test-fast lint format bench clean

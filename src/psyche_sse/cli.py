@@ -1,0 +1,292 @@
+"""The ``psyche-sse`` command: ``run`` streams a round to the terminal, ``serve`` the web app.
+
+Heavy imports (LiteLLM, the web stack) happen inside the commands, so ``--help`` is quick.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+from typing import TYPE_CHECKING, Any, TextIO
+
+if TYPE_CHECKING:
+    from .bus import EventBus
+    from .config import Settings
+    from .events import Event
+
+PROG = "psyche-sse"
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+
+class UsageError(Exception):
+    """Bad input or set-up: printed as one line, exit code 2."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="A council of five Jungian archetypes answers a situation, streamed live.",
+    )
+    parser.add_argument("-v", "--verbose", action="count", default=0,
+                        help="log more (-v info, -vv debug)")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    run = commands.add_parser("run", help="stream a round of the council to the terminal",
+                              description="Stream the council's answer to SITUATION.")
+    run.add_argument("situation", help="the situation, in your own words")
+    run.add_argument("--rounds", type=int, default=None, metavar="N",
+                     help="how many rounds to run (default 1)")
+    run.add_argument("--model", default=None, metavar="M",
+                     help="LiteLLM model for every agent (default psyche/offline)")
+    run.add_argument("--seed", type=int, default=None, metavar="S",
+                     help="seed, for repeatable replies from models that take one")
+    run.add_argument("--json", action="store_true",
+                     help="print one JSON event per line instead of the text")
+
+    serve = commands.add_parser("serve", help="serve the web app and the SSE API",
+                                description="Serve the web app and the SSE API.")
+    serve.add_argument("--host", default=None, help="address to bind (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=None, help="port (default 8000)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    _configure_logging(args.verbose)
+    try:
+        if args.command == "run":
+            return _run(args)
+        if args.command == "serve":
+            return _serve(args)
+    except UsageError as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # The reader went away (``| head``): stop quietly, as Unix tools do.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
+    return EXIT_USAGE  # pragma: no cover - argparse rejects unknown commands
+
+
+def _configure_logging(verbosity: int) -> None:
+    level = [logging.WARNING, logging.INFO, logging.DEBUG][min(verbosity, 2)]
+    logging.basicConfig(level=level, format=f"{PROG}: %(levelname)s %(name)s: %(message)s",
+                        stream=sys.stderr)
+
+
+def _settings(**overrides: Any) -> Settings:
+    from .config import ConfigError, load_settings
+
+    try:
+        return load_settings(**overrides)
+    except ConfigError as exc:
+        raise UsageError(str(exc)) from exc
+
+
+def _serve(args: argparse.Namespace) -> int:
+    settings = _settings(host=args.host, port=args.port)
+    from .web.server import serve
+
+    serve(settings)
+    return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    if args.rounds is not None and not 1 <= args.rounds <= 20:
+        raise UsageError("--rounds must be between 1 and 20")
+    settings = _settings(model=args.model, rounds=args.rounds)
+
+    from .council import InputError, clean_situation
+    from .llm import ModelUnavailable, check_model, preload
+
+    try:
+        clean_situation(args.situation, settings.max_situation_chars)
+        for model in {settings.model_for(a) for a in _agent_ids()}:
+            check_model(model)
+    except (InputError, ModelUnavailable) as exc:
+        raise UsageError(str(exc)) from exc
+    # Import LiteLLM now rather than inside the first turn, where it would hold up the loop.
+    preload()
+
+    import anyio
+
+    view = JsonView(sys.stdout) if args.json else TextView(sys.stdout)
+    stopped = anyio.run(_run_async, settings, args.situation, args.seed, view)
+    return EXIT_INTERRUPTED if stopped else 0
+
+
+def _agent_ids() -> list[str]:
+    from .archetypes import ARCHETYPES
+
+    return [a.agent_id for a in ARCHETYPES]
+
+
+async def _run_async(settings: Settings, situation: str, seed: int | None,
+                     view: View) -> bool:
+    import anyio
+
+    from .engine import Engine
+
+    async with Engine(settings) as engine:
+        session, round_id, text = engine.prepare_round(situation)
+        stopped = False
+
+        async def watch_signals(scope: anyio.CancelScope) -> None:
+            nonlocal stopped
+            with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+                async for _ in signals:
+                    if stopped:  # a second Ctrl-C: stop waiting for the turn to wind down
+                        scope.cancel()
+                        return
+                    stopped = True
+                    view.notice("stopping…")
+                    engine.stop(session.id)
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(watch_signals, tg.cancel_scope)
+            tg.start_soon(view.follow, engine.bus, session.id, settings.rounds)
+            await engine.run_round(session, round_id, text, rounds=settings.rounds, seed=seed)
+            await view.done.wait()
+            tg.cancel_scope.cancel()
+        return stopped
+
+
+class View:
+    def __init__(self, out: TextIO) -> None:
+        import anyio
+
+        self.out = out
+        self.done = anyio.Event()
+
+    async def follow(self, bus: EventBus, session_id: str, rounds: int) -> None:
+        remaining = rounds
+        try:
+            async for batch in bus.subscribe(session_id):
+                for event in batch:
+                    self.show(event)
+                    if event.type == "round_complete":
+                        remaining -= 1
+                        if remaining == 0 or event.data["status"] == "cancelled":
+                            return
+        finally:
+            self.finish()
+            self.done.set()
+
+    def show(self, event: Event) -> None:
+        raise NotImplementedError
+
+    def notice(self, text: str) -> None:
+        print(f"\n{PROG}: {text}", file=sys.stderr, flush=True)
+
+    def finish(self) -> None:
+        self.out.flush()
+
+
+class JsonView(View):
+    def show(self, event: Event) -> None:
+        self.out.write(event.json_line() + "\n")
+        self.out.flush()
+
+
+class TextView(View):
+    """Each agent's text live under its name, in its colour, with a spinner until it speaks."""
+
+    SPINNER = "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏"
+
+    def __init__(self, out: TextIO) -> None:
+        super().__init__(out)
+        self.tty = out.isatty()
+        self.colour = self.tty and "NO_COLOR" not in os.environ
+        self.waiting: str | None = None
+        self._spin = 0
+
+    def _paint(self, text: str, hex_colour: str | None = None, *, bold: bool = False,
+               dim: bool = False) -> str:
+        if not self.colour:
+            return text
+        codes = []
+        if bold:
+            codes.append("1")
+        if dim:
+            codes.append("2")
+        if hex_colour:
+            r, g, b = (int(hex_colour[i : i + 2], 16) for i in (1, 3, 5))
+            codes.append(f"38;2;{r};{g};{b}")
+        return f"\x1b[{';'.join(codes)}m{text}\x1b[0m"
+
+    async def follow(self, bus: EventBus, session_id: str, rounds: int) -> None:
+        import anyio
+
+        async def spin() -> None:
+            while True:
+                await anyio.sleep(0.08)
+                if self.waiting and self.tty:
+                    self._spin = (self._spin + 1) % len(self.SPINNER)
+                    self.out.write(f"\r{self.SPINNER[self._spin]} {self.waiting}")
+                    self.out.flush()
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(spin)
+            await super().follow(bus, session_id, rounds)
+            tg.cancel_scope.cancel()
+
+    def _clear_spinner(self) -> None:
+        if self.waiting is not None:
+            self.waiting = None
+            if self.tty:
+                self.out.write("\r\x1b[2K")
+
+    def show(self, event: Event) -> None:
+        from .archetypes import BY_ID
+
+        data = event.data
+        kind = event.type
+        if kind == "round_started":
+            self.out.write(self._paint(f"Round {data['index']}", bold=True) + " · "
+                           + self._paint(data["situation"], dim=True) + "\n\n")
+        elif kind == "agent_processing_started":
+            colour = BY_ID[data["agent_id"]].colour
+            self.waiting = self._paint(f"{data['agent_id']} is thinking…", colour)
+            if self.tty:
+                self.out.write(f"{self.SPINNER[0]} {self.waiting}")
+        elif kind == "agent_processing_update":
+            if self.waiting is not None:
+                self._clear_spinner()
+                self._header(data["agent_id"])
+            self.out.write(data["partial_content"])
+        elif kind == "agent_processing_complete":
+            meta = data["metadata"]
+            if self.waiting is not None:
+                self._clear_spinner()
+                self._header(data["agent_id"])
+                self.out.write(data["final_content"])
+            sentiment = data["sentiment"]
+            facts = [f"{sentiment['label']} ({sentiment['score']:+.2f})",
+                     meta.get("streaming") or "-", f"{meta['duration_ms'] / 1000:.1f}s"]
+            line = "  " + " · ".join(facts)
+            if meta["status"] != "ok":
+                line += f" · {meta['status']}"
+                if meta.get("error"):
+                    line += f": {meta['error']}"
+            self.out.write("\n" + self._paint(line, dim=True) + "\n\n")
+        elif kind == "round_complete":
+            self.out.write(self._paint(
+                f"Round complete ({data['status']}, {data['duration_ms'] / 1000:.1f}s)",
+                dim=True) + "\n")
+        self.out.flush()
+
+    def _header(self, agent_id: str) -> None:
+        from .archetypes import BY_ID
+
+        self.out.write(self._paint(agent_id, BY_ID[agent_id].colour, bold=True) + "\n")
+
+    def finish(self) -> None:
+        self._clear_spinner()
+        self.out.flush()

@@ -1,0 +1,139 @@
+"""Settings: the one place that reads the environment and the optional TOML file.
+
+Precedence, highest first: ``PSYCHE_*`` environment variables, the TOML file named by
+``PSYCHE_CONFIG`` (default ``./psyche.toml`` when it exists), then the defaults below.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+StreamingMode = Literal["auto", "native", "simulated"]
+
+OFFLINE_MODEL = "psyche/offline"
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used; the message is meant for the person running us."""
+
+
+def agent_env_suffix(agent_id: str) -> str:
+    """``Anima/Animus`` -> ``ANIMA_ANIMUS``: the suffix of ``PSYCHE_MODEL_<AGENT>``."""
+    return re.sub(r"[^A-Za-z0-9]+", "_", agent_id).strip("_").upper()
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="PSYCHE_",
+        frozen=True,
+        extra="ignore",
+        protected_namespaces=(),
+    )
+
+    # Models
+    model: str = OFFLINE_MODEL
+    models: dict[str, str] = Field(default_factory=dict)
+    api_base: str | None = None
+    max_tokens: int = Field(default=400, ge=16, le=8192)
+
+    # Streaming
+    streaming: StreamingMode = "auto"
+    simulated_chunks: int = Field(default=10, ge=1, le=1000)
+    simulated_delay: float = Field(default=0.1, ge=0.0, le=10.0)
+
+    # Retries, rate limit, timeouts (seconds)
+    retry_attempts: int = Field(default=3, ge=1, le=20)
+    retry_base: float = Field(default=1.0, ge=0.0, le=60.0)
+    retry_cap: float = Field(default=60.0, ge=0.0, le=600.0)
+    rate_limit_rpm: float = Field(default=0.0, ge=0.0)
+    timeout_total: float = Field(default=180.0, gt=0)
+    timeout_first_token: float = Field(default=60.0, gt=0)
+    timeout_idle: float = Field(default=30.0, gt=0)
+
+    # Embedded offline model
+    offline_tps: float = Field(default=30.0, ge=0.0, le=100000.0)
+
+    # Council
+    rounds: int = Field(default=1, ge=1, le=20)
+    memory_rounds: int = Field(default=5, ge=0, le=100)
+    max_situation_chars: int = Field(default=4000, ge=1, le=100_000)
+
+    # Service
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=0, le=65535)
+    db: Path = Path("var/psyche.db")
+    heartbeat: float = Field(default=15.0, gt=0)
+    history_events: int = Field(default=20_000, ge=100)
+    max_deltas_per_second: float = Field(default=30.0, gt=0)
+
+    # Per-agent overrides from the environment (PSYCHE_MODEL_SHADOW, ...).
+    model_shadow: str | None = None
+    model_persona: str | None = None
+    model_anima_animus: str | None = None
+    model_self: str | None = None
+    model_ego: str | None = None
+
+    @field_validator("models")
+    @classmethod
+    def _nonempty_models(cls, value: dict[str, str]) -> dict[str, str]:
+        for agent, name in value.items():
+            if not name.strip():
+                raise ValueError(f"empty model name for {agent}")
+        return value
+
+    def model_for(self, agent_id: str) -> str:
+        override = getattr(self, f"model_{agent_env_suffix(agent_id).lower()}", None)
+        if override:
+            return str(override)
+        return self.models.get(agent_id) or self.model
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Explicit arguments win, then the environment, then the TOML file (passed in as
+        # ``_toml`` defaults by ``load``).
+        return (init_settings, env_settings)
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from exc
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build the settings from the environment, the TOML file and explicit overrides."""
+    explicit = os.environ.get("PSYCHE_CONFIG")
+    path = Path(explicit) if explicit else Path("psyche.toml")
+    file_values: dict[str, Any] = {}
+    if explicit or path.exists():
+        file_values = _read_toml(path)
+        unknown = sorted(set(file_values) - set(Settings.model_fields))
+        if unknown:
+            raise ConfigError(f"unknown setting(s) in {path}: {', '.join(unknown)}")
+    from_env = {k[len("PSYCHE_") :].lower() for k in os.environ if k.startswith("PSYCHE_")}
+    values = {k: v for k, v in file_values.items() if k not in from_env}
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    try:
+        return Settings(**values)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "settings"
+        raise ConfigError(f"invalid setting {where}: {first['msg']}") from exc

@@ -1,0 +1,84 @@
+"""The embedded offline model as a LiteLLM custom provider.
+
+``psyche/offline`` streams token by token at ``tps`` tokens per second (0: as fast as
+possible); ``psyche/offline-nostream`` refuses to stream, like a provider without streaming,
+so that the simulated path is exercised the same way. Both travel LiteLLM's normal path.
+Imported only after LiteLLM, by :mod:`psyche_sse.llm._litellm`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import anyio
+import litellm
+from litellm import CustomLLM
+from litellm.llms.custom_llm import CustomLLMError
+
+from .models import OFFLINE_MODELS as MODELS
+from .models import OFFLINE_NOSTREAM as NOSTREAM_MODEL
+from .models import OFFLINE_PROVIDER as PROVIDER
+from .models import OFFLINE_STREAMING as STREAMING_MODEL
+from .offline_text import compose, read_prompt
+from .simulate import split_words
+
+
+def _reply(messages: list[dict[str, Any]], optional_params: dict[str, Any]) -> str:
+    seed = optional_params.get("seed")
+    return compose(read_prompt(messages), seed=int(seed) if seed is not None else None)
+
+
+def _usage(messages: list[dict[str, Any]], reply: str) -> dict[str, int]:
+    prompt = sum(len(str(m.get("content") or "").split()) for m in messages)
+    completion = len(reply.split())
+    return {"prompt_tokens": prompt, "completion_tokens": completion,
+            "total_tokens": prompt + completion}
+
+
+def _check_model(model: str) -> None:
+    if model not in (STREAMING_MODEL, NOSTREAM_MODEL):
+        raise CustomLLMError(404, f"unknown offline model {PROVIDER}/{model}; "
+                                  f"choose one of {', '.join(MODELS)}")
+
+
+class OfflineModel(CustomLLM):
+    default_tps = 30.0
+
+    async def acompletion(self, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+        return self.completion(*args, **kwargs)
+
+    def completion(self, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+        model = kwargs["model"]
+        _check_model(model)
+        messages = kwargs["messages"]
+        reply = _reply(messages, kwargs.get("optional_params") or {})
+        response = kwargs["model_response"]
+        response.choices[0].message.content = reply
+        response.choices[0].finish_reason = "stop"
+        response.model = f"{PROVIDER}/{model}"
+        response.usage = litellm.Usage(**_usage(messages, reply))  # type: ignore[attr-defined]
+        return response
+
+    def streaming(self, *args: Any, **kwargs: Any) -> Iterator[Any]:  # type: ignore[override]
+        raise CustomLLMError(400, "synchronous streaming is not offered by the offline model")
+
+    async def astreaming(self, *args: Any, **kwargs: Any) -> AsyncIterator[Any]:  # type: ignore[override]
+        model = kwargs["model"]
+        _check_model(model)
+        if model == NOSTREAM_MODEL:
+            raise CustomLLMError(400, f"{PROVIDER}/{NOSTREAM_MODEL} does not support streaming")
+        messages = kwargs["messages"]
+        params = kwargs.get("optional_params") or {}
+        reply = _reply(messages, params)
+        tps = float((params.get("extra_body") or {}).get("tps", self.default_tps))
+        delay = 1.0 / tps if tps > 0 else 0.0
+        for index, word in enumerate(split_words(reply)):
+            if delay:
+                await anyio.sleep(delay)
+            elif index % 64 == 63:
+                await anyio.sleep(0)  # let the loop breathe even at full speed
+            yield {"text": word, "is_finished": False, "finish_reason": "", "usage": None,
+                   "index": 0, "tool_use": None}
+        yield {"text": "", "is_finished": True, "finish_reason": "stop",
+               "usage": _usage(messages, reply), "index": 0, "tool_use": None}

@@ -31,24 +31,42 @@ def build_parser() -> argparse.ArgumentParser:
         prog=PROG,
         description="A council of five Jungian archetypes answers a situation, streamed live.",
     )
-    parser.add_argument("-v", "--verbose", action="count", default=0,
-                        help="log more (-v info, -vv debug)")
+    parser.add_argument(
+        "-v", "--verbose", action="count", default=0, help="log more (-v info, -vv debug)"
+    )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    run = commands.add_parser("run", help="stream a round of the council to the terminal",
-                              description="Stream the council's answer to SITUATION.")
+    run = commands.add_parser(
+        "run",
+        help="stream a round of the council to the terminal",
+        description="Stream the council's answer to SITUATION.",
+    )
     run.add_argument("situation", help="the situation, in your own words")
-    run.add_argument("--rounds", type=int, default=None, metavar="N",
-                     help="how many rounds to run (default 1)")
-    run.add_argument("--model", default=None, metavar="M",
-                     help="LiteLLM model for every agent (default psyche/offline)")
-    run.add_argument("--seed", type=int, default=None, metavar="S",
-                     help="seed, for repeatable replies from models that take one")
-    run.add_argument("--json", action="store_true",
-                     help="print one JSON event per line instead of the text")
+    run.add_argument(
+        "--rounds", type=int, default=None, metavar="N", help="how many rounds to run (default 1)"
+    )
+    run.add_argument(
+        "--model",
+        default=None,
+        metavar="M",
+        help="LiteLLM model for every agent (default psyche/offline)",
+    )
+    run.add_argument(
+        "--seed",
+        type=int,
+        default=None,
+        metavar="S",
+        help="seed, for repeatable replies from models that take one",
+    )
+    run.add_argument(
+        "--json", action="store_true", help="print one JSON event per line instead of the text"
+    )
 
-    serve = commands.add_parser("serve", help="serve the web app and the SSE API",
-                                description="Serve the web app and the SSE API.")
+    serve = commands.add_parser(
+        "serve",
+        help="serve the web app and the SSE API",
+        description="Serve the web app and the SSE API.",
+    )
     serve.add_argument("--host", default=None, help="address to bind (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=None, help="port (default 8000)")
     return parser
@@ -77,8 +95,9 @@ def main(argv: list[str] | None = None) -> int:
 
 def _configure_logging(verbosity: int) -> None:
     level = [logging.WARNING, logging.INFO, logging.DEBUG][min(verbosity, 2)]
-    logging.basicConfig(level=level, format=f"{PROG}: %(levelname)s %(name)s: %(message)s",
-                        stream=sys.stderr)
+    logging.basicConfig(
+        level=level, format=f"{PROG}: %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
 
 
 def _settings(**overrides: Any) -> Settings:
@@ -128,8 +147,7 @@ def _agent_ids() -> list[str]:
     return [a.agent_id for a in ARCHETYPES]
 
 
-async def _run_async(settings: Settings, situation: str, seed: int | None,
-                     view: View) -> bool:
+async def _run_async(settings: Settings, situation: str, seed: int | None, view: View) -> bool:
     import anyio
 
     from .engine import Engine
@@ -207,8 +225,9 @@ class TextView(View):
         self.waiting: str | None = None
         self._spin = 0
 
-    def _paint(self, text: str, hex_colour: str | None = None, *, bold: bool = False,
-               dim: bool = False) -> str:
+    def _paint(
+        self, text: str, hex_colour: str | None = None, *, bold: bool = False, dim: bool = False
+    ) -> str:
         if not self.colour:
             return text
         codes = []
@@ -249,8 +268,12 @@ class TextView(View):
         data = event.data
         kind = event.type
         if kind == "round_started":
-            self.out.write(self._paint(f"Round {data['index']}", bold=True) + " · "
-                           + self._paint(data["situation"], dim=True) + "\n\n")
+            self.out.write(
+                self._paint(f"Round {data['index']}", bold=True)
+                + " · "
+                + self._paint(data["situation"], dim=True)
+                + "\n\n"
+            )
         elif kind == "agent_processing_started":
             colour = BY_ID[data["agent_id"]].colour
             self.waiting = self._paint(f"{data['agent_id']} is thinking…", colour)
@@ -268,8 +291,11 @@ class TextView(View):
                 self._header(data["agent_id"])
                 self.out.write(data["final_content"])
             sentiment = data["sentiment"]
-            facts = [f"{sentiment['label']} ({sentiment['score']:+.2f})",
-                     meta.get("streaming") or "-", f"{meta['duration_ms'] / 1000:.1f}s"]
+            facts = [
+                f"{sentiment['label']} ({sentiment['score']:+.2f})",
+                meta.get("streaming") or "-",
+                f"{meta['duration_ms'] / 1000:.1f}s",
+            ]
             line = "  " + " · ".join(facts)
             if meta["status"] != "ok":
                 line += f" · {meta['status']}"
@@ -277,9 +303,13 @@ class TextView(View):
                     line += f": {meta['error']}"
             self.out.write("\n" + self._paint(line, dim=True) + "\n\n")
         elif kind == "round_complete":
-            self.out.write(self._paint(
-                f"Round complete ({data['status']}, {data['duration_ms'] / 1000:.1f}s)",
-                dim=True) + "\n")
+            self.out.write(
+                self._paint(
+                    f"Round complete ({data['status']}, {data['duration_ms'] / 1000:.1f}s)",
+                    dim=True,
+                )
+                + "\n"
+            )
         self.out.flush()
 
     def _header(self, agent_id: str) -> None:

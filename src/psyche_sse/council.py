@@ -31,11 +31,16 @@ log = logging.getLogger(__name__)
 Publish = Callable[[EventType, dict[str, Any]], Awaitable[Event]]
 
 NORMAL_PATHS: tuple[tuple[str, str], ...] = (
-    ("Shadow", "Persona"), ("Self", "Ego"), ("Anima/Animus", "Ego"),
-    ("Shadow", "Self"), ("Persona", "Ego"),
+    ("Shadow", "Persona"),
+    ("Self", "Ego"),
+    ("Anima/Animus", "Ego"),
+    ("Shadow", "Self"),
+    ("Persona", "Ego"),
 )
 EMERGENCY_PATHS: tuple[tuple[str, str], ...] = (
-    ("Shadow", "Anima/Animus"), ("Persona", "Self"), ("Shadow", "Ego"),
+    ("Shadow", "Anima/Animus"),
+    ("Persona", "Self"),
+    ("Shadow", "Ego"),
     ("Anima/Animus", "Persona"),
 )
 
@@ -50,8 +55,9 @@ def clean_situation(text: str, max_chars: int) -> str:
     if not text:
         raise InputError("describe a situation: the text is empty")
     if len(text) > max_chars:
-        raise InputError(f"the situation is too long ({len(text)} characters; "
-                         f"the limit is {max_chars})")
+        raise InputError(
+            f"the situation is too long ({len(text)} characters; the limit is {max_chars})"
+        )
     return text
 
 
@@ -121,20 +127,40 @@ class Council:
         return True
 
     async def run_round(
-        self, publish: Publish, *, session_id: str, round_id: str, situation: str,
-        index: int = 1, seed: int | None = None, rounds: int = 1,
+        self,
+        publish: Publish,
+        *,
+        session_id: str,
+        round_id: str,
+        situation: str,
+        index: int = 1,
+        seed: int | None = None,
+        rounds: int = 1,
     ) -> list[TurnResult]:
         started = time.perf_counter()
-        await publish(EventType.ROUND_STARTED, ev.round_started(
-            session_id, round_id, situation=situation, index=index,
-            agents=[a.agent_id for a in ARCHETYPES], rounds=rounds))
+        await publish(
+            EventType.ROUND_STARTED,
+            ev.round_started(
+                session_id,
+                round_id,
+                situation=situation,
+                index=index,
+                agents=[a.agent_id for a in ARCHETYPES],
+                rounds=rounds,
+            ),
+        )
         results: list[TurnResult] = []
         status = TurnStatus.OK
         try:
             for archetype in ARCHETYPES:
-                result = await self._turn(publish, self.agents[archetype.agent_id],
-                                          session_id=session_id, round_id=round_id,
-                                          situation=situation, seed=seed)
+                result = await self._turn(
+                    publish,
+                    self.agents[archetype.agent_id],
+                    session_id=session_id,
+                    round_id=round_id,
+                    situation=situation,
+                    seed=seed,
+                )
                 results.append(result)
                 if result.status is TurnStatus.ERROR:
                     status = TurnStatus.ERROR
@@ -143,32 +169,57 @@ class Council:
             raise
         finally:
             with anyio.CancelScope(shield=True):
-                await publish(EventType.ROUND_COMPLETE, ev.round_complete(
-                    session_id, round_id, status=status, turns=len(results),
-                    duration_ms=int((time.perf_counter() - started) * 1000)))
+                await publish(
+                    EventType.ROUND_COMPLETE,
+                    ev.round_complete(
+                        session_id,
+                        round_id,
+                        status=status,
+                        turns=len(results),
+                        duration_ms=int((time.perf_counter() - started) * 1000),
+                    ),
+                )
         return results
 
     async def _turn(
-        self, publish: Publish, agent: AgentState, *, session_id: str, round_id: str,
-        situation: str, seed: int | None,
+        self,
+        publish: Publish,
+        agent: AgentState,
+        *,
+        session_id: str,
+        round_id: str,
+        situation: str,
+        seed: int | None,
     ) -> TurnResult:
         archetype = agent.archetype
         turn_id = uuid.uuid4().hex[:12]
         model = self.settings.model_for(archetype.agent_id)
-        others = [(name, self.latest[name]) for name in self.network.hears(archetype.agent_id)
-                  if name in self.latest]
+        others = [
+            (name, self.latest[name])
+            for name in self.network.hears(archetype.agent_id)
+            if name in self.latest
+        ]
         request = CompletionRequest(
             model=model,
-            messages=build_messages(archetype, situation, memory=list(agent.memory),
-                                    others=others),
+            messages=build_messages(archetype, situation, memory=list(agent.memory), others=others),
             temperature=archetype.temperature,
             max_tokens=self.settings.max_tokens,
             seed=None if seed is None else seed + agent.interaction_count,
         )
-        await publish(EventType.AGENT_PROCESSING_STARTED, ev.agent_started(
-            session_id, round_id, agent_id=archetype.agent_id, agent_type=archetype.agent_type,
-            situation=situation, turn_id=turn_id, model=model,
-            interaction_count=agent.interaction_count, has_memory=agent.has_memory))
+        await publish(
+            EventType.AGENT_PROCESSING_STARTED,
+            ev.agent_started(
+                session_id,
+                round_id,
+                agent_id=archetype.agent_id,
+                agent_type=archetype.agent_type,
+                situation=situation,
+                turn_id=turn_id,
+                model=model,
+                interaction_count=agent.interaction_count,
+                has_memory=agent.has_memory,
+            ),
+        )
 
         progress = ProgressEstimate(agent.lengths.average)
         stream = self.llm.stream(request)
@@ -180,10 +231,18 @@ class Council:
                 try:
                     async with stream:
                         async for delta in stream:
-                            await publish(EventType.AGENT_PROCESSING_UPDATE, ev.agent_update(
-                                session_id, round_id, agent_id=archetype.agent_id,
-                                partial_content=delta, progress=progress.add(delta),
-                                turn_id=turn_id, streaming=stream.reply.streaming or "native"))
+                            await publish(
+                                EventType.AGENT_PROCESSING_UPDATE,
+                                ev.agent_update(
+                                    session_id,
+                                    round_id,
+                                    agent_id=archetype.agent_id,
+                                    partial_content=delta,
+                                    progress=progress.add(delta),
+                                    turn_id=turn_id,
+                                    streaming=stream.reply.streaming or "native",
+                                ),
+                            )
                     status = TurnStatus.OK
                 except LLMError as exc:
                     status, error = TurnStatus.ERROR, exc
@@ -194,14 +253,30 @@ class Council:
         finally:
             self._turn_scopes.pop(turn_id, None)
             with anyio.CancelScope(shield=True):
-                await self._complete(publish, agent, stream.reply, status, error,
-                                     session_id=session_id, round_id=round_id,
-                                     situation=situation, turn_id=turn_id)
+                await self._complete(
+                    publish,
+                    agent,
+                    stream.reply,
+                    status,
+                    error,
+                    session_id=session_id,
+                    round_id=round_id,
+                    situation=situation,
+                    turn_id=turn_id,
+                )
         return TurnResult(archetype.agent_id, turn_id, status, stream.reply.text)
 
     async def _complete(
-        self, publish: Publish, agent: AgentState, reply: Any, status: TurnStatus,
-        error: LLMError | None, *, session_id: str, round_id: str, situation: str,
+        self,
+        publish: Publish,
+        agent: AgentState,
+        reply: Any,
+        status: TurnStatus,
+        error: LLMError | None,
+        *,
+        session_id: str,
+        round_id: str,
+        situation: str,
         turn_id: str,
     ) -> None:
         archetype = agent.archetype
@@ -228,11 +303,25 @@ class Council:
             extra["error_class"] = error.error_class
             extra["error"] = error.message
             extra["partial"] = isinstance(error, StreamBroken)
-        await publish(EventType.AGENT_PROCESSING_COMPLETE, ev.agent_complete(
-            session_id, round_id, agent_id=archetype.agent_id, agent_type=archetype.agent_type,
-            final_content=final,
-            sentiment=(sentiment or Sentiment(0.0, 0.5)).payload(),
-            situation=situation, interaction_count=agent.interaction_count,
-            has_memory=agent.has_memory, turn_id=turn_id, status=status,
-            streaming=reply.streaming, model=reply.model, usage=reply.usage,
-            duration_ms=reply.elapsed_ms(), first_token_ms=reply.first_token_ms, extra=extra))
+        await publish(
+            EventType.AGENT_PROCESSING_COMPLETE,
+            ev.agent_complete(
+                session_id,
+                round_id,
+                agent_id=archetype.agent_id,
+                agent_type=archetype.agent_type,
+                final_content=final,
+                sentiment=(sentiment or Sentiment(0.0, 0.5)).payload(),
+                situation=situation,
+                interaction_count=agent.interaction_count,
+                has_memory=agent.has_memory,
+                turn_id=turn_id,
+                status=status,
+                streaming=reply.streaming,
+                model=reply.model,
+                usage=reply.usage,
+                duration_ms=reply.elapsed_ms(),
+                first_token_ms=reply.first_token_ms,
+                extra=extra,
+            ),
+        )

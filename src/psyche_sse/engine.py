@@ -55,8 +55,9 @@ class Session:
 class Engine:
     """Owns the sessions, the bus and the LLM client. Use ``async with Engine(...)``."""
 
-    def __init__(self, settings: Settings, *, bus: EventBus | None = None,
-                 llm: LLMClient | None = None) -> None:
+    def __init__(
+        self, settings: Settings, *, bus: EventBus | None = None, llm: LLMClient | None = None
+    ) -> None:
         self.settings = settings
         self.bus: EventBus = bus or MemoryBus(settings.history_events)
         self.llm = llm or LLMClient(settings)
@@ -68,8 +69,12 @@ class Engine:
         await self._tg.__aenter__()
         return self
 
-    async def __aexit__(self, exc_type: type[BaseException] | None,
-                        exc: BaseException | None, tb: TracebackType | None) -> bool | None:
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool | None:
         assert self._tg is not None
         self._tg.cancel_scope.cancel()
         try:
@@ -89,15 +94,15 @@ class Engine:
         except KeyError:
             raise SessionNotFound(session_id) from None
 
-    def publisher(self, session_id: str) -> Callable[[EventType, dict[str, Any]],
-                                                     Awaitable[Event]]:
+    def publisher(self, session_id: str) -> Callable[[EventType, dict[str, Any]], Awaitable[Event]]:
         async def publish(kind: EventType, data: dict[str, Any]) -> Event:
             return await self.bus.publish(session_id, kind, data)
 
         return publish
 
-    def prepare_round(self, situation: str, session_id: str | None = None) -> tuple[Session, str,
-                                                                                   str]:
+    def prepare_round(
+        self, situation: str, session_id: str | None = None
+    ) -> tuple[Session, str, str]:
         """Validate the input and claim the session for a new round: (session, round, text)."""
         text = clean_situation(situation, self.settings.max_situation_chars)
         session = self.session(session_id)
@@ -109,8 +114,15 @@ class Engine:
         session.title = session.title or text[:80]
         return session, round_id, text
 
-    async def run_round(self, session: Session, round_id: str, situation: str, *,
-                        rounds: int = 1, seed: int | None = None) -> None:
+    async def run_round(
+        self,
+        session: Session,
+        round_id: str,
+        situation: str,
+        *,
+        rounds: int = 1,
+        seed: int | None = None,
+    ) -> None:
         """Run ``rounds`` rounds (the first with ``round_id``) until done or stopped."""
         assert session.scope is not None, "call prepare_round first"
         publish = self.publisher(session.id)
@@ -122,15 +134,26 @@ class Engine:
                         session.current_round = round_id
                     session.rounds.append(round_id)
                     await session.council.run_round(
-                        publish, session_id=session.id, round_id=round_id,
-                        situation=situation, index=len(session.rounds), seed=seed,
-                        rounds=rounds)
+                        publish,
+                        session_id=session.id,
+                        round_id=round_id,
+                        situation=situation,
+                        index=len(session.rounds),
+                        seed=seed,
+                        rounds=rounds,
+                    )
         finally:
             session.scope = None
             session.current_round = None
 
-    def start_round(self, situation: str, session_id: str | None = None, *, rounds: int = 1,
-                    seed: int | None = None) -> tuple[Session, str]:
+    def start_round(
+        self,
+        situation: str,
+        session_id: str | None = None,
+        *,
+        rounds: int = 1,
+        seed: int | None = None,
+    ) -> tuple[Session, str]:
         """Start a round in the background; returns at once with its session and round id."""
         if self._tg is None:
             raise RuntimeError("the engine is not running")
@@ -138,8 +161,9 @@ class Engine:
         self._tg.start_soon(self._run_logged, session, round_id, text, rounds, seed)
         return session, round_id
 
-    async def _run_logged(self, session: Session, round_id: str, situation: str, rounds: int,
-                          seed: int | None) -> None:
+    async def _run_logged(
+        self, session: Session, round_id: str, situation: str, rounds: int, seed: int | None
+    ) -> None:
         try:
             await self.run_round(session, round_id, situation, rounds=rounds, seed=seed)
         except Exception:

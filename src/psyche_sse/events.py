@@ -98,67 +98,131 @@ def encode_comment(text: str = "") -> bytes:
 
 
 def _base(kind: EventType, session_id: str, round_id: str) -> dict[str, Any]:
-    return {"type": kind.value, "timestamp": utc_now(), "session_id": session_id,
-            "round_id": round_id}
+    return {
+        "type": kind.value,
+        "timestamp": utc_now(),
+        "session_id": session_id,
+        "round_id": round_id,
+    }
 
 
 def round_started(
-    session_id: str, round_id: str, *, situation: str, index: int, agents: list[str],
+    session_id: str,
+    round_id: str,
+    *,
+    situation: str,
+    index: int,
+    agents: list[str],
     rounds: int = 1,
 ) -> dict[str, Any]:
-    return {**_base(EventType.ROUND_STARTED, session_id, round_id), "situation": situation,
-            "index": index, "agents": agents, "rounds": rounds}
+    return {
+        **_base(EventType.ROUND_STARTED, session_id, round_id),
+        "situation": situation,
+        "index": index,
+        "agents": agents,
+        "rounds": rounds,
+    }
 
 
 def round_complete(
-    session_id: str, round_id: str, *, status: TurnStatus, duration_ms: int,
+    session_id: str,
+    round_id: str,
+    *,
+    status: TurnStatus,
+    duration_ms: int,
     turns: int,
 ) -> dict[str, Any]:
-    return {**_base(EventType.ROUND_COMPLETE, session_id, round_id), "status": status.value,
-            "duration_ms": duration_ms, "turns": turns}
+    return {
+        **_base(EventType.ROUND_COMPLETE, session_id, round_id),
+        "status": status.value,
+        "duration_ms": duration_ms,
+        "turns": turns,
+    }
 
 
 def agent_started(
-    session_id: str, round_id: str, *, agent_id: str, agent_type: str, situation: str,
-    turn_id: str, model: str, interaction_count: int, has_memory: bool,
+    session_id: str,
+    round_id: str,
+    *,
+    agent_id: str,
+    agent_type: str,
+    situation: str,
+    turn_id: str,
+    model: str,
+    interaction_count: int,
+    has_memory: bool,
 ) -> dict[str, Any]:
     return {
         **_base(EventType.AGENT_PROCESSING_STARTED, session_id, round_id),
         "agent_id": agent_id,
         "agent_type": agent_type,
         "situation": situation,
-        "metadata": {"interaction_count": interaction_count, "has_memory": has_memory,
-                     "turn_id": turn_id, "round_id": round_id, "model": model},
+        "metadata": {
+            "interaction_count": interaction_count,
+            "has_memory": has_memory,
+            "turn_id": turn_id,
+            "round_id": round_id,
+            "model": model,
+        },
     }
 
 
 def agent_update(
-    session_id: str, round_id: str, *, agent_id: str, partial_content: str, progress: float,
-    turn_id: str, streaming: str,
+    session_id: str,
+    round_id: str,
+    *,
+    agent_id: str,
+    partial_content: str,
+    progress: float,
+    turn_id: str,
+    streaming: str,
 ) -> dict[str, Any]:
     return {
         **_base(EventType.AGENT_PROCESSING_UPDATE, session_id, round_id),
         "agent_id": agent_id,
         "partial_content": partial_content,
         "progress": round(progress, 4),
-        "metadata": {"chunk_size": len(partial_content), "turn_id": turn_id,
-                     "streaming": streaming},
+        "metadata": {
+            "chunk_size": len(partial_content),
+            "turn_id": turn_id,
+            "streaming": streaming,
+        },
     }
 
 
 def agent_complete(
-    session_id: str, round_id: str, *, agent_id: str, agent_type: str, final_content: str,
-    sentiment: Mapping[str, Any], situation: str, interaction_count: int, has_memory: bool,
-    turn_id: str, status: TurnStatus, streaming: str | None, model: str,
-    usage: Mapping[str, int] | None, duration_ms: int, first_token_ms: int | None,
+    session_id: str,
+    round_id: str,
+    *,
+    agent_id: str,
+    agent_type: str,
+    final_content: str,
+    sentiment: Mapping[str, Any],
+    situation: str,
+    interaction_count: int,
+    has_memory: bool,
+    turn_id: str,
+    status: TurnStatus,
+    streaming: str | None,
+    model: str,
+    usage: Mapping[str, int] | None,
+    duration_ms: int,
+    first_token_ms: int | None,
     extra: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     metadata: dict[str, Any] = {
-        "situation": situation, "interaction_count": interaction_count,
-        "has_memory": has_memory, "agent_type": agent_type, "turn_id": turn_id,
-        "status": status.value, "streaming": streaming, "model": model,
-        "usage": dict(usage) if usage else None, "duration_ms": duration_ms,
-        "first_token_ms": first_token_ms, "progress": 1.0,
+        "situation": situation,
+        "interaction_count": interaction_count,
+        "has_memory": has_memory,
+        "agent_type": agent_type,
+        "turn_id": turn_id,
+        "status": status.value,
+        "streaming": streaming,
+        "model": model,
+        "usage": dict(usage) if usage else None,
+        "duration_ms": duration_ms,
+        "first_token_ms": first_token_ms,
+        "progress": 1.0,
     }
     if extra:
         metadata.update(extra)
@@ -182,6 +246,9 @@ def merge_updates(events: Iterable[Event]) -> Event:
         return batch[0]
     last = batch[-1]
     text = "".join(e.data["partial_content"] for e in batch)
-    data = {**last.data, "partial_content": text,
-            "metadata": {**last.data["metadata"], "chunk_size": len(text)}}
+    data = {
+        **last.data,
+        "partial_content": text,
+        "metadata": {**last.data["metadata"], "chunk_size": len(text)},
+    }
     return Event(id=last.id, type=last.type, data=data)

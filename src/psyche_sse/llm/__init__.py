@@ -11,6 +11,7 @@ def preload() -> None:
 
     litellm()
 
+
 __all__ = [
     "CompletionRequest",
     "LLMClient",
@@ -20,6 +21,6 @@ __all__ = [
     "ReplyStream",
     "StreamBroken",
     "check_model",
-    "preload",
     "classify",
+    "preload",
 ]

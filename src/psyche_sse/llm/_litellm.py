@@ -35,7 +35,8 @@ def litellm() -> ModuleType:
         for name in ("LiteLLM", "LiteLLM Router", "LiteLLM Proxy", "litellm"):
             logging.getLogger(name).setLevel(logging.WARNING)
 
-        from .offline import PROVIDER, OfflineModel
+        from .models import OFFLINE_PROVIDER as PROVIDER
+        from .offline import OfflineModel
 
         module.custom_provider_map = [
             *[p for p in module.custom_provider_map if p.get("provider") != PROVIDER],

@@ -67,8 +67,12 @@ class Reply:
 
 _FATAL = ("AuthenticationError", "PermissionDeniedError", "NotFoundError")
 _TRANSIENT = (
-    "RateLimitError", "Timeout", "APIConnectionError", "InternalServerError",
-    "ServiceUnavailableError", "BadGatewayError",
+    "RateLimitError",
+    "Timeout",
+    "APIConnectionError",
+    "InternalServerError",
+    "ServiceUnavailableError",
+    "BadGatewayError",
 )
 
 
@@ -82,8 +86,9 @@ def classify(exc: BaseException) -> LLMError:
     status = getattr(exc, "status_code", None)
     if name in _FATAL or status in (401, 403, 404):
         return ModelUnavailable(f"the provider refused the request ({name})", error_class=name)
-    transient = name in _TRANSIENT or (isinstance(status, int) and (status >= 500 or status in
-                                                                     (408, 409, 429)))
+    transient = name in _TRANSIENT or (
+        isinstance(status, int) and (status >= 500 or status in (408, 409, 429))
+    )
     detail = "rate limited" if status == 429 or name == "RateLimitError" else "failed"
     return LLMError(f"the provider {detail} ({name})", error_class=name, retryable=transient)
 
@@ -96,8 +101,7 @@ def _content(chunk: Any) -> tuple[str, str]:
     delta = getattr(choices[0], "delta", None)
     if delta is None:
         return "", ""
-    return (getattr(delta, "content", None) or "",
-            getattr(delta, "reasoning_content", None) or "")
+    return (getattr(delta, "content", None) or "", getattr(delta, "reasoning_content", None) or "")
 
 
 def _usage(obj: Any) -> dict[str, int] | None:
@@ -160,7 +164,9 @@ class ReplyStream:
         return self
 
     async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None,
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
         if self._gen is not None:
@@ -224,8 +230,9 @@ class ReplyStream:
             err = classify(exc)
             if isinstance(exc, TimeoutError):
                 err = LLMError("the stream stalled", error_class="Timeout")
-            raise StreamBroken(err.message, error_class=err.error_class,
-                               partial=self.reply.text) from exc
+            raise StreamBroken(
+                err.message, error_class=err.error_class, partial=self.reply.text
+            ) from exc
         self.reply.usage = _usage(chunk) or self.reply.usage
         text, thought = _content(chunk)
         return (text, thought) if (text or thought) else None
@@ -236,8 +243,12 @@ class ReplyStream:
 
         def log_retry(state: RetryCallState) -> None:
             exc = state.outcome.exception() if state.outcome else None
-            log.warning("%s: attempt %d failed (%s); retrying", self._request.model,
-                        state.attempt_number, getattr(exc, "error_class", exc))
+            log.warning(
+                "%s: attempt %d failed (%s); retrying",
+                self._request.model,
+                state.attempt_number,
+                getattr(exc, "error_class", exc),
+            )
 
         retrying = AsyncRetrying(
             stop=stop_after_attempt(settings.retry_attempts),
@@ -255,8 +266,9 @@ class ReplyStream:
 
     async def _attempt(self) -> tuple[Any, list[tuple[str, str]]]:
         model = self._request.model
-        if self._mode == "simulated" or (self._mode == "auto" and
-                                          model in self._client._cannot_stream):
+        if self._mode == "simulated" or (
+            self._mode == "auto" and model in self._client._cannot_stream
+        ):
             return await self._simulated()
         try:
             return await self._native()
@@ -265,8 +277,12 @@ class ReplyStream:
                 raise
             if exc.error_class == "RateLimitError":
                 raise
-            log.info("%s: native streaming failed before the first token (%s); "
-                     "falling back to simulated streaming", model, exc.error_class)
+            log.info(
+                "%s: native streaming failed before the first token (%s); "
+                "falling back to simulated streaming",
+                model,
+                exc.error_class,
+            )
             result = await self._simulated()
             if not exc.retryable:
                 # A refusal to stream, not a glitch: don't ask this model to stream again.
@@ -303,8 +319,7 @@ class ReplyStream:
         await self._client.rate_limiter.acquire(self._request.model)
         try:
             with anyio.fail_after(self._deadline_wait(self._settings.timeout_first_token)):
-                response = await lm.acompletion(**self._client._kwargs(self._request,
-                                                                       stream=False))
+                response = await lm.acompletion(**self._client._kwargs(self._request, stream=False))
         except Exception as exc:
             raise classify(exc) from exc
         message = response.choices[0].message

@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 import litellm
 from litellm import CustomLLM
 from litellm.llms.custom_llm import CustomLLMError
@@ -32,23 +33,27 @@ def _reply(messages: list[dict[str, Any]], optional_params: dict[str, Any]) -> s
 def _usage(messages: list[dict[str, Any]], reply: str) -> dict[str, int]:
     prompt = sum(len(str(m.get("content") or "").split()) for m in messages)
     completion = len(reply.split())
-    return {"prompt_tokens": prompt, "completion_tokens": completion,
-            "total_tokens": prompt + completion}
+    return {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
+    }
 
 
 def _check_model(model: str) -> None:
     if model not in (STREAMING_MODEL, NOSTREAM_MODEL):
-        raise CustomLLMError(404, f"unknown offline model {PROVIDER}/{model}; "
-                                  f"choose one of {', '.join(MODELS)}")
+        raise CustomLLMError(
+            404, f"unknown offline model {PROVIDER}/{model}; choose one of {', '.join(MODELS)}"
+        )
 
 
-class OfflineModel(CustomLLM):
+class OfflineModel(CustomLLM):  # type: ignore[misc]  # LiteLLM's base is untyped here
     default_tps = 30.0
 
-    async def acompletion(self, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+    async def acompletion(self, *args: Any, **kwargs: Any) -> Any:
         return self.completion(*args, **kwargs)
 
-    def completion(self, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+    def completion(self, *args: Any, **kwargs: Any) -> Any:
         model = kwargs["model"]
         _check_model(model)
         messages = kwargs["messages"]
@@ -57,13 +62,13 @@ class OfflineModel(CustomLLM):
         response.choices[0].message.content = reply
         response.choices[0].finish_reason = "stop"
         response.model = f"{PROVIDER}/{model}"
-        response.usage = litellm.Usage(**_usage(messages, reply))  # type: ignore[attr-defined]
+        response.usage = litellm.Usage(**_usage(messages, reply))
         return response
 
-    def streaming(self, *args: Any, **kwargs: Any) -> Iterator[Any]:  # type: ignore[override]
+    def streaming(self, *args: Any, **kwargs: Any) -> Iterator[Any]:
         raise CustomLLMError(400, "synchronous streaming is not offered by the offline model")
 
-    async def astreaming(self, *args: Any, **kwargs: Any) -> AsyncIterator[Any]:  # type: ignore[override]
+    async def astreaming(self, *args: Any, **kwargs: Any) -> AsyncIterator[Any]:
         model = kwargs["model"]
         _check_model(model)
         if model == NOSTREAM_MODEL:
@@ -77,8 +82,20 @@ class OfflineModel(CustomLLM):
             if delay:
                 await anyio.sleep(delay)
             elif index % 64 == 63:
-                await anyio.sleep(0)  # let the loop breathe even at full speed
-            yield {"text": word, "is_finished": False, "finish_reason": "", "usage": None,
-                   "index": 0, "tool_use": None}
-        yield {"text": "", "is_finished": True, "finish_reason": "stop",
-               "usage": _usage(messages, reply), "index": 0, "tool_use": None}
+                await anyio.lowlevel.checkpoint()  # let the loop breathe even at full speed
+            yield {
+                "text": word,
+                "is_finished": False,
+                "finish_reason": "",
+                "usage": None,
+                "index": 0,
+                "tool_use": None,
+            }
+        yield {
+            "text": "",
+            "is_finished": True,
+            "finish_reason": "stop",
+            "usage": _usage(messages, reply),
+            "index": 0,
+            "tool_use": None,
+        }

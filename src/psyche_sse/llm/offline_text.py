@@ -12,12 +12,12 @@ import random
 import re
 from dataclasses import dataclass, field
 
-from ..prompts import OTHERS_HEADER, PROMPT_AGENT_MARK, SITUATION_HEADER, MEMORY_HEADER
+from ..prompts import MEMORY_HEADER, OTHERS_HEADER, PROMPT_AGENT_MARK, SITUATION_HEADER
 
 _VOICES: dict[str, dict[str, list[str]]] = {
     "Shadow": {
         "open": [
-            "Let's be honest about {topic}: part of you is furious, and it is tired of pretending otherwise.",
+            "Let's be honest about {topic}: part of you is furious, and tired of pretending otherwise.",
             "Underneath {topic} there is envy you would rather not name.",
             "You keep calling {topic} a setback, but what burns is the humiliation.",
             "I am the part of you that wants to slam the door over {topic}.",
@@ -111,7 +111,7 @@ _VOICES: dict[str, dict[str, list[str]]] = {
             "First, ask for specific feedback on what the decision rested on.",
             "Second, write down what you want in the next twelve months, not the next twelve days.",
             "Give the feelings a day, then act on a plan rather than a mood.",
-            "If the gap is a skill, it can be learned; if it is politics, it can be navigated or left.",
+            "If the gap is a skill, it can be learned; if it is politics, navigate it or leave.",
             "Set one concrete step for this week and one check-in date for next month.",
             "Keep the anger as fuel, the composure as method, and the grief as a guide.",
         ],
@@ -124,9 +124,19 @@ _VOICES: dict[str, dict[str, list[str]]] = {
 }
 
 _PRONOUNS = {
-    "i": "you", "me": "you", "my": "your", "mine": "yours", "myself": "yourself",
-    "i'm": "you're", "i've": "you've", "i'll": "you'll", "i'd": "you'd", "am": "are",
-    "we": "you", "our": "your", "us": "you",
+    "i": "you",
+    "me": "you",
+    "my": "your",
+    "mine": "yours",
+    "myself": "yourself",
+    "i'm": "you're",
+    "i've": "you've",
+    "i'll": "you'll",
+    "i'd": "you'd",
+    "am": "are",
+    "we": "you",
+    "our": "your",
+    "us": "you",
 }
 
 
@@ -152,8 +162,9 @@ def read_prompt(messages: list[dict[str, object]]) -> PromptView:
         name, sep, said = line.lstrip("- ").partition(": ")
         if sep and said.strip():
             view.others.append((name.strip(), said.strip()))
-    view.memory = [ln.lstrip("- ").strip() for ln in sections.get(MEMORY_HEADER, "").splitlines()
-                   if ln.strip()]
+    view.memory = [
+        ln.lstrip("- ").strip() for ln in sections.get(MEMORY_HEADER, "").splitlines() if ln.strip()
+    ]
     return view
 
 
@@ -207,11 +218,15 @@ def compose(view: PromptView, seed: int | None = None) -> str:
         name, said = rng.choice(view.others)
         fragment = _fragment(said, rng)
         if fragment:
-            sentences.append(rng.choice([
-                f'{name} says "{fragment}", and I hear something else in it.',
-                f'When {name} says "{fragment}", I notice what is left unsaid.',
-                f'{name} is right that "{fragment}", but that is not the whole of it.',
-            ]))
+            sentences.append(
+                rng.choice(
+                    [
+                        f'{name} says "{fragment}", and I hear something else in it.',
+                        f'When {name} says "{fragment}", I notice what is left unsaid.',
+                        f'{name} is right that "{fragment}", but that is not the whole of it.',
+                    ]
+                )
+            )
     if view.memory:
         sentences.append("This echoes what came up before, and the pattern is worth noticing.")
     # Kept in written order, so that an enumerated voice ("First, ... Second, ...") reads right.

@@ -18,8 +18,7 @@ def _partial_tag_start(text: str) -> int:
     if start == -1 or ">" in text[start:]:
         return len(text)
     fragment = text[start:].lower()
-    for tag in ("<think>", "<thinking>", "<reasoning>",
-                "</think>", "</thinking>", "</reasoning>"):
+    for tag in ("<think>", "<thinking>", "<reasoning>", "</think>", "</thinking>", "</reasoning>"):
         if tag.startswith(fragment):
             return start
     return len(text)

@@ -17,7 +17,7 @@ from ..prompts import MEMORY_HEADER, OTHERS_HEADER, PROMPT_AGENT_MARK, SITUATION
 _VOICES: dict[str, dict[str, list[str]]] = {
     "Shadow": {
         "open": [
-            "Let's be honest about {topic}: part of you is furious, and tired of pretending otherwise.",
+            "Be honest about {topic}: part of you is furious, and tired of pretending otherwise.",
             "Underneath {topic} there is envy you would rather not name.",
             "You keep calling {topic} a setback, but what burns is the humiliation.",
             "I am the part of you that wants to slam the door over {topic}.",

@@ -1,0 +1,139 @@
+"""The ``psyche-sse`` command, run as a real process."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+EXE = [sys.executable, "-m", "psyche_sse"]
+
+
+def env(**extra: str) -> dict[str, str]:
+    base = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("PSYCHE_", "OPENAI_", "ANTHROPIC_"))
+    }
+    return {**base, **extra}
+
+
+def run(*args: str, timeout: float = 60, **extra: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*EXE, *args], capture_output=True, text=True, timeout=timeout, env=env(**extra)
+    )
+
+
+def test_help_is_quick_and_lists_commands() -> None:
+    result = run("--help", timeout=10)
+    assert result.returncode == 0
+    assert "run" in result.stdout and "serve" in result.stdout
+    imported = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys; from psyche_sse.cli import build_parser; build_parser();"
+            "print('litellm' in sys.modules, 'pydantic' in sys.modules)",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert imported.stdout.split() == ["False", "False"]
+
+
+def test_json_prints_five_well_formed_turns() -> None:
+    result = run(
+        "run", "--json", "--seed", "4", "I was passed over for promotion", PSYCHE_OFFLINE_TPS="0"
+    )
+    assert result.returncode == 0, result.stderr
+    events = [json.loads(line) for line in result.stdout.splitlines()]
+    assert events[0]["type"] == "round_started" and events[-1]["type"] == "round_complete"
+    ids = [e["id"] for e in events]
+    assert ids == list(range(1, len(ids) + 1))
+    completes = [e for e in events if e["type"] == "agent_processing_complete"]
+    assert [c["agent_id"] for c in completes] == [
+        "Shadow",
+        "Persona",
+        "Anima/Animus",
+        "Self",
+        "Ego",
+    ]
+    for c in completes:
+        streamed = "".join(
+            e["partial_content"]
+            for e in events
+            if e["type"] == "agent_processing_update"
+            and e["metadata"]["turn_id"] == c["metadata"]["turn_id"]
+        )
+        assert c["final_content"] == streamed and c["metadata"]["status"] == "ok"
+        assert c["sentiment"]["label"] in {
+            "very_negative",
+            "negative",
+            "neutral",
+            "positive",
+            "very_positive",
+        }
+    assert result.stderr == ""
+
+
+def test_human_view_shows_each_agent_and_its_sentiment() -> None:
+    result = run("run", "My sister stopped calling me", PSYCHE_OFFLINE_TPS="0")
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    positions = [
+        out.index(f"{name}\n") for name in ("Shadow", "Persona", "Anima/Animus", "Self", "Ego")
+    ]
+    assert positions == sorted(positions)
+    assert out.count(" · native · ") == 5
+    assert "\x1b[" not in out  # not a terminal: no colour codes
+
+
+@pytest.mark.parametrize(
+    ("args", "extra", "message"),
+    [
+        (["run", "   "], {}, "empty"),
+        (["run", "x" * 5000], {}, "too long"),
+        (["run", "--model", "psyche/nonsense", "hi"], {}, "unknown offline model"),
+        (["run", "--model", "nosuchprovider-model", "hi"], {}, "unknown model"),
+        (["run", "--model", "openai/gpt-4o-mini", "hi"], {}, "OPENAI_API_KEY"),
+        (["run", "--rounds", "0", "hi"], {}, "--rounds"),
+        (["run", "hi"], {"PSYCHE_STREAMING": "maybe"}, "streaming"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(
+    args: list[str], extra: dict[str, str], message: str
+) -> None:
+    result = run(*args, **extra)
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_ctrl_c_cancels_cleanly(tmp_path: Path) -> None:
+    proc = subprocess.Popen(
+        [*EXE, "run", "--json", "I lost my keys"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env(PSYCHE_OFFLINE_TPS="20"),
+    )
+    assert proc.stdout is not None
+    lines = []
+    for line in proc.stdout:  # wait for the first delta, then interrupt
+        lines.append(json.loads(line))
+        if lines[-1]["type"] == "agent_processing_update":
+            proc.send_signal(signal.SIGINT)
+            break
+    rest, err = proc.communicate(timeout=20)
+    lines += [json.loads(line) for line in rest.splitlines()]
+    assert proc.returncode == 130
+    complete = [e for e in lines if e["type"] == "agent_processing_complete"]
+    assert len(complete) == 1 and complete[0]["metadata"]["status"] == "cancelled"
+    assert lines[-1]["type"] == "round_complete" and lines[-1]["status"] == "cancelled"
+    assert "Traceback" not in err

@@ -1,0 +1,105 @@
+from __future__ import annotations
+
+import anyio
+import anyio.lowlevel
+import pytest
+
+from psyche_sse.bus import MemoryBus
+from psyche_sse.events import EventType
+
+pytestmark = pytest.mark.anyio
+KIND = EventType.SYSTEM_STATUS
+
+
+async def collect(bus: MemoryBus, session: str, after: int, count: int) -> list[int]:
+    ids: list[int] = []
+    with anyio.fail_after(5):
+        async for batch in bus.subscribe(session, after):
+            ids.extend(e.id for e in batch)
+            if len(ids) >= count:
+                return ids
+    return ids
+
+
+async def test_ids_strictly_increase_per_session() -> None:
+    bus = MemoryBus()
+    a = [await bus.publish("a", KIND, {"n": i}) for i in range(3)]
+    b = await bus.publish("b", KIND, {})
+    assert [e.id for e in a] == [1, 2, 3] and b.id == 1
+    assert bus.last_id("a") == 3 and bus.last_id("nobody") == 0
+
+
+async def test_replay_from_an_id_then_live() -> None:
+    bus = MemoryBus()
+    for i in range(5):
+        await bus.publish("s", KIND, {"n": i})
+    result: list[int] = []
+
+    async def reader() -> None:
+        result.extend(await collect(bus, "s", 3, 4))
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(reader)
+        await anyio.wait_all_tasks_blocked()
+        await bus.publish("s", KIND, {})
+        await bus.publish("s", KIND, {})
+    assert result == [4, 5, 6, 7]
+
+
+async def test_history_is_bounded() -> None:
+    bus = MemoryBus(history_limit=100)
+    for i in range(250):
+        await bus.publish("s", KIND, {"n": i})
+    history = bus.history("s")
+    assert len(history) == 100 and history[0].id == 151
+    assert [e.id for e in bus.history("s", after=240)] == list(range(241, 251))
+
+
+async def test_many_subscribers_and_a_slow_one_blocks_nobody() -> None:
+    bus = MemoryBus()
+    fast_results: list[list[int]] = [[], []]
+    slow_batches: list[int] = []
+    gate = anyio.Event()
+
+    async def fast(i: int) -> None:
+        fast_results[i] = await collect(bus, "s", 0, 50)
+
+    async def slow() -> None:
+        async for batch in bus.subscribe("s"):
+            slow_batches.append(len(batch))
+            await gate.wait()  # stuck until released: must not hold up anyone
+            if sum(slow_batches) >= 50:
+                return
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(fast, 0)
+        tg.start_soon(fast, 1)
+        tg.start_soon(slow)
+        await anyio.wait_all_tasks_blocked()
+        for i in range(50):
+            await bus.publish("s", KIND, {"n": i})
+            await anyio.lowlevel.checkpoint()
+        with anyio.fail_after(5):
+            while not all(len(r) == 50 for r in fast_results):
+                await anyio.sleep(0.01)
+        gate.set()
+    assert fast_results == [list(range(1, 51))] * 2
+    assert sum(slow_batches) == 50 and len(slow_batches) < 50  # it caught up in big batches
+
+
+async def test_close_ends_subscriptions() -> None:
+    bus = MemoryBus()
+    await bus.publish("s", KIND, {})
+    done = anyio.Event()
+
+    async def reader() -> None:
+        async for _ in bus.subscribe("s"):
+            pass
+        done.set()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(reader)
+        await anyio.wait_all_tasks_blocked()
+        bus.close("s")
+        with anyio.fail_after(2):
+            await done.wait()

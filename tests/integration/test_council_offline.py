@@ -92,7 +92,7 @@ async def test_memory_and_interaction_counts_carry_across_rounds() -> None:
 
 async def test_stop_round_completes_the_current_turn_as_cancelled() -> None:
     async with Engine(Settings(offline_tps=50)) as engine:
-        session, round_id = engine.start_round("I am anxious about an exam")
+        session, _ = engine.start_round("I am anxious about an exam")
         with anyio.fail_after(10):
             async for batch in engine.bus.subscribe(session.id):
                 if any(e.type == "agent_processing_update" for e in batch):

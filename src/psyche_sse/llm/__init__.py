@@ -6,10 +6,19 @@ from .models import check_model
 
 
 def preload() -> None:
-    """Import and configure LiteLLM now (it takes a second or two)."""
-    from ._litellm import litellm
+    """Import and configure LiteLLM now, and warm its lazy imports with one offline call.
 
-    litellm()
+    Both take a second or two between them; done here (before the event loop, or in a
+    thread) they don't hold up the first turn.
+    """
+    from ._litellm import litellm
+    from .models import OFFLINE_NOSTREAM, OFFLINE_PROVIDER
+
+    litellm().completion(
+        model=f"{OFFLINE_PROVIDER}/{OFFLINE_NOSTREAM}",
+        messages=[{"role": "user", "content": "warm-up"}],
+        max_retries=0,
+    )
 
 
 __all__ = [

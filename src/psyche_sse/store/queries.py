@@ -1,0 +1,323 @@
+"""Every SQL statement of the store, as plain functions of a connection.
+
+They run in the store's worker thread, never on the event loop. Writes do not commit: the
+caller groups them into one transaction.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from typing import Any
+
+from .records import (
+    INTERRUPTED,
+    RUNNING,
+    Reply,
+    RoundRecord,
+    SessionHistory,
+    SessionSummary,
+    Transcript,
+    TurnRecord,
+)
+
+
+def _json(value: Any) -> str | None:
+    return None if value is None else json.dumps(value, ensure_ascii=False)
+
+
+def _unjson(text: str | None) -> Any:
+    return None if text is None else json.loads(text)
+
+
+# --- writes ------------------------------------------------------------------------------
+
+
+def reserve_ids(
+    conn: sqlite3.Connection, *, session_id: str, ceiling: int, title: str, now: str
+) -> None:
+    """Record that event ids up to ``ceiling`` may be published; creates the session row."""
+    conn.execute(
+        "INSERT INTO sessions (id, title, created, updated, event_hwm) VALUES (?, ?, ?, ?, ?)"
+        " ON CONFLICT (id) DO UPDATE SET event_hwm = max(event_hwm, excluded.event_hwm)",
+        (session_id, title, now, now, ceiling),
+    )
+
+
+def touch_session(conn: sqlite3.Connection, *, session_id: str, updated: str) -> None:
+    conn.execute("UPDATE sessions SET updated = ? WHERE id = ?", (updated, session_id))
+
+
+def insert_round(
+    conn: sqlite3.Connection,
+    *,
+    session_id: str,
+    round_id: str,
+    index: int,
+    situation: str,
+    stimulus: str | None,
+    started: str,
+) -> None:
+    conn.execute(
+        "INSERT OR IGNORE INTO sessions (id, title, created, updated) VALUES (?, ?, ?, ?)",
+        (session_id, " ".join(situation.split())[:80], started, started),
+    )
+    conn.execute(
+        "INSERT INTO rounds (id, session_id, idx, situation, stimulus, status, started)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?)",
+        (round_id, session_id, index, situation, stimulus, RUNNING, started),
+    )
+
+
+def finish_round(
+    conn: sqlite3.Connection,
+    *,
+    round_id: str,
+    status: str,
+    finished: str,
+    duration_ms: int | None,
+) -> None:
+    conn.execute(
+        "UPDATE rounds SET status = ?, finished = ?, duration_ms = ? WHERE id = ?",
+        (status, finished, duration_ms, round_id),
+    )
+
+
+def insert_turn(
+    conn: sqlite3.Connection,
+    *,
+    turn_id: str,
+    round_id: str,
+    session_id: str,
+    position: int,
+    agent_id: str,
+    agent_type: str,
+    model: str | None,
+    interaction_count: int,
+    has_memory: bool,
+    started: str,
+) -> None:
+    conn.execute(
+        "INSERT INTO turns (id, round_id, session_id, position, agent_id, agent_type, status,"
+        " model, interaction_count, has_memory, started) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            turn_id,
+            round_id,
+            session_id,
+            position,
+            agent_id,
+            agent_type,
+            RUNNING,
+            model,
+            interaction_count,
+            has_memory,
+            started,
+        ),
+    )
+
+
+def save_partial(
+    conn: sqlite3.Connection, *, turn_id: str, text: str, streaming: str | None
+) -> None:
+    # A turn another process marked interrupted while we were streaming it is running again.
+    conn.execute(
+        "UPDATE turns SET text = ?, streaming = coalesce(?, streaming), status = ?"
+        " WHERE id = ? AND status IN (?, ?)",
+        (text, streaming, RUNNING, turn_id, RUNNING, INTERRUPTED),
+    )
+
+
+def finish_turn(
+    conn: sqlite3.Connection,
+    *,
+    turn_id: str,
+    status: str,
+    text: str,
+    finished: str,
+    remembered: bool,
+    reasoning: str | None = None,
+    sentiment: dict[str, Any] | None = None,
+    model: str | None = None,
+    streaming: str | None = None,
+    usage: dict[str, Any] | None = None,
+    interaction_count: int = 0,
+    has_memory: bool = False,
+    duration_ms: int | None = None,
+    first_token_ms: int | None = None,
+    error: str | None = None,
+    error_class: str | None = None,
+) -> None:
+    conn.execute(
+        "UPDATE turns SET status = ?, text = ?, finished = ?, remembered = ?, reasoning = ?,"
+        " sentiment = ?, model = coalesce(?, model), streaming = coalesce(?, streaming),"
+        " usage = ?, interaction_count = ?, has_memory = ?, duration_ms = ?,"
+        " first_token_ms = ?, error = ?, error_class = ? WHERE id = ?",
+        (
+            status,
+            text,
+            finished,
+            remembered,
+            reasoning,
+            _json(sentiment),
+            model,
+            streaming,
+            _json(usage),
+            interaction_count,
+            has_memory,
+            duration_ms,
+            first_token_ms,
+            error,
+            error_class,
+            turn_id,
+        ),
+    )
+
+
+def mark_interrupted(conn: sqlite3.Connection) -> tuple[int, int]:
+    """Turns and rounds left running by a process that died: (turns, rounds) marked."""
+    turns = conn.execute(
+        "UPDATE turns SET status = ?, remembered = (text <> '') WHERE status = ?",
+        (INTERRUPTED, RUNNING),
+    ).rowcount
+    rounds = conn.execute(
+        "UPDATE rounds SET status = ? WHERE status = ?", (INTERRUPTED, RUNNING)
+    ).rowcount
+    return turns, rounds
+
+
+def rename_session(conn: sqlite3.Connection, *, session_id: str, title: str) -> bool:
+    cursor = conn.execute("UPDATE sessions SET title = ? WHERE id = ?", (title, session_id))
+    return cursor.rowcount > 0
+
+
+def delete_session(conn: sqlite3.Connection, *, session_id: str) -> bool:
+    """Delete the session with its rounds and turns (foreign keys cascade)."""
+    cursor = conn.execute("DELETE FROM sessions WHERE id = ?", (session_id,))
+    return cursor.rowcount > 0
+
+
+# --- reads -------------------------------------------------------------------------------
+
+
+def list_sessions(
+    conn: sqlite3.Connection, *, limit: int = 50, offset: int = 0
+) -> list[SessionSummary]:
+    """The sessions, the most recently active first."""
+    rows = conn.execute(
+        "SELECT s.id, s.title, s.created, s.updated,"
+        " (SELECT count(*) FROM rounds r WHERE r.session_id = s.id),"
+        " (SELECT r.status FROM rounds r WHERE r.session_id = s.id"
+        "  ORDER BY r.idx DESC LIMIT 1)"
+        " FROM sessions s ORDER BY s.updated DESC, s.id LIMIT ? OFFSET ?",
+        (limit, offset),
+    ).fetchall()
+    return [SessionSummary(*row) for row in rows]
+
+
+def count_sessions(conn: sqlite3.Connection) -> int:
+    return int(conn.execute("SELECT count(*) FROM sessions").fetchone()[0])
+
+
+def transcript(
+    conn: sqlite3.Connection, *, session_id: str, as_of: int | None = None
+) -> Transcript | None:
+    """The session's rounds and turns, or None. ``as_of``: the last event id it reflects
+    (the stored high-water mark when not given)."""
+    row = conn.execute(
+        "SELECT id, title, created, updated, event_hwm FROM sessions WHERE id = ?",
+        (session_id,),
+    ).fetchone()
+    if row is None:
+        return None
+    turns: dict[str, list[TurnRecord]] = {}
+    for t in conn.execute(
+        "SELECT round_id, id, agent_id, agent_type, status, text, started, finished, model,"
+        " streaming, reasoning, sentiment, usage, interaction_count, has_memory, duration_ms,"
+        " first_token_ms, error, error_class FROM turns WHERE session_id = ?"
+        " ORDER BY round_id, position",
+        (session_id,),
+    ):
+        turns.setdefault(t[0], []).append(
+            TurnRecord(
+                id=t[1],
+                agent_id=t[2],
+                agent_type=t[3],
+                status=t[4],
+                text=t[5],
+                started=t[6],
+                finished=t[7],
+                model=t[8],
+                streaming=t[9],
+                reasoning=t[10],
+                sentiment=_unjson(t[11]),
+                usage=_unjson(t[12]),
+                interaction_count=t[13],
+                has_memory=bool(t[14]),
+                duration_ms=t[15],
+                first_token_ms=t[16],
+                error=t[17],
+                error_class=t[18],
+            )
+        )
+    rounds = tuple(
+        RoundRecord(
+            id=r[0],
+            index=r[1],
+            situation=r[2],
+            stimulus=r[3],
+            status=r[4],
+            started=r[5],
+            finished=r[6],
+            duration_ms=r[7],
+            turns=tuple(turns.get(r[0], ())),
+        )
+        for r in conn.execute(
+            "SELECT id, idx, situation, stimulus, status, started, finished, duration_ms"
+            " FROM rounds WHERE session_id = ? ORDER BY idx, started",
+            (session_id,),
+        )
+    )
+    return Transcript(
+        id=row[0],
+        title=row[1],
+        created=row[2],
+        updated=row[3],
+        last_event_id=row[4] if as_of is None else as_of,
+        rounds=rounds,
+    )
+
+
+def session_history(
+    conn: sqlite3.Connection, *, session_id: str, keep: int
+) -> SessionHistory | None:
+    """What a council needs to carry on: every remembered reply in order, with the text of
+    the newest ``keep`` per agent."""
+    row = conn.execute(
+        "SELECT id, title, event_hwm FROM sessions WHERE id = ?", (session_id,)
+    ).fetchone()
+    if row is None:
+        return None
+    round_ids = tuple(
+        r[0]
+        for r in conn.execute(
+            "SELECT id FROM rounds WHERE session_id = ? ORDER BY idx, started", (session_id,)
+        )
+    )
+    replies = tuple(
+        Reply(agent_id=r[0], length=r[1], sentiment=_unjson(r[2]), situation=r[3], text=r[4])
+        for r in conn.execute(
+            "SELECT agent_id, length(text), sentiment,"
+            " CASE WHEN newest <= :keep THEN situation END,"
+            " CASE WHEN newest <= :keep THEN text END"
+            " FROM (SELECT t.agent_id, t.text, t.sentiment, r.situation, r.idx, t.position,"
+            "   row_number() OVER ("
+            "     PARTITION BY t.agent_id ORDER BY r.idx DESC, t.position DESC) AS newest"
+            "   FROM turns t JOIN rounds r ON r.id = t.round_id"
+            "   WHERE t.session_id = :session AND t.remembered)"
+            " ORDER BY idx, position",
+            {"session": session_id, "keep": keep},
+        )
+    )
+    return SessionHistory(
+        id=row[0], title=row[1], event_hwm=row[2], round_ids=round_ids, replies=replies
+    )

@@ -1,0 +1,344 @@
+"""The recorder: folds the events a session publishes into the store.
+
+The engine hands it every event it publishes (:meth:`Recorder.observe`: no I/O, no await).
+A round or a turn starting or ending is queued as a write and wakes the writer at once; a
+delta only grows its turn's text in memory, and the writer saves that text every
+``save_interval`` seconds and whenever it wakes. So there is never a database write per
+delta, and a crash loses at most ``save_interval`` seconds of one turn's text.
+
+One writer task saves the queued writes in order, one transaction per batch, in the store's
+worker thread. Reads that must agree with the live stream (a transcript and the id of the last
+event it reflects) queue behind the writes they must see.
+
+Event ids: before an event is published, :meth:`Recorder.reserve` makes sure the session's
+stored high-water mark covers its id, reserving ``id_block`` ids at a time (as a database
+sequence caches values). A restarted session numbers after the mark, so a client that saw
+ids up to the crash never mistakes a new event for one it already has.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from functools import partial
+from types import TracebackType
+from typing import Any, Generic, TypeVar, cast
+
+import anyio
+from anyio.abc import TaskGroup
+
+from ..events import Event, EventType, utc_now
+from . import queries
+from .database import Store, StoreError, Write
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+Read = Callable[[sqlite3.Connection, int | None], T]
+"""A read run after the writes it must see: (connection, last event id of the session)."""
+
+SAVE_INTERVAL = 2.0
+ID_BLOCK = 1000
+
+
+@dataclass
+class _LiveTurn:
+    session_id: str
+    interaction_count: int
+    parts: list[str] = field(default_factory=list)
+    streaming: str | None = None
+    dirty: bool = False
+
+    def text(self) -> str:
+        if len(self.parts) > 1:
+            self.parts[:] = ["".join(self.parts)]
+        return self.parts[0] if self.parts else ""
+
+
+class _Pending(Generic[T]):
+    def __init__(self, session_id: str | None, fn: Read[T]) -> None:
+        self.session_id = session_id
+        self.fn = fn
+        self.done = anyio.Event()
+        self.result: T | None = None
+        self.error: BaseException | None = None
+
+    def settle(self, result: Any, error: BaseException | None) -> None:
+        if not self.done.is_set():
+            self.result, self.error = result, error
+            self.done.set()
+
+    async def wait(self) -> T:
+        await self.done.wait()
+        if self.error is not None:
+            raise self.error
+        return cast(T, self.result)
+
+
+def _bind(fn: Read[T], as_of: int | None, conn: sqlite3.Connection) -> T:
+    return fn(conn, as_of)
+
+
+def _meta(data: Mapping[str, Any]) -> Mapping[str, Any]:
+    meta = data.get("metadata")
+    return meta if isinstance(meta, Mapping) else {}
+
+
+class Recorder:
+    """Saves what the engine publishes. Use ``async with Recorder(store)``."""
+
+    def __init__(
+        self, store: Store, *, save_interval: float = SAVE_INTERVAL, id_block: int = ID_BLOCK
+    ) -> None:
+        self.store = store
+        self.save_interval = save_interval
+        self.id_block = id_block
+        self._writes: list[Write] = []
+        self._requests: list[_Pending[Any]] = []
+        self._live: dict[str, _LiveTurn] = {}  # turn id -> its text so far
+        self._positions: dict[str, int] = {}  # round id -> turns started
+        self._last_id: dict[str, int] = {}  # session id -> last event observed
+        self._reserved: dict[str, int] = {}  # session id -> stored high-water mark
+        self._touched: set[str] = set()
+        self._deleted: set[str] = set()
+        self._wake = anyio.Event()
+        self._reserve_lock = anyio.Lock()
+        self._tg: TaskGroup | None = None
+        self._stopping = False
+
+    async def __aenter__(self) -> Recorder:
+        self._tg = anyio.create_task_group()
+        await self._tg.__aenter__()
+        self._tg.start_soon(self._write_loop)
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        assert self._tg is not None
+        self._stopping = True
+        self._wake.set()
+        # The last batch is what a stopped round said last: let it land whatever happens.
+        self._tg.cancel_scope.shield = True
+        try:
+            await self._tg.__aexit__(None, None, None)
+        finally:
+            self._tg = None
+
+    # --- what the engine calls ---------------------------------------------------------
+
+    def observe(self, event: Event) -> None:
+        """Fold a just-published event in. Never blocks, never fails the publisher."""
+        session_id = event.data.get("session_id")
+        if not isinstance(session_id, str) or session_id in self._deleted:
+            return
+        self._last_id[session_id] = event.id
+        if event.type == EventType.AGENT_PROCESSING_UPDATE:
+            live = self._live.get(event.turn_id or "")
+            if live is not None:
+                live.parts.append(str(event.data.get("partial_content", "")))
+                live.streaming = _meta(event.data).get("streaming") or live.streaming
+                live.dirty = True
+            return
+        try:
+            write = self._fold(session_id, event)
+        except (KeyError, TypeError, ValueError):
+            log.exception("cannot record a malformed %s event", event.type)
+            return
+        if write is not None:
+            self._writes.append(write)
+            self._touched.add(session_id)
+            self._wake.set()
+
+    async def reserve(self, session_id: str, next_id: int, title: str = "") -> None:
+        """Make sure ids up to ``next_id`` are covered by the stored high-water mark."""
+        if next_id <= self._reserved.get(session_id, 0) or session_id in self._deleted:
+            return
+        async with self._reserve_lock:
+            if next_id <= self._reserved.get(session_id, 0) or session_id in self._deleted:
+                return
+            ceiling = next_id + self.id_block - 1
+            try:
+                await self.store.write(
+                    partial(
+                        queries.reserve_ids,
+                        session_id=session_id,
+                        ceiling=ceiling,
+                        title=title,
+                        now=utc_now(),
+                    )
+                )
+            except (StoreError, sqlite3.Error) as exc:
+                # The conversation goes on; only its numbering after a crash is at risk.
+                log.error("cannot reserve event ids for session %s: %s", session_id, exc)
+            self._reserved[session_id] = ceiling
+
+    def adopt(self, session_id: str, event_hwm: int) -> None:
+        """A stored session is back in memory: its ids up to ``event_hwm`` are reserved."""
+        self._reserved[session_id] = max(self._reserved.get(session_id, 0), event_hwm)
+
+    async def call(self, session_id: str | None, fn: Read[T]) -> T:
+        """Run ``fn`` after every write observed so far, with the id of the last event of
+        ``session_id`` those writes include (None: none observed in this process)."""
+        if self._tg is None or self._stopping:
+            as_of = self._last_id.get(session_id) if session_id else None
+            return await self.store.run(partial(_bind, fn, as_of))
+        pending: _Pending[T] = _Pending(session_id, fn)
+        self._requests.append(pending)
+        self._wake.set()
+        return await pending.wait()
+
+    async def flush(self) -> None:
+        """Return once everything observed so far is saved."""
+        await self.call(None, lambda conn, as_of: None)
+
+    async def delete(self, session_id: str) -> bool:
+        """Forget the session and delete it from the store. False when it was not stored."""
+        async with self._reserve_lock:
+            self._deleted.add(session_id)
+            for turn_id in [t for t, live in self._live.items() if live.session_id == session_id]:
+                del self._live[turn_id]
+            self._last_id.pop(session_id, None)
+            self._reserved.pop(session_id, None)
+            self._touched.discard(session_id)
+            return await self.call(
+                session_id,
+                lambda conn, as_of: queries.delete_session(conn, session_id=session_id),
+            )
+
+    # --- folding events into writes ----------------------------------------------------
+
+    def _fold(self, session_id: str, event: Event) -> Write | None:
+        data = event.data
+        round_id = str(data.get("round_id", ""))
+        when = str(data.get("timestamp") or utc_now())
+        meta = _meta(data)
+        if event.type == EventType.ROUND_STARTED:
+            self._positions[round_id] = 0
+            stimulus = data.get("stimulus")
+            return partial(
+                queries.insert_round,
+                session_id=session_id,
+                round_id=round_id,
+                index=int(data.get("index", 0)),
+                situation=str(data.get("situation", "")),
+                stimulus=None if stimulus is None else str(stimulus),
+                started=when,
+            )
+        if event.type == EventType.AGENT_PROCESSING_STARTED:
+            turn_id = str(meta["turn_id"])
+            position = self._positions.get(round_id, 0)
+            self._positions[round_id] = position + 1
+            count = int(meta.get("interaction_count", 0))
+            self._live[turn_id] = _LiveTurn(session_id, count)
+            return partial(
+                queries.insert_turn,
+                turn_id=turn_id,
+                round_id=round_id,
+                session_id=session_id,
+                position=position,
+                agent_id=str(data["agent_id"]),
+                agent_type=str(data.get("agent_type", "")),
+                model=meta.get("model"),
+                interaction_count=count,
+                has_memory=bool(meta.get("has_memory")),
+                started=when,
+            )
+        if event.type == EventType.AGENT_PROCESSING_COMPLETE:
+            turn_id = str(meta["turn_id"])
+            live = self._live.pop(turn_id, None)
+            status = str(meta.get("status", "ok"))
+            count = int(meta.get("interaction_count", 0))
+            # The council counts an interaction exactly when the reply joins the memory.
+            remembered = count > live.interaction_count if live else status == "ok"
+            return partial(
+                queries.finish_turn,
+                turn_id=turn_id,
+                status=status,
+                text=str(data.get("final_content", "")),
+                finished=when,
+                remembered=remembered,
+                reasoning=meta.get("reasoning"),
+                sentiment=data.get("sentiment"),
+                model=meta.get("model"),
+                streaming=meta.get("streaming"),
+                usage=meta.get("usage"),
+                interaction_count=count,
+                has_memory=bool(meta.get("has_memory")),
+                duration_ms=meta.get("duration_ms"),
+                first_token_ms=meta.get("first_token_ms"),
+                error=meta.get("error"),
+                error_class=meta.get("error_class"),
+            )
+        if event.type == EventType.ROUND_COMPLETE:
+            self._positions.pop(round_id, None)
+            return partial(
+                queries.finish_round,
+                round_id=round_id,
+                status=str(data.get("status", "ok")),
+                finished=when,
+                duration_ms=data.get("duration_ms"),
+            )
+        return None
+
+    # --- the writer --------------------------------------------------------------------
+
+    def _take_writes(self) -> list[Write]:
+        writes, self._writes = self._writes, []
+        for turn_id, live in self._live.items():
+            if live.dirty:
+                live.dirty = False
+                writes.append(
+                    partial(
+                        queries.save_partial,
+                        turn_id=turn_id,
+                        text=live.text(),
+                        streaming=live.streaming,
+                    )
+                )
+                self._touched.add(live.session_id)
+        now = utc_now()
+        writes.extend(
+            partial(queries.touch_session, session_id=s, updated=now) for s in self._touched
+        )
+        self._touched.clear()
+        return writes
+
+    async def _write_loop(self) -> None:
+        while True:
+            with anyio.move_on_after(self.save_interval):
+                await self._wake.wait()
+            self._wake = anyio.Event()
+            stopping = self._stopping
+            await self._write_batch()
+            if stopping:
+                return
+
+    async def _write_batch(self) -> None:
+        # Everything up to the first await happens at one instant: the writes and the
+        # ``as_of`` ids handed to the reads describe the same moment.
+        writes = self._take_writes()
+        requests, self._requests = self._requests, []
+        if not writes and not requests:
+            return
+        bound = [
+            partial(_bind, r.fn, self._last_id.get(r.session_id) if r.session_id else None)
+            for r in requests
+        ]
+        try:
+            try:
+                outcomes = await self.store.apply(writes, bound)
+            except Exception as exc:
+                log.error("cannot save to %s: %s", self.store.path, exc)
+                outcomes = [(None, exc)] * len(requests)
+            for request, (result, error) in zip(requests, outcomes, strict=True):
+                request.settle(result, error)
+        finally:
+            # Cancelled mid-batch: nobody waits for ever.
+            for request in requests:
+                request.settle(None, StoreError(self.store.path, "the recorder stopped"))

@@ -1,0 +1,98 @@
+"""The database schema, as a list of migration steps.
+
+``PRAGMA user_version`` is the number of steps applied. To change the schema, append a step;
+never edit one that has shipped.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+MIGRATIONS: tuple[str, ...] = (
+    # 1: sessions, rounds, turns.
+    """
+    CREATE TABLE sessions (
+        id        TEXT PRIMARY KEY,
+        title     TEXT NOT NULL DEFAULT '',
+        created   TEXT NOT NULL,
+        updated   TEXT NOT NULL,
+        -- No event id above this was ever published: a restarted session numbers after it.
+        event_hwm INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE INDEX sessions_by_update ON sessions (updated);
+
+    CREATE TABLE rounds (
+        id          TEXT PRIMARY KEY,
+        session_id  TEXT NOT NULL REFERENCES sessions (id) ON DELETE CASCADE,
+        idx         INTEGER NOT NULL,
+        situation   TEXT NOT NULL,
+        stimulus    TEXT,
+        status      TEXT NOT NULL,  -- running | ok | error | cancelled | interrupted
+        started     TEXT NOT NULL,
+        finished    TEXT,
+        duration_ms INTEGER
+    );
+    CREATE INDEX rounds_by_session ON rounds (session_id, idx);
+
+    CREATE TABLE turns (
+        id                TEXT PRIMARY KEY,
+        round_id          TEXT NOT NULL REFERENCES rounds (id) ON DELETE CASCADE,
+        session_id        TEXT NOT NULL REFERENCES sessions (id) ON DELETE CASCADE,
+        position          INTEGER NOT NULL,
+        agent_id          TEXT NOT NULL,
+        agent_type        TEXT NOT NULL DEFAULT '',
+        status            TEXT NOT NULL,  -- running | ok | error | cancelled | interrupted
+        text              TEXT NOT NULL DEFAULT '',
+        reasoning         TEXT,
+        sentiment         TEXT,  -- JSON
+        model             TEXT,
+        streaming         TEXT,
+        usage             TEXT,  -- JSON
+        interaction_count INTEGER NOT NULL DEFAULT 0,
+        has_memory        INTEGER NOT NULL DEFAULT 0,
+        -- The reply is part of the agent's memory (the council's rule: ok, or any text).
+        remembered        INTEGER NOT NULL DEFAULT 0,
+        started           TEXT NOT NULL,
+        finished          TEXT,
+        duration_ms       INTEGER,
+        first_token_ms    INTEGER,
+        error             TEXT,
+        error_class       TEXT
+    );
+    CREATE INDEX turns_by_round ON turns (round_id, position);
+    CREATE INDEX turns_by_session ON turns (session_id, agent_id);
+    CREATE INDEX turns_running ON turns (status) WHERE status = 'running';
+    """,
+)
+
+VERSION = len(MIGRATIONS)
+
+
+class SchemaTooNew(Exception):
+    def __init__(self, found: int) -> None:
+        super().__init__(f"schema version {found} is newer than this program's {VERSION}")
+        self.found = found
+
+
+def version(conn: sqlite3.Connection) -> int:
+    return int(conn.execute("PRAGMA user_version").fetchone()[0])
+
+
+def migrate(conn: sqlite3.Connection) -> int:
+    """Apply the missing steps, each in its own transaction. Returns how many ran."""
+    current = version(conn)
+    if current > VERSION:
+        raise SchemaTooNew(current)
+    for number in range(current + 1, VERSION + 1):
+        # executescript commits first and runs each statement; the explicit transaction
+        # makes the step and its version number land together or not at all.
+        try:
+            conn.executescript(
+                f"BEGIN IMMEDIATE;\n{MIGRATIONS[number - 1]}\nPRAGMA user_version = {number};\n"
+                "COMMIT;"
+            )
+        except BaseException:
+            if conn.in_transaction:
+                conn.rollback()
+            raise
+    return VERSION - current

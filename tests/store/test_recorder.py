@@ -1,0 +1,182 @@
+"""The recorder: events in, rows out, with partial text saved on a timer, not per delta."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import anyio
+import pytest
+
+from psyche_sse import events as ev
+from psyche_sse.bus import MemoryBus
+from psyche_sse.events import Event, EventType, TurnStatus
+from psyche_sse.store import RUNNING, Recorder, Store, queries
+
+pytestmark = pytest.mark.anyio
+
+
+class Feed:
+    """Publishes one session's events to a bus and hands them to the recorder."""
+
+    def __init__(self, recorder: Recorder, session: str = "s", round_id: str = "r") -> None:
+        self.recorder = recorder
+        self.bus = MemoryBus()
+        self.session = session
+        self.round = round_id
+
+    async def __call__(self, kind: EventType, data: dict[str, object]) -> Event:
+        await self.recorder.reserve(self.session, self.bus.last_id(self.session) + 1, "title")
+        event = await self.bus.publish(self.session, kind, data)
+        self.recorder.observe(event)
+        return event
+
+    async def round_started(self) -> None:
+        await self(
+            EventType.ROUND_STARTED,
+            ev.round_started(self.session, self.round, situation="A situation", index=1, agents=[]),
+        )
+
+    async def turn_started(self, turn: str) -> None:
+        await self(
+            EventType.AGENT_PROCESSING_STARTED,
+            ev.agent_started(
+                self.session,
+                self.round,
+                agent_id="Shadow",
+                agent_type="ShadowAgent",
+                situation="A situation",
+                turn_id=turn,
+                model="psyche/offline",
+                interaction_count=0,
+                has_memory=False,
+            ),
+        )
+
+    async def delta(self, turn: str, text: str) -> None:
+        await self(
+            EventType.AGENT_PROCESSING_UPDATE,
+            ev.agent_update(
+                self.session,
+                self.round,
+                agent_id="Shadow",
+                partial_content=text,
+                progress=0.5,
+                turn_id=turn,
+                streaming="native",
+            ),
+        )
+
+
+async def stored_text(store: Store, turn: str) -> tuple[str, str]:
+    return await store.run(
+        lambda c: c.execute("SELECT status, text FROM turns WHERE id = ?", (turn,)).fetchone()
+    )
+
+
+async def test_deltas_are_saved_on_the_timer_not_one_by_one(tmp_path: Path) -> None:
+    async with await Store.aopen(tmp_path / "x.db") as store:
+        async with Recorder(store, save_interval=3600) as recorder:
+            feed = Feed(recorder)
+            await feed.round_started()
+            await feed.turn_started("t")
+            await recorder.flush()
+            for word in ["Once ", "upon ", "a ", "time"]:
+                await feed.delta("t", word)
+            await anyio.wait_all_tasks_blocked()
+            # No structural event and no timer yet: the deltas are only in memory.
+            assert await stored_text(store, "t") == (RUNNING, "")
+            await recorder.flush()
+            assert await stored_text(store, "t") == (RUNNING, "Once upon a time")
+
+        async with Recorder(store, save_interval=0.05) as recorder:
+            feed = Feed(recorder, round_id="r2")
+            await feed.round_started()
+            await feed.turn_started("t2")
+            await feed.delta("t2", "Saved by the timer")
+            with anyio.fail_after(5):  # the condition lives in the database: poll it
+                while await stored_text(store, "t2") != (RUNNING, "Saved by the timer"):  # noqa: ASYNC110
+                    await anyio.sleep(0.01)
+
+
+async def test_a_read_sees_exactly_the_events_up_to_its_id(tmp_path: Path) -> None:
+    async with await Store.aopen(tmp_path / "x.db") as store, Recorder(store) as recorder:
+        feed = Feed(recorder)
+        await feed.round_started()
+        await feed.turn_started("t")
+        await feed.delta("t", "Hello")
+        transcript = await recorder.call(
+            "s", lambda c, as_of: queries.transcript(c, session_id="s", as_of=as_of)
+        )
+        assert transcript is not None
+        assert transcript.last_event_id == feed.bus.last_id("s") == 3
+        assert transcript.rounds[0].turns[0].text == "Hello"
+
+
+async def test_event_ids_are_reserved_ahead_in_blocks(tmp_path: Path) -> None:
+    async with await Store.aopen(tmp_path / "x.db") as store:
+        async with Recorder(store, id_block=10) as recorder:
+            feed = Feed(recorder)
+            await feed.round_started()
+            await feed.turn_started("t")
+            for n in range(12):
+                await feed.delta("t", f"{n} ")
+        history = await store.session_history("s", keep=5)
+        assert history is not None
+        # 14 events published; the stored mark is never below the newest id.
+        assert feed.bus.last_id("s") == 14 and history.event_hwm >= 14
+        assert history.event_hwm == 20
+
+
+async def test_a_complete_turn_stores_every_field(tmp_path: Path) -> None:
+    async with await Store.aopen(tmp_path / "x.db") as store:
+        async with Recorder(store) as recorder:
+            feed = Feed(recorder)
+            await feed.round_started()
+            await feed.turn_started("t")
+            await feed.delta("t", "Partial")
+            await feed(
+                EventType.AGENT_PROCESSING_COMPLETE,
+                ev.agent_complete(
+                    "s",
+                    "r",
+                    agent_id="Shadow",
+                    agent_type="ShadowAgent",
+                    final_content="[Shadow is experiencing technical difficulties]",
+                    sentiment={"score": 0.0, "label": "neutral"},
+                    situation="A situation",
+                    interaction_count=0,
+                    has_memory=False,
+                    turn_id="t",
+                    status=TurnStatus.ERROR,
+                    streaming="native",
+                    model="psyche/offline",
+                    usage={"total_tokens": 3},
+                    duration_ms=120,
+                    first_token_ms=40,
+                    extra={"error": "timed out", "error_class": "Timeout", "reasoning": "hm"},
+                ),
+            )
+            await feed(
+                EventType.ROUND_COMPLETE,
+                ev.round_complete("s", "r", status=TurnStatus.ERROR, duration_ms=130, turns=1),
+            )
+        transcript = await store.transcript("s")
+        history = await store.session_history("s", keep=5)
+    assert transcript is not None and history is not None
+    (rnd,) = transcript.rounds
+    assert (rnd.status, rnd.duration_ms, rnd.situation) == ("error", 130, "A situation")
+    (turn,) = rnd.turns
+    assert turn.text == "[Shadow is experiencing technical difficulties]"
+    assert (turn.status, turn.error, turn.error_class, turn.reasoning) == (
+        "error",
+        "timed out",
+        "Timeout",
+        "hm",
+    )
+    assert turn.usage == {"total_tokens": 3} and turn.sentiment == {
+        "score": 0.0,
+        "label": "neutral",
+    }
+    assert (turn.duration_ms, turn.first_token_ms, turn.streaming) == (120, 40, "native")
+    # The council did not count it (interaction_count stayed 0): not part of the memory.
+    assert history.replies == ()

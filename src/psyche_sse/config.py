@@ -68,6 +68,8 @@ class Settings(BaseSettings):
     # Service
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
+    # SQLite file of every conversation, created with its directory; ":memory:" keeps
+    # nothing after the process ends.
     db: Path = Path("var/psyche.db")
     heartbeat: float = Field(default=15.0, gt=0)
     history_events: int = Field(default=20_000, ge=100)

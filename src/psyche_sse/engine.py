@@ -3,6 +3,10 @@
 A session is a council (its agents' memories) and an event log on the bus. Rounds run as
 tasks of the engine's task group, so a round keeps going when its viewer leaves; only
 :meth:`Engine.stop` stops it.
+
+Everything a session publishes is also recorded in the store (``settings.db``); a session
+that is not in memory, after a restart, is loaded from there with its agents' memories and
+its event numbering intact.
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
+from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
@@ -19,9 +24,13 @@ from anyio.abc import TaskGroup
 
 from .bus import EventBus, MemoryBus
 from .config import Settings
-from .council import Council, clean_situation
-from .events import Event, EventType
+from .council import Council, InputError, clean_situation
+from .events import Event, EventType, utc_now
 from .llm import LLMClient
+from .sentiment import Sentiment
+from .store import Recorder, SessionHistory, SessionSummary, Store, Transcript
+from .store import queries as q
+from .store.recorder import SAVE_INTERVAL
 
 log = logging.getLogger(__name__)
 
@@ -34,8 +43,25 @@ class RoundInProgress(RuntimeError):
     pass
 
 
+MAX_TITLE_CHARS = 200
+
+
 def new_id() -> str:
     return uuid.uuid4().hex[:16]
+
+
+def one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def clean_title(title: str) -> str:
+    """A session title as we will store it, or :class:`InputError`."""
+    text = one_line("".join(ch for ch in title if ch.isprintable() or ch.isspace()))
+    if not text:
+        raise InputError("a session title cannot be empty")
+    if len(text) > MAX_TITLE_CHARS:
+        raise InputError(f"the title is too long (the limit is {MAX_TITLE_CHARS} characters)")
+    return text
 
 
 @dataclass
@@ -46,6 +72,7 @@ class Session:
     title: str = ""
     scope: anyio.CancelScope | None = None
     current_round: str | None = None
+    finished: anyio.Event | None = None  # set when the running round has wound down
 
     @property
     def running(self) -> bool:
@@ -53,20 +80,42 @@ class Session:
 
 
 class Engine:
-    """Owns the sessions, the bus and the LLM client. Use ``async with Engine(...)``."""
+    """Owns the sessions, the bus, the LLM client and the store. Use ``async with``.
+
+    The store is opened on entry from ``settings.db`` (:class:`~psyche_sse.store.StoreError`
+    when it cannot be used), unless one is passed in, which the caller then owns.
+    ``save_interval``: seconds between saves of a streaming turn's partial text.
+    """
 
     def __init__(
-        self, settings: Settings, *, bus: EventBus | None = None, llm: LLMClient | None = None
+        self,
+        settings: Settings,
+        *,
+        bus: EventBus | None = None,
+        llm: LLMClient | None = None,
+        store: Store | None = None,
+        save_interval: float = SAVE_INTERVAL,
     ) -> None:
         self.settings = settings
         self.bus: EventBus = bus or MemoryBus(settings.history_events)
         self.llm = llm or LLMClient(settings)
         self.sessions: dict[str, Session] = {}
+        self.recorder: Recorder | None = None
+        self.save_interval = save_interval
+        self._store = store
         self._tg: TaskGroup | None = None
+        self._exit: AsyncExitStack | None = None
 
     async def __aenter__(self) -> Engine:
-        self._tg = anyio.create_task_group()
-        await self._tg.__aenter__()
+        async with AsyncExitStack() as stack:
+            stack.push_async_callback(self.llm.close)
+            if self._store is None:
+                self._store = await Store.aopen(self.settings.db)
+                stack.push_async_callback(self._close_store, self._store)
+            recorder = Recorder(self._store, save_interval=self.save_interval)
+            self.recorder = await stack.enter_async_context(recorder)
+            self._tg = await stack.enter_async_context(anyio.create_task_group())
+            self._exit = stack.pop_all()
         return self
 
     async def __aexit__(
@@ -75,30 +124,171 @@ class Engine:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> bool | None:
-        assert self._tg is not None
+        assert self._tg is not None and self._exit is not None
+        # Rounds stop first (their last turns complete and are recorded), then the recorder
+        # saves what is left, then the store closes.
         self._tg.cancel_scope.cancel()
         try:
-            return await self._tg.__aexit__(exc_type, exc, tb)
+            return await self._exit.__aexit__(exc_type, exc, tb)
         finally:
             self._tg = None
-            await self.llm.close()
+            self._exit = None
+            self.recorder = None
+
+    async def _close_store(self, store: Store) -> None:
+        await store.aclose()
+        if self._store is store:
+            self._store = None
+
+    @property
+    def store(self) -> Store:
+        if self._store is None:
+            raise RuntimeError("the engine is not running")
+        return self._store
 
     def session(self, session_id: str | None = None) -> Session:
-        """The session, created when ``session_id`` is None."""
+        """The session, created when ``session_id`` is None.
+
+        A session not in memory is loaded from the store (a short blocking read; async code
+        can use :meth:`load_session` instead). :class:`SessionNotFound` when it is in
+        neither.
+        """
         if session_id is None:
             session = Session(new_id(), Council(self.settings, self.llm))
             self.sessions[session.id] = session
             return session
-        try:
-            return self.sessions[session_id]
-        except KeyError:
-            raise SessionNotFound(session_id) from None
+        known = self.sessions.get(session_id)
+        if known is not None:
+            return known
+        history = None
+        if self._store is not None:
+            history = self._store.run_blocking(
+                lambda conn: q.session_history(conn, session_id=session_id, keep=self._memory_keep)
+            )
+        if history is None:
+            raise SessionNotFound(session_id)
+        return self._restore(history)
+
+    async def load_session(self, session_id: str) -> Session:
+        """:meth:`session` for async code: the store is read in a worker thread."""
+        session = self.sessions.get(session_id)
+        if session is not None:
+            return session
+        history = await self.store.session_history(session_id, self._memory_keep)
+        if history is None:
+            raise SessionNotFound(session_id)
+        # Another task may have loaded it while we read.
+        return self.sessions.get(session_id) or self._restore(history)
+
+    @property
+    def _memory_keep(self) -> int:
+        return max(1, self.settings.memory_rounds)  # at least one: ``Council.latest``
+
+    def _restore(self, history: SessionHistory) -> Session:
+        council = Council(self.settings, self.llm)
+        for reply in history.replies:
+            agent = council.agents.get(reply.agent_id)
+            if agent is None:  # an archetype this version no longer has
+                continue
+            # The same bookkeeping as a live turn, in the same order.
+            agent.interaction_count += 1
+            agent.lengths.record(reply.length)
+            if reply.text is not None and reply.situation is not None:
+                agent.remember(reply.situation, reply.text)
+                council.latest[reply.agent_id] = reply.text
+            if reply.length and reply.sentiment:
+                agent.sentiments.append(
+                    Sentiment(
+                        float(reply.sentiment.get("score", 0.0)),
+                        float(reply.sentiment.get("subjectivity", 0.5)),
+                    )
+                )
+        session = Session(history.id, council, rounds=list(history.round_ids))
+        session.title = history.title
+        if isinstance(self.bus, MemoryBus):
+            self.bus.start_at(history.id, history.event_hwm + 1)
+        if self.recorder is not None:
+            self.recorder.adopt(history.id, history.event_hwm)
+        self.sessions[history.id] = session
+        log.info("session %s loaded from the store", history.id)
+        return session
 
     def publisher(self, session_id: str) -> Callable[[EventType, dict[str, Any]], Awaitable[Event]]:
+        """Publish to the session's log and record it. Publish session events only here."""
+
         async def publish(kind: EventType, data: dict[str, Any]) -> Event:
-            return await self.bus.publish(session_id, kind, data)
+            recorder = self.recorder
+            if recorder is not None:
+                session = self.sessions.get(session_id)
+                await recorder.reserve(
+                    session_id, self.bus.last_id(session_id) + 1, session.title if session else ""
+                )
+            event = await self.bus.publish(session_id, kind, data)
+            if recorder is not None:
+                recorder.observe(event)
+            return event
 
         return publish
+
+    # --- stored sessions: what the web layer reads and changes --------------------------
+
+    def _recorder(self) -> Recorder:
+        if self.recorder is None:
+            raise RuntimeError("the engine is not running")
+        return self.recorder
+
+    async def list_sessions(self, *, limit: int = 50, offset: int = 0) -> list[SessionSummary]:
+        """Stored sessions, the most recently active first."""
+        return await self._recorder().call(
+            None, lambda conn, _: q.list_sessions(conn, limit=limit, offset=offset)
+        )
+
+    async def count_sessions(self) -> int:
+        return await self._recorder().call(None, lambda conn, _: q.count_sessions(conn))
+
+    async def transcript(self, session_id: str) -> Transcript:
+        """The session's rounds and turns so far, running ones with their text so far.
+
+        Its ``last_event_id`` is the last event it reflects: follow the session's events
+        after it to stay live with no gap and no duplicate.
+        """
+        found = await self._recorder().call(
+            session_id,
+            lambda conn, as_of: q.transcript(conn, session_id=session_id, as_of=as_of),
+        )
+        if found is not None:
+            return found
+        session = self.sessions.get(session_id)
+        if session is None:
+            raise SessionNotFound(session_id)
+        # Created, but its first round has not published yet.
+        now = utc_now()
+        return Transcript(session_id, session.title, now, now, self.bus.last_id(session_id))
+
+    async def rename_session(self, session_id: str, title: str) -> str:
+        """Rename the session; returns the title as stored. :class:`InputError` when the
+        title is empty or too long."""
+        text = clean_title(title)
+        session = self.sessions.get(session_id)
+        if session is not None:
+            session.title = text
+        if not await self.store.rename_session(session_id, text) and session is None:
+            raise SessionNotFound(session_id)
+        return text
+
+    async def delete_session(self, session_id: str) -> None:
+        """Stop the session's round, forget the session, delete it from the store."""
+        session = self.sessions.get(session_id)
+        if session is not None and session.scope is not None:
+            session.scope.cancel()
+            if session.finished is not None:
+                with anyio.move_on_after(10):
+                    await session.finished.wait()
+        self.sessions.pop(session_id, None)
+        if isinstance(self.bus, MemoryBus):
+            self.bus.close(session_id)
+        if not await self._recorder().delete(session_id) and session is None:
+            raise SessionNotFound(session_id)
 
     def prepare_round(
         self, situation: str, session_id: str | None = None
@@ -110,8 +300,9 @@ class Engine:
             raise RoundInProgress(f"session {session.id} already has a round running")
         round_id = new_id()
         session.scope = anyio.CancelScope()
+        session.finished = anyio.Event()
         session.current_round = round_id
-        session.title = session.title or text[:80]
+        session.title = session.title or one_line(text)[:80]
         return session, round_id, text
 
     async def run_round(
@@ -145,6 +336,8 @@ class Engine:
         finally:
             session.scope = None
             session.current_round = None
+            if session.finished is not None:
+                session.finished.set()
 
     def start_round(
         self,

@@ -1,0 +1,106 @@
+"""A real crash: SIGKILL a process in the middle of a turn, then open its database again."""
+
+from __future__ import annotations
+
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from functools import partial
+from pathlib import Path
+
+import anyio
+import pytest
+
+from psyche_sse.config import Settings
+from psyche_sse.engine import Engine
+from psyche_sse.store import INTERRUPTED, Store, queries
+
+SERVER = """
+import sys
+import anyio
+from psyche_sse.config import Settings
+from psyche_sse.engine import Engine
+
+async def main() -> None:
+    settings = Settings(offline_tps=20, db=sys.argv[1])
+    async with Engine(settings, save_interval=0.1) as engine:
+        session, _ = engine.start_round("I keep putting off a hard conversation")
+        print(session.id, flush=True)
+        await anyio.sleep_forever()
+
+anyio.run(main)
+"""
+
+
+def saved_partial(db: Path) -> str | None:
+    """The partial text of a running turn, once one is saved."""
+    try:
+        conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    except sqlite3.Error:
+        return None
+    try:
+        row = conn.execute(
+            "SELECT text FROM turns WHERE status = 'running' AND text <> ''"
+        ).fetchone()
+    except sqlite3.Error:  # not created yet
+        return None
+    finally:
+        conn.close()
+    return row[0] if row else None
+
+
+def crash(db: Path) -> tuple[str, str]:
+    """Start a round in a process, SIGKILL it once a partial text is saved: (session, text)."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", SERVER, str(db)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert proc.stdout is not None
+        session_id = proc.stdout.readline().strip()
+        assert session_id, "the process did not start"
+        deadline = time.monotonic() + 30
+        while (seen := saved_partial(db)) is None:
+            assert proc.poll() is None, "the process died on its own"
+            assert time.monotonic() < deadline, "no partial text was saved"
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()
+    return session_id, seen
+
+
+@pytest.mark.anyio
+async def test_a_killed_turn_is_interrupted_with_its_text_and_the_session_goes_on(
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / "psyche.db"
+    session_id, seen = await anyio.to_thread.run_sync(crash, db)
+
+    async with await Store.aopen(db) as store:  # what a restart does first
+        transcript = await store.run(partial(queries.transcript, session_id=session_id))
+    assert transcript is not None
+    (rnd,) = transcript.rounds
+    assert rnd.status == INTERRUPTED
+    (turn,) = rnd.turns
+    assert turn.status == INTERRUPTED and turn.agent_id == "Shadow"
+    assert turn.text.startswith(seen)  # saved text only grows
+
+    # The interrupted reply is in Shadow's memory, and event ids go on after the old ones.
+    async with Engine(Settings(offline_tps=0, db=db)) as engine:
+        session = await engine.load_session(session_id)
+        shadow = session.council.agents["Shadow"]
+        assert list(shadow.memory) == [(rnd.situation, turn.text)]
+        assert shadow.interaction_count == 1
+        session, round_id, text = engine.prepare_round("And now?", session_id)
+        await engine.run_round(session, round_id, text)
+        events = engine.bus.history(session_id)
+    assert events[0].id > transcript.last_event_id
+    assert events[0].data["index"] == 2
+    assert events[1].data["metadata"]["has_memory"] is True

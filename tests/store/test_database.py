@@ -1,0 +1,222 @@
+"""The database: schema migrations, crash recovery, clear errors, the reader API."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
+
+import anyio
+import pytest
+
+from psyche_sse.config import Settings
+from psyche_sse.engine import Engine
+from psyche_sse.store import INTERRUPTED, Store, StoreError, queries, schema
+
+pytestmark = pytest.mark.anyio
+NOW = "2025-01-01T00:00:00.000+00:00"
+
+
+def tables(path: Path) -> set[str]:
+    with sqlite3.connect(path) as conn:
+        rows = conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall()
+    conn.close()
+    return {r[0] for r in rows}
+
+
+def add_round(
+    conn: sqlite3.Connection, *, session: str, round_id: str, turns: tuple[str, ...] = ()
+) -> None:
+    """A round with running turns whose partial texts are ``turns``."""
+    queries.reserve_ids(conn, session_id=session, ceiling=1000, title=session, now=NOW)
+    queries.insert_round(
+        conn,
+        session_id=session,
+        round_id=round_id,
+        index=1,
+        situation="a situation",
+        stimulus=None,
+        started=NOW,
+    )
+    for n, text in enumerate(turns):
+        queries.insert_turn(
+            conn,
+            turn_id=f"{round_id}-{n}",
+            round_id=round_id,
+            session_id=session,
+            position=n,
+            agent_id="Shadow",
+            agent_type="ShadowAgent",
+            model="psyche/offline",
+            interaction_count=0,
+            has_memory=False,
+            started=NOW,
+        )
+        queries.save_partial(conn, turn_id=f"{round_id}-{n}", text=text, streaming="native")
+
+
+def test_migrations_from_empty_create_the_schema(db: Path) -> None:
+    store = Store.open(db)  # the directory is created too
+    store.close()
+    assert {"sessions", "rounds", "turns"} <= tables(db)
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == schema.VERSION
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    conn.close()
+    Store.open(db).close()  # reopening applies nothing and keeps the data
+
+
+def test_a_failed_migration_step_leaves_the_previous_version(
+    db: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    Store.open(db).close()
+    monkeypatch.setattr(schema, "MIGRATIONS", (*schema.MIGRATIONS, "CREATE TABLE x (a); BOGUS"))
+    monkeypatch.setattr(schema, "VERSION", len(schema.MIGRATIONS))
+    with pytest.raises(StoreError, match="syntax error"):
+        Store.open(db)
+    assert "x" not in tables(db)
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == schema.VERSION - 1
+    conn.close()
+
+
+def test_a_newer_schema_is_refused(db: Path) -> None:
+    Store.open(db).close()
+    with sqlite3.connect(db) as conn:
+        conn.execute(f"PRAGMA user_version = {schema.VERSION + 1}")
+    conn.close()
+    with pytest.raises(StoreError, match="newer than this program"):
+        Store.open(db)
+
+
+def test_running_turns_are_marked_interrupted_with_their_text(db: Path) -> None:
+    store = Store.open(db)
+    store.run_blocking(partial(add_round, session="s", round_id="r", turns=("So far", "")))
+    store.close()  # as if the process had died: nothing finished the turns
+
+    store = Store.open(db)
+    transcript = store.run_blocking(partial(queries.transcript, session_id="s"))
+    history = store.run_blocking(partial(queries.session_history, session_id="s", keep=5))
+    store.close()
+    assert transcript is not None and history is not None
+    (rnd,) = transcript.rounds
+    assert rnd.status == INTERRUPTED
+    assert [(t.status, t.text) for t in rnd.turns] == [(INTERRUPTED, "So far"), (INTERRUPTED, "")]
+    # The partial reply joins the agent's memory, as a stopped turn's text does.
+    assert [(r.agent_id, r.text) for r in history.replies] == [("Shadow", "So far")]
+
+
+def garbage(path: Path) -> None:
+    path.write_bytes(os.urandom(8192))
+
+
+def damaged_pages(path: Path) -> None:
+    """A real database whose pages after the header are overwritten."""
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE t (x)")
+    conn.executemany("INSERT INTO t VALUES (?)", [("x" * 100,)] * 500)
+    conn.commit()
+    conn.close()
+    data = bytearray(path.read_bytes())
+    data[200:4096] = os.urandom(4096 - 200)
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize(
+    ("damage", "problem"),
+    [(garbage, "not a SQLite database"), (damaged_pages, "corrupt")],
+)
+def test_a_corrupt_file_is_a_clear_error(
+    db: Path, damage: Callable[[Path], None], problem: str
+) -> None:
+    db.parent.mkdir(parents=True)
+    damage(db)
+    with pytest.raises(StoreError, match=problem) as caught:
+        Store.open(db)
+    message = str(caught.value)
+    assert str(db) in message and "\n" not in message
+    assert caught.value.__cause__ is None and caught.value.__suppress_context__
+
+
+def test_an_unusable_path_is_a_clear_error(tmp_path: Path) -> None:
+    (tmp_path / "a-file").write_text("")
+    with pytest.raises(StoreError, match="cannot create its directory") as caught:
+        Store.open(tmp_path / "a-file" / "psyche.db")
+    assert str(tmp_path / "a-file" / "psyche.db") in str(caught.value)
+
+    (tmp_path / "a-directory.db").mkdir()
+    with pytest.raises(StoreError, match="cannot open the file"):
+        Store.open(tmp_path / "a-directory.db")
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes anywhere")
+def test_a_read_only_directory_is_a_clear_error(tmp_path: Path) -> None:
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    try:
+        with pytest.raises(StoreError, match=str(locked)):
+            Store.open(locked / "psyche.db")
+    finally:
+        locked.chmod(0o700)
+
+
+async def test_the_engine_does_not_start_on_a_corrupt_database(db: Path) -> None:
+    await anyio.Path(db.parent).mkdir(parents=True)
+    await anyio.Path(db).write_bytes(b"not a database at all" * 100)
+    with pytest.raises(StoreError, match="not a SQLite database"):
+        async with Engine(Settings(db=db)):
+            pass  # pragma: no cover
+
+
+async def test_list_rename_delete(db: Path) -> None:
+    async with await Store.aopen(db) as store:
+        for n in range(3):
+            await store.write(partial(add_round, session=f"s{n}", round_id=f"r{n}", turns=("x",)))
+        sessions = await store.list_sessions()
+        assert {s.id for s in sessions} == {"s0", "s1", "s2"}
+        assert all(s.rounds == 1 and s.last_status == "running" for s in sessions)
+        assert await store.count_sessions() == 3
+
+        assert await store.rename_session("s1", "A new name")
+        assert not await store.rename_session("nobody", "x")
+        transcript = await store.transcript("s1")
+        assert transcript is not None and transcript.title == "A new name"
+
+        assert await store.delete_session("s1")
+        assert not await store.delete_session("s1")
+        assert await store.transcript("s1") is None
+        assert await store.count_sessions() == 2
+        # Its rounds and turns went with it.
+        left = await store.run(lambda c: c.execute("SELECT count(*) FROM turns").fetchone()[0])
+        assert left == 2
+        page = await store.list_sessions(limit=1, offset=1)
+        assert len(page) == 1
+
+
+async def test_many_writers_at_once(db: Path) -> None:
+    """Writes from many tasks are serialised on the one connection; none is lost."""
+    async with await Store.aopen(db) as store:
+        async with anyio.create_task_group() as tg:
+            for n in range(20):
+                turns = tuple(f"text {n}.{i}" for i in range(3))
+                tg.start_soon(
+                    store.write, partial(add_round, session=f"s{n}", round_id=f"r{n}", turns=turns)
+                )
+                tg.start_soon(store.list_sessions)
+        assert await store.count_sessions() == 20
+        transcript = await store.transcript("s7")
+        assert transcript is not None
+        assert [t.text for t in transcript.rounds[0].turns] == ["text 7.0", "text 7.1", "text 7.2"]
+
+
+async def test_an_in_memory_database_keeps_nothing_but_works() -> None:
+    settings = Settings(offline_tps=0, db=Path(":memory:"))
+    async with Engine(settings) as engine:
+        session, round_id, text = engine.prepare_round("I forgot a birthday")
+        await engine.run_round(session, round_id, text)
+        transcript = await engine.transcript(session.id)
+    assert [t.status for t in transcript.rounds[0].turns] == ["ok"] * 5
+    assert not await anyio.Path(":memory:").exists()

@@ -1,0 +1,221 @@
+"""A session's transcript as a file to download: JSON, Markdown or a standalone HTML page.
+
+JSON is the lossless form (:func:`from_json` reads it back). Markdown and HTML are for people:
+every text from a person or a model is escaped, and the HTML page carries its own CSS and no
+script at all (its Content-Security-Policy forbids them too).
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import re
+import unicodedata
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from .archetypes import BY_ID
+from .store.records import RoundRecord, Transcript, TurnRecord
+
+JSON_FORMAT = "psyche-sse/transcript"
+JSON_VERSION = 1
+
+
+@dataclass(frozen=True, slots=True)
+class ExportFile:
+    body: bytes
+    media_type: str
+    filename: str
+
+    @property
+    def content_disposition(self) -> str:
+        return f'attachment; filename="{self.filename}"'
+
+
+def export(transcript: Transcript, fmt: str) -> ExportFile:
+    """The transcript in ``fmt`` (one of :data:`FORMATS`); ValueError for another."""
+    try:
+        render, media_type, extension = FORMATS[fmt]
+    except KeyError:
+        raise ValueError(f"unknown export format {fmt!r} (use {', '.join(FORMATS)})") from None
+    return ExportFile(render(transcript).encode(), media_type, filename(transcript, extension))
+
+
+def filename(transcript: Transcript, extension: str) -> str:
+    """``psyche-<title-slug>-<id>.<extension>``: ASCII, safe in a header and on any disk."""
+    ascii_title = unicodedata.normalize("NFKD", transcript.title).encode("ascii", "ignore")
+    slug = re.sub(r"[^a-z0-9]+", "-", ascii_title.decode().lower()).strip("-")[:40].strip("-")
+    safe_id = re.sub(r"[^A-Za-z0-9]+", "", transcript.id)[:32]
+    return f"psyche-{slug or 'session'}-{safe_id or 'session'}.{extension}"
+
+
+# --- JSON --------------------------------------------------------------------------------
+
+
+def to_json(transcript: Transcript) -> str:
+    document = {"format": JSON_FORMAT, "version": JSON_VERSION, **transcript.to_dict()}
+    return json.dumps(document, ensure_ascii=False, indent=2) + "\n"
+
+
+def from_json(text: str) -> Transcript:
+    data = json.loads(text)
+    if not isinstance(data, dict) or data.get("format") != JSON_FORMAT:
+        raise ValueError("not a psyche-sse transcript")
+    return Transcript.from_dict(data)
+
+
+# --- Markdown ----------------------------------------------------------------------------
+
+
+def _md(text: str) -> str:
+    """Text safe in Markdown: no raw HTML gets through; Markdown itself is kept."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _md_quote(text: str) -> str:
+    return "\n".join(f"> {line}".rstrip() for line in _md(text).splitlines() or [""])
+
+
+def _facts(turn: TurnRecord) -> list[str]:
+    facts = []
+    if turn.status != "ok":
+        facts.append(turn.status)
+    if turn.sentiment:
+        facts.append(f"{turn.sentiment.get('label', '')} ({turn.sentiment.get('score', 0):+.2f})")
+    if turn.model:
+        facts.append(turn.model)
+    if turn.streaming:
+        facts.append(turn.streaming)
+    if turn.duration_ms is not None:
+        facts.append(f"{turn.duration_ms / 1000:.1f} s")
+    if turn.error:
+        facts.append(f"error: {turn.error}")
+    return facts
+
+
+def to_markdown(transcript: Transcript) -> str:
+    out = [
+        f"# {_md(_title(transcript))}",
+        "",
+        f"- Session: `{transcript.id}`",
+        f"- Started: {transcript.created}",
+        f"- Last activity: {transcript.updated}",
+        f"- Rounds: {len(transcript.rounds)}",
+        "",
+    ]
+    for rnd in transcript.rounds:
+        out += [f"## Round {rnd.index}" + _round_note(rnd), ""]
+        if rnd.stimulus:
+            out += ["**Stimulus:**", "", _md_quote(rnd.stimulus), ""]
+        out += ["**Situation:**", "", _md_quote(rnd.situation), ""]
+        for turn in rnd.turns:
+            out += [f"### {_md(turn.agent_id)}", "", _md(turn.text).strip() or "*(no text)*", ""]
+            if turn.reasoning:
+                out += ["*Reasoning:*", "", _md_quote(turn.reasoning), ""]
+            out += [f"*{_md(' · '.join(_facts(turn)))}*", ""]
+    return "\n".join(out).rstrip() + "\n"
+
+
+def _round_note(rnd: RoundRecord) -> str:
+    return "" if rnd.status == "ok" else f" ({rnd.status})"
+
+
+def _title(transcript: Transcript) -> str:
+    return " ".join(transcript.title.split()) or "Untitled session"
+
+
+# --- HTML --------------------------------------------------------------------------------
+
+_CSS = """
+:root { color-scheme: light dark; --muted: #6b7280; --line: #d1d5db; }
+body { font: 16px/1.55 system-ui, sans-serif; max-width: 46rem; margin: 2rem auto;
+  padding: 0 1rem; }
+h1 { font-size: 1.6rem; margin-bottom: .25rem; }
+.meta, .facts { color: var(--muted); font-size: .85rem; }
+section.round { border-top: 1px solid var(--line); margin-top: 2rem; padding-top: .5rem; }
+blockquote { margin: .5rem 0 1rem; padding: .5rem 1rem; border-left: 3px solid var(--line);
+  white-space: pre-wrap; }
+article.turn { border-left: 4px solid var(--agent, #888); padding: .25rem 0 .25rem 1rem;
+  margin: 1.25rem 0; }
+article.turn h3 { color: var(--agent, inherit); margin: 0 0 .25rem; font-size: 1.05rem; }
+.text { white-space: pre-wrap; overflow-wrap: anywhere; }
+.status { font-size: .75rem; text-transform: uppercase; letter-spacing: .05em;
+  margin-left: .5rem; color: var(--muted); }
+details { font-size: .9rem; color: var(--muted); }
+details .text { margin: .25rem 0 .5rem; }
+"""
+
+_CSP = "default-src 'none'; style-src 'unsafe-inline'"
+
+
+def _e(text: object) -> str:
+    return html.escape(str(text), quote=True)
+
+
+def _html_turn(turn: TurnRecord) -> str:
+    archetype = BY_ID.get(turn.agent_id)
+    style = f' style="--agent: {archetype.colour}"' if archetype else ""
+    status = f'<span class="status">{_e(turn.status)}</span>' if turn.status != "ok" else ""
+    parts = [
+        f'<article class="turn"{style}>',
+        f"<h3>{_e(turn.agent_id)}{status}</h3>",
+        f'<div class="text">{_e(turn.text)}</div>',
+    ]
+    if turn.reasoning:
+        parts.append(
+            f'<details><summary>Reasoning</summary><div class="text">{_e(turn.reasoning)}</div>'
+            "</details>"
+        )
+    parts += [f'<p class="facts">{_e(" · ".join(_facts(turn)))}</p>', "</article>"]
+    return "\n".join(parts)
+
+
+def to_html(transcript: Transcript) -> str:
+    title = _title(transcript)
+    body = [
+        f"<h1>{_e(title)}</h1>",
+        f'<p class="meta">Session <code>{_e(transcript.id)}</code> · started '
+        f"{_e(transcript.created)} · last activity {_e(transcript.updated)} · "
+        f"{len(transcript.rounds)} round(s)</p>",
+    ]
+    for rnd in transcript.rounds:
+        body.append('<section class="round">')
+        body.append(f"<h2>Round {_e(rnd.index)}{_e(_round_note(rnd))}</h2>")
+        if rnd.stimulus:
+            body.append(
+                f"<p><strong>Stimulus</strong></p><blockquote>{_e(rnd.stimulus)}</blockquote>"
+            )
+        body.append(
+            f"<p><strong>Situation</strong></p><blockquote>{_e(rnd.situation)}</blockquote>"
+        )
+        body.extend(_html_turn(turn) for turn in rnd.turns)
+        body.append("</section>")
+    return (
+        "<!doctype html>\n"
+        '<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+        f'<meta http-equiv="Content-Security-Policy" content="{_CSP}">\n'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
+        f"<title>{_e(title)} · psyche-sse</title>\n"
+        f"<style>{_CSS}</style>\n</head>\n<body>\n<main>\n"
+        + "\n".join(body)
+        + "\n</main>\n</body>\n</html>\n"
+    )
+
+
+FORMATS: dict[str, tuple[Callable[[Transcript], str], str, str]] = {
+    "json": (to_json, "application/json", "json"),
+    "md": (to_markdown, "text/markdown; charset=utf-8", "md"),
+    "html": (to_html, "text/html; charset=utf-8", "html"),
+}
+"""Format name -> (render, media type, file extension)."""
+
+__all__ = [
+    "FORMATS",
+    "ExportFile",
+    "export",
+    "filename",
+    "from_json",
+    "to_html",
+    "to_json",
+    "to_markdown",
+]

@@ -1,0 +1,102 @@
+"""Exports: JSON reads back to the same transcript; Markdown and HTML escape every text."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from psyche_sse.config import Settings
+from psyche_sse.engine import Engine
+from psyche_sse.export import FORMATS, export, filename, from_json, to_html, to_markdown
+from psyche_sse.store import RoundRecord, Transcript, TurnRecord
+
+EVIL = '<script>alert("x")</script> & <img src=x onerror=alert(1)>'
+
+
+def transcript(title: str = "Ünïcode: my *boss* <b>yelled</b>") -> Transcript:
+    turn = TurnRecord(
+        id="t1",
+        agent_id="Shadow",
+        agent_type="ShadowAgent",
+        status="interrupted",
+        text=f"Line one\nLine two {EVIL}",
+        started="2025-01-01T00:00:00.000+00:00",
+        model="psyche/offline",
+        streaming="native",
+        reasoning=f"thinking {EVIL}",
+        sentiment={"score": -0.25, "label": "negative"},
+        usage={"total_tokens": 12},
+        error=f"boom {EVIL}",
+    )
+    rnd = RoundRecord(
+        id="r1",
+        index=1,
+        situation=f"My boss yelled\n{EVIL}",
+        stimulus=f"stim {EVIL}",
+        status="interrupted",
+        started="2025-01-01T00:00:00.000+00:00",
+        turns=(turn,),
+    )
+    return Transcript(
+        id="abc123",
+        title=title,
+        created="2025-01-01T00:00:00.000+00:00",
+        updated="2025-01-01T00:01:00.000+00:00",
+        last_event_id=42,
+        rounds=(rnd,),
+    )
+
+
+def test_json_reads_back_to_the_same_transcript() -> None:
+    original = transcript()
+    file = export(original, "json")
+    assert file.media_type == "application/json"
+    assert from_json(file.body.decode()) == original
+    assert json.loads(file.body)["rounds"][0]["turns"][0]["text"].endswith(EVIL)
+
+
+def test_markdown_keeps_the_words_and_escapes_the_html() -> None:
+    text = to_markdown(transcript())
+    assert "<script" not in text and "<img" not in text and "<b>" not in text
+    assert '&lt;script&gt;alert("x")&lt;/script&gt; &amp; &lt;img' in text
+    assert "Line one\nLine two" in text and "> My boss yelled" in text
+    assert "### Shadow" in text and "interrupted" in text
+
+
+def test_html_is_standalone_escaped_and_script_free() -> None:
+    page = to_html(transcript())
+    assert page.startswith("<!doctype html>") and "<style>" in page
+    assert "<script" not in page and "<img" not in page and "<b>" not in page
+    assert "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt; &amp;" in page
+    assert "default-src 'none'" in page  # no script could run even if one slipped in
+    assert "#2c3e50" in page  # Shadow's colour
+    assert "<link" not in page and "url(" not in page  # self-contained
+
+
+@pytest.mark.parametrize("fmt", sorted(FORMATS))
+def test_file_names_and_types(fmt: str) -> None:
+    file = export(transcript(), fmt)
+    assert file.filename == f"psyche-unicode-my-boss-b-yelled-b-abc123.{fmt}"
+    assert "charset=utf-8" in file.media_type or fmt == "json"
+    assert file.content_disposition == f'attachment; filename="{file.filename}"'
+
+
+def test_file_name_of_an_untitled_session() -> None:
+    assert filename(transcript(title="¿¿??"), "md") == "psyche-session-abc123.md"
+
+
+def test_unknown_format() -> None:
+    with pytest.raises(ValueError, match="unknown export format"):
+        export(transcript(), "pdf")
+
+
+@pytest.mark.anyio
+async def test_a_recorded_round_survives_the_json_round_trip(settings: Settings) -> None:
+    async with Engine(settings) as engine:
+        session, round_id, text = engine.prepare_round("I lied to a friend")
+        await engine.run_round(session, round_id, text)
+        recorded = await engine.transcript(session.id)
+    assert from_json(export(recorded, "json").body.decode()) == recorded
+    page = export(recorded, "html").body.decode()
+    assert all(t.agent_id in page for t in recorded.rounds[0].turns)

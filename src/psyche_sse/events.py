@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -45,6 +45,7 @@ class Event:
     type: EventType
     data: dict[str, Any]
     _json: str | None = field(default=None, repr=False, compare=False)
+    _encoded: dict[str, bytes] | None = field(default=None, repr=False, compare=False)
 
     @property
     def session_id(self) -> str:
@@ -60,6 +61,18 @@ class Event:
         if self._json is None:
             self._json = json.dumps(self.data, ensure_ascii=False, separators=(",", ":"))
         return self._json
+
+    def encoded(self, fmt: str, render: Callable[[Event], bytes]) -> bytes:
+        """The event rendered for one wire format, by ``render`` the first time only.
+
+        Every subscriber of that format then shares the same bytes.
+        """
+        if self._encoded is None:
+            self._encoded = {}
+        cached = self._encoded.get(fmt)
+        if cached is None:
+            cached = self._encoded[fmt] = render(self)
+        return cached
 
     def json_line(self) -> str:
         """The CLI's ``--json`` form: the payload with its ``id``."""

@@ -1,0 +1,104 @@
+"""The application factory: routes, templates, static files, errors, and the engine's life.
+
+``create_app(settings)`` owns an :class:`Engine` for the app's lifetime (rounds run in its
+task group, so they outlive the requests that started them); pass ``engine`` to share one
+you run yourself.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import anyio
+from starlette.applications import Starlette
+from starlette.routing import Mount
+from starlette.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from ..config import Settings
+from ..engine import Engine
+from . import errors
+from .api import Api
+from .context import Context
+from .pages import Pages
+from .render import Renderer
+
+log = logging.getLogger(__name__)
+
+# Defence in depth behind the escaping: no inline or foreign script can run in the page.
+# Inline style attributes carry the archetype colours, hence 'unsafe-inline' for styles.
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data:; connect-src 'self'; base-uri 'none'; form-action 'self'; "
+    "frame-ancestors 'none'"
+)
+SECURITY_HEADERS = [
+    (b"content-security-policy", CONTENT_SECURITY_POLICY.encode()),
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"same-origin"),
+]
+
+
+class SecurityHeaders:
+    """Adds :data:`SECURITY_HEADERS` to every response (pure ASGI: streams pass through)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": [*message.get("headers", []), *SECURITY_HEADERS]}
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+def _preload() -> None:
+    from ..llm import preload
+
+    try:
+        preload()
+    except Exception:
+        # The first turn will import it instead (and report a real failure in its card).
+        log.warning("could not warm up LiteLLM at start-up", exc_info=True)
+
+
+def create_app(settings: Settings, engine: Engine | None = None) -> Starlette:
+    renderer = Renderer(settings)
+    ctx = Context(settings, renderer, engine)
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        # LiteLLM takes a second or two to import: in a thread, so the loop stays free.
+        await anyio.to_thread.run_sync(_preload)
+        if engine is not None:
+            yield
+            return
+        async with Engine(settings) as owned:
+            ctx._engine = owned
+            try:
+                yield
+            finally:
+                ctx._engine = None
+
+    static = StaticFiles(packages=[("psyche_sse", "static")])
+    routes = [
+        *Api(ctx).routes(),
+        *Pages(ctx).routes(),
+        Mount("/static", app=static, name="static"),
+    ]
+    app = Starlette(
+        routes=routes,
+        exception_handlers=errors.handlers(renderer),
+        lifespan=lifespan,
+    )
+    app.add_middleware(SecurityHeaders)
+    app.state.context = ctx
+    return app

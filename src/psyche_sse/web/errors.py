@@ -1,0 +1,123 @@
+"""Errors a client can be shown, and how each kind of client is shown them.
+
+API clients get JSON (``{"error": {"status", "code", "message"}}``), htmx requests a
+fragment in the page's error line, browsers an error page. Nothing else of an exception
+(no stack trace, no exception text we did not write) ever reaches a client.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+from markupsafe import escape
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, Response
+
+if TYPE_CHECKING:
+    from .render import Renderer
+
+log = logging.getLogger(__name__)
+
+_TITLES = {
+    400: "Bad request",
+    404: "Not found",
+    405: "Method not allowed",
+    409: "Busy",
+    413: "Too large",
+    415: "Unsupported content type",
+    500: "Something went wrong",
+}
+_CODES = {
+    400: "bad_request",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "too_large",
+    415: "unsupported_media_type",
+    500: "internal_error",
+}
+
+
+class HTTPError(Exception):
+    """An error with a status and a message meant for the person who sent the request."""
+
+    def __init__(self, status: int, message: str, *, code: str | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.code = code or _CODES.get(status, "error")
+
+
+def wants_json(request: Request) -> bool:
+    if request.url.path.startswith("/api/") or request.url.path == "/healthz":
+        return True
+    accept = request.headers.get("accept", "")
+    return "application/json" in accept and "text/html" not in accept
+
+
+def is_htmx(request: Request) -> bool:
+    return request.headers.get("hx-request") == "true"
+
+
+def json_error(status: int, message: str, code: str | None = None) -> JSONResponse:
+    body = {
+        "error": {"status": status, "code": code or _CODES.get(status, "error"), "message": message}
+    }
+    return JSONResponse(body, status_code=status)
+
+
+def htmx_error(status: int, message: str) -> HTMLResponse:
+    """The message in the page's error line (``#composer-error``)."""
+    html = (
+        f'<hx-partial hx-target="#composer-error" hx-swap="innerHTML">{escape(message)}'
+        "</hx-partial>"
+    )
+    return HTMLResponse(html, status_code=status)
+
+
+def error_response(
+    renderer: Renderer, request: Request, status: int, message: str, code: str | None = None
+) -> Response:
+    if wants_json(request):
+        return json_error(status, message, code)
+    if is_htmx(request):
+        return htmx_error(status, message)
+    html = renderer.env.get_template("error.html").render(
+        status=status, title=_TITLES.get(status, "Error"), message=message
+    )
+    return HTMLResponse(html, status_code=status)
+
+
+Handler = Callable[[Request, Exception], Awaitable[Response]]
+
+
+def handlers(renderer: Renderer) -> dict[Any, Handler]:
+    """The handlers for our errors, Starlette's, and anything unexpected."""
+
+    async def on_http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPError)
+        return error_response(renderer, request, exc.status, exc.message, exc.code)
+
+    async def on_starlette_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        if exc.status_code == 404:
+            message = "There is nothing at this address."
+        elif exc.status_code == 405:
+            message = f"{request.method} is not supported here."
+        else:
+            message = _TITLES.get(exc.status_code, "The request could not be handled.")
+        response = error_response(renderer, request, exc.status_code, message)
+        if exc.headers:
+            response.headers.update(exc.headers)
+        return response
+
+    async def on_unexpected(request: Request, exc: Exception) -> Response:
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return error_response(
+            renderer, request, 500, "The server hit an unexpected error; it has been logged."
+        )
+
+    return {HTTPError: on_http_error, HTTPException: on_starlette_error, Exception: on_unexpected}

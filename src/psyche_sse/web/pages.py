@@ -1,0 +1,169 @@
+"""The browser's side: the page, its form and Stop buttons, and its stream of fragments.
+
+Every route here also works without JavaScript (a plain form post is answered with a
+redirect), and with htmx it answers with ``<hx-partial>`` swaps. The page of a session is
+rendered from the session's events up to some id and its stream follows on from that id,
+so a reload mid-turn shows the text so far and then the rest, live.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from markupsafe import Markup
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, RedirectResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from ..events import encode_sse
+from .context import Context
+from .errors import HTTPError, is_htmx
+from .inputs import event_cursor, read_fields, text_field
+from .render import HTML_FORMAT, partial
+from .streams import Format, follow, sse_response
+from .transcript import Transcript
+
+
+class Pages:
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+        self.renderer = ctx.renderer
+        self.html = Format(HTML_FORMAT, self.renderer.encode_event)
+
+    def routes(self) -> list[BaseRoute]:
+        return [
+            Route("/", self.home, methods=["GET"]),
+            Route("/rounds", self.post_round, methods=["POST"]),
+            Route("/s/{session_id}", self.session_page, methods=["GET"]),
+            Route("/s/{session_id}/stream", self.stream, methods=["GET"]),
+            Route("/s/{session_id}/stop", self.stop, methods=["POST"]),
+        ]
+
+    # --- pages ------------------------------------------------------------------------------
+
+    def _page(
+        self,
+        session_id: str | None,
+        transcript: Transcript | None,
+        *,
+        running: bool = False,
+        situation: str = "",
+        error: str = "",
+        status_code: int = 200,
+    ) -> HTMLResponse:
+        r = self.renderer
+        html = r.env.get_template("page.html").render(
+            title=self._title(transcript),
+            conversation=self._conversation(session_id, transcript),
+            status=r.status(session_id, transcript),
+            composer=r.composer(
+                session_id, running=running, situation=situation, error=error, autofocus=True
+            ),
+        )
+        return HTMLResponse(html, status_code=status_code)
+
+    @staticmethod
+    def _title(transcript: Transcript | None) -> str:
+        if transcript and transcript.rounds:
+            situation = " ".join(transcript.rounds[0].situation.split())
+            return situation[:60] + ("…" if len(situation) > 60 else "")
+        return ""
+
+    def _conversation(self, session_id: str | None, transcript: Transcript | None) -> Markup:
+        rounds = Markup("")
+        stream_url = None
+        if session_id is not None and transcript is not None:
+            rounds = Markup("").join(self.renderer.round_(session_id, r) for r in transcript.rounds)
+            stream_url = f"/s/{session_id}/stream?after={transcript.last_id}"
+        return self.renderer.template(
+            "_conversation.html",
+            rounds=rounds,
+            stream_url=stream_url,
+            intro=not (transcript and transcript.rounds),
+        )
+
+    def _transcript(self, session_id: str) -> Transcript:
+        return Transcript.from_events(session_id, self.ctx.engine.bus.history(session_id))
+
+    async def home(self, request: Request) -> Response:
+        return self._page(None, None)
+
+    async def session_page(self, request: Request) -> Response:
+        session = self.ctx.session(request.path_params["session_id"])
+        transcript = self._transcript(session.id)
+        return self._page(session.id, transcript, running=session.running or transcript.running)
+
+    # --- actions ----------------------------------------------------------------------------
+
+    async def post_round(self, request: Request) -> Response:
+        fields = await read_fields(request)
+        situation = text_field(fields, "situation") or ""
+        session_id = text_field(fields, "session_id")
+        try:
+            session, _, _ = self.ctx.start_round(situation, session_id)
+        except HTTPError as exc:
+            if is_htmx(request) or exc.status not in (400, 409):
+                raise
+            # Without JavaScript: the page again, with the message and the text kept.
+            if session_id is not None:
+                known = self.ctx.session(session_id)
+                transcript = self._transcript(known.id)
+                running = known.running
+            else:
+                transcript, running = None, False
+            return self._page(
+                session_id,
+                transcript,
+                running=running,
+                situation=situation if exc.status == 400 else "",
+                error=exc.message,
+                status_code=exc.status,
+            )
+        page_url = f"/s/{session.id}"
+        if not is_htmx(request):
+            return RedirectResponse(page_url, status_code=303)
+        swaps = partial("#composer-error", "innerHTML", "")
+        headers = {}
+        if session_id is None:
+            # A new session: the page now follows it (its stream starts at its first event)
+            # and its address becomes the session's, so a reload comes back to it.
+            empty = Transcript(session.id)
+            swaps += partial("#conversation", "outerHTML", self._conversation(session.id, empty))
+            headers["HX-Push-Url"] = page_url
+        return HTMLResponse(str(swaps), headers=headers)
+
+    async def stop(self, request: Request) -> Response:
+        session = self.ctx.session(request.path_params["session_id"])
+        fields = await read_fields(request, allow_empty=True)
+        self.ctx.engine.stop(session.id, text_field(fields, "turn_id"))
+        if is_htmx(request):
+            return Response(status_code=204)
+        return RedirectResponse(f"/s/{session.id}", status_code=303)
+
+    # --- the stream ---------------------------------------------------------------------------
+
+    async def stream(self, request: Request) -> Response:
+        """The page's fragments from ``Last-Event-ID`` or ``?after=`` on.
+
+        For a session that does not exist the stream says so in the page and then sends
+        ``end``, the event the page's ``hx-sse:close`` names, so htmx does not reconnect.
+        """
+        session_id = request.path_params["session_id"]
+        try:
+            session = self.ctx.session(session_id)
+            after = event_cursor(request)
+        except HTTPError as exc:
+            return sse_response(self._gone(exc.message), self.ctx.settings)
+        stream = follow(
+            self.ctx.engine.bus,
+            session.id,
+            after,
+            self.html,
+            max_per_second=self.ctx.settings.max_deltas_per_second,
+        )
+        return sse_response(stream, self.ctx.settings)
+
+    async def _gone(self, message: str) -> AsyncIterator[bytes]:
+        notice = partial("#status", "innerHTML", Markup("<span>{}</span>").format(message))
+        yield encode_sse(str(notice))
+        yield encode_sse("", event="end")

@@ -1,0 +1,114 @@
+"""Small helpers for reading the raw event stream in tests."""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+from httpx_sse import EventSource, ServerSentEvent, connect_sse
+
+AGENTS = ["Shadow", "Persona", "Anima/Animus", "Self", "Ego"]
+
+
+@dataclass(frozen=True)
+class Msg:
+    id: int
+    type: str
+    data: dict[str, Any]
+
+    @property
+    def turn_id(self) -> str | None:
+        meta = self.data.get("metadata") or {}
+        return meta.get("turn_id")
+
+
+def messages(source: EventSource) -> Iterator[Msg]:
+    """The stream's events, skipping the lone ``retry:`` field at its start."""
+    for sse in source.iter_sse():
+        if not sse.data and not sse.id:
+            continue
+        yield parse(sse)
+
+
+def parse(sse: ServerSentEvent) -> Msg:
+    data = json.loads(sse.data)
+    assert data["type"] == sse.event, (data["type"], sse.event)
+    return Msg(int(sse.id), sse.event, data)
+
+
+def until_round_complete(source: EventSource) -> list[Msg]:
+    out: list[Msg] = []
+    for msg in messages(source):
+        out.append(msg)
+        if msg.type == "round_complete":
+            break
+    return out
+
+
+def start_round(client: httpx.Client, situation: str, **fields: Any) -> dict[str, Any]:
+    """Start a round without following it: the 202 answer."""
+    response = client.post(
+        "/api/rounds",
+        json={"situation": situation, **fields},
+        headers={"Accept": "application/json"},
+    )
+    assert response.status_code == 202, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+def follow_round(client: httpx.Client, url: str, **headers: str) -> list[Msg]:
+    with connect_sse(client, "GET", url, headers=headers) as source:
+        return until_round_complete(source)
+
+
+def texts(msgs: Iterable[Msg]) -> dict[str, str]:
+    """Each turn's streamed text: its deltas concatenated."""
+    out: dict[str, str] = defaultdict(str)
+    for msg in msgs:
+        if msg.type == "agent_processing_update":
+            out[msg.turn_id or ""] += msg.data["partial_content"]
+    return dict(out)
+
+
+def finals(msgs: Iterable[Msg]) -> dict[str, dict[str, Any]]:
+    return {m.turn_id or "": m.data for m in msgs if m.type == "agent_processing_complete"}
+
+
+def assert_whole_round(msgs: list[Msg]) -> None:
+    """The order and the guarantees of SPEC §3 for one round of five turns."""
+    ids = [m.id for m in msgs]
+    assert ids == sorted(set(ids)), "ids strictly increasing, no duplicate"
+    assert msgs[0].type == "round_started"
+    assert msgs[-1].type == "round_complete"
+    round_id = msgs[0].data["round_id"]
+    session_id = msgs[0].data["session_id"]
+    for m in msgs:
+        assert m.data["session_id"] == session_id
+        assert m.data["round_id"] == round_id
+    started = [m for m in msgs if m.type == "agent_processing_started"]
+    assert [m.data["agent_id"] for m in started] == AGENTS
+    streamed = texts(msgs)
+    for turn_id, final in finals(msgs).items():
+        assert final["metadata"]["status"] == "ok"
+        assert streamed[turn_id] == final["final_content"]
+    # Within a turn: started, then deltas with progress never decreasing, then complete.
+    current: str | None = None
+    progress = 0.0
+    for m in msgs[1:-1]:
+        if m.type == "agent_processing_started":
+            assert current is None
+            current, progress = m.turn_id, 0.0
+        elif m.type == "agent_processing_update":
+            assert m.turn_id == current
+            assert m.data["progress"] >= progress
+            assert m.data["metadata"]["chunk_size"] == len(m.data["partial_content"])
+            progress = m.data["progress"]
+        elif m.type == "agent_processing_complete":
+            assert m.turn_id == current
+            current = None
+    assert current is None

@@ -1,0 +1,144 @@
+"""The SSE writer in process: merging, pacing, a reader that falls behind, shared bytes."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import anyio
+import pytest
+
+from psyche_sse import events as ev
+from psyche_sse.bus import MemoryBus
+from psyche_sse.events import Event, EventType
+from psyche_sse.web.streams import JSON, coalesce, follow, rounds_done
+
+pytestmark = pytest.mark.anyio
+
+SID, RID = "s1", "r1"
+
+
+def update(text: str, turn: str = "t1", progress: float = 0.1) -> dict[str, Any]:
+    return ev.agent_update(
+        SID,
+        RID,
+        agent_id="Shadow",
+        partial_content=text,
+        progress=progress,
+        turn_id=turn,
+        streaming="native",
+    )
+
+
+def started(turn: str = "t1") -> dict[str, Any]:
+    return ev.agent_started(
+        SID,
+        RID,
+        agent_id="Shadow",
+        agent_type="ShadowAgent",
+        situation="x",
+        turn_id=turn,
+        model="psyche/offline",
+        interaction_count=0,
+        has_memory=False,
+    )
+
+
+def parse(chunk: bytes) -> tuple[int, str, dict[str, Any]] | None:
+    fields = dict(
+        line.split(": ", 1) for line in chunk.decode().strip().split("\n") if ": " in line
+    )
+    if "data" not in fields:
+        return None
+    return int(fields["id"]), fields["event"], json.loads(fields["data"])
+
+
+async def read(stream: AsyncIterator[bytes], n: int) -> list[tuple[int, str, dict[str, Any]]]:
+    out = []
+    while len(out) < n:
+        parsed = parse(await anext(stream))
+        if parsed is not None:
+            out.append(parsed)
+    return out
+
+
+def test_coalesce_merges_runs_of_one_turn_only() -> None:
+    batch = [
+        Event(1, EventType.AGENT_PROCESSING_STARTED, started("a")),
+        Event(2, EventType.AGENT_PROCESSING_UPDATE, update("one ", "a")),
+        Event(3, EventType.AGENT_PROCESSING_UPDATE, update("two ", "a", 0.2)),
+        Event(4, EventType.AGENT_PROCESSING_UPDATE, update("other", "b")),
+        Event(5, EventType.AGENT_PROCESSING_UPDATE, update("three", "a", 0.3)),
+    ]
+    out = coalesce(batch)
+    assert [e.id for e in out] == [1, 3, 4, 5]
+    assert out[1].data["partial_content"] == "one two "
+    assert out[1].data["progress"] == 0.2
+    assert out[1].data["metadata"]["chunk_size"] == len("one two ")
+
+
+async def test_a_reader_that_falls_behind_gets_one_merged_delta() -> None:
+    bus = MemoryBus()
+    await bus.publish(SID, EventType.AGENT_PROCESSING_STARTED, started())
+    stream = follow(bus, SID, 0, JSON, max_per_second=30)
+    assert (await anext(stream)).startswith(b"retry: ")
+    assert (await read(stream, 1))[0][1] == "agent_processing_started"
+    # The reader looks away; the publisher goes on, never waiting for it.
+    with anyio.fail_after(1):
+        for i in range(500):
+            await bus.publish(SID, EventType.AGENT_PROCESSING_UPDATE, update(f"{i} "))
+    (msg,) = await read(stream, 1)
+    assert msg[0] == 501
+    assert msg[2]["partial_content"] == "".join(f"{i} " for i in range(500))
+    await stream.aclose()
+
+
+async def test_a_fast_model_is_paced_to_the_limit() -> None:
+    bus = MemoryBus()
+    await bus.publish(SID, EventType.AGENT_PROCESSING_STARTED, started())
+    stream = follow(bus, SID, 0, JSON, max_per_second=20)
+    await read(stream, 1)
+    text: list[str] = []
+    messages = 0
+
+    async def model() -> None:
+        for i in range(200):  # 200 deltas in about half a second
+            await bus.publish(SID, EventType.AGENT_PROCESSING_UPDATE, update(f"{i} "))
+            await anyio.sleep(0.0025)
+        await bus.publish(SID, EventType.AGENT_PROCESSING_COMPLETE, {"metadata": {}})
+
+    began = anyio.current_time()
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(model)
+        while True:
+            (msg,) = await read(stream, 1)
+            if msg[1] == "agent_processing_complete":
+                break
+            messages += 1
+            text.append(msg[2]["partial_content"])
+    took = anyio.current_time() - began
+    assert "".join(text) == "".join(f"{i} " for i in range(200))
+    assert messages <= took * 20 + 2
+    await stream.aclose()
+
+
+async def test_each_event_is_encoded_once_and_shared() -> None:
+    bus = MemoryBus()
+    event = await bus.publish(SID, EventType.AGENT_PROCESSING_STARTED, started())
+    readers = [follow(bus, SID, 0, JSON, max_per_second=30) for _ in range(2)]
+    chunks = []
+    for stream in readers:
+        await anext(stream)
+        chunks.append(await anext(stream))
+        await stream.aclose()
+    assert chunks[0] is chunks[1] is JSON(event)
+
+
+async def test_a_round_stream_ends_after_its_round_complete() -> None:
+    bus = MemoryBus()
+    await bus.publish(SID, EventType.ROUND_STARTED, {"type": "round_started"})
+    await bus.publish(SID, EventType.ROUND_COMPLETE, {"status": "ok"})
+    await bus.publish(SID, EventType.ROUND_STARTED, {"type": "round_started"})
+    chunks = [c async for c in follow(bus, SID, 0, JSON, max_per_second=30, until=rounds_done(1))]
+    assert len(chunks) == 3  # the retry field, round_started, round_complete

@@ -29,6 +29,7 @@ class LiveServer:
     url: str
     process: subprocess.Popen[str]
     lines: list[str] = field(default_factory=list)
+    reader: threading.Thread | None = None
 
     @property
     def log(self) -> str:
@@ -70,11 +71,14 @@ def start_server(db_dir: Path, **settings: str) -> LiveServer:
                 ready.set()
         ready.set()
 
-    threading.Thread(target=drain, daemon=True).start()
-    if not ready.wait(START_TIMEOUT) or not found:
-        process.kill()
-        raise RuntimeError("the server did not start:\n" + "".join(lines))
-    return LiveServer(found[0], process, lines)
+    reader = threading.Thread(target=drain, daemon=True)
+    reader.start()
+    started = ready.wait(START_TIMEOUT) and bool(found)
+    server = LiveServer(found[0] if found else "", process, lines, reader)
+    if not started:
+        stop_server(server)
+        raise RuntimeError("the server did not start:\n" + server.log)
+    return server
 
 
 def stop_server(server: LiveServer) -> None:
@@ -84,6 +88,12 @@ def stop_server(server: LiveServer) -> None:
     except subprocess.TimeoutExpired:
         server.process.kill()
         server.process.wait()
+    if server.reader is not None:
+        server.reader.join(5)
+    if server.process.stderr is not None:
+        server.process.stderr.close()
+    if os.environ.get("WEB_TEST_SERVER_LOG"):
+        print(f"\n--- server {server.url} ---\n{server.log}")
 
 
 @pytest.fixture(scope="session")

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import re
 
-from tests.web.conftest import LiveServer
+import pytest
+
+from tests.web.conftest import LiveServer, start_server, stop_server
 from tests.web.sse import follow_round, start_round
 
 HTMX = {"HX-Request": "true"}
@@ -113,3 +115,33 @@ def test_a_provider_failure_is_shown_in_its_card(failing_server: LiveServer) -> 
     assert "Persona could not answer:" in page.text
     assert "turn-final turn-error" in page.text
     assert "Traceback" not in page.text
+
+
+def test_a_session_from_before_a_restart_is_shown_and_goes_on(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    where = tmp_path_factory.mktemp("restart")
+    server = start_server(where, offline_tps="0")
+    try:
+        with server.client() as client:
+            body = start_round(client, "Before the restart")
+            before = follow_round(client, body["events_url"])
+    finally:
+        stop_server(server)
+    server = start_server(where, offline_tps="0")
+    try:
+        with server.client() as client:
+            page = client.get(f"/s/{body['session_id']}")
+            assert page.status_code == 200
+            assert page.text.count("turn-final turn-ok") == 5
+            assert "Before the restart" in page.text
+            # The store numbers on from a reserved high-water mark: maybe a gap, never a repeat.
+            resume = re.search(r"stream\?after=(\d+)", page.text)
+            assert resume
+            assert int(resume.group(1)) >= before[-1].id
+            second = start_round(client, "After it", session_id=body["session_id"])
+            after = follow_round(client, second["events_url"])
+    finally:
+        stop_server(server)
+    assert after[0].id > before[-1].id
+    assert after[1].data["metadata"]["has_memory"] is True

@@ -49,7 +49,7 @@ class Api:
         session_id = text_field(fields, "session_id")
         rounds = int_field(fields, "rounds", low=1, high=20) or 1
         seed = int_field(fields, "seed", low=0, high=2**31 - 1)
-        session, round_id, after = self.ctx.start_round(
+        session, round_id, after = await self.ctx.start_round(
             situation, session_id, rounds=rounds, seed=seed
         )
         ids = {"session_id": session.id, "round_id": round_id}
@@ -76,7 +76,7 @@ class Api:
 
     async def session(self, request: Request) -> Response:
         session_id = request.path_params["session_id"]
-        session = self.ctx.session(session_id)
+        session = await self.ctx.session(session_id)
         return JSONResponse(
             {
                 "session_id": session.id,
@@ -91,7 +91,7 @@ class Api:
 
     async def events(self, request: Request) -> Response:
         """The session's live stream, from ``Last-Event-ID`` or ``?after=`` on; never ends."""
-        session = self.ctx.session(request.path_params["session_id"])
+        session = await self.ctx.session(request.path_params["session_id"])
         after = event_cursor(request)
         stream = follow(
             self.ctx.engine.bus,
@@ -104,7 +104,7 @@ class Api:
 
     async def stop(self, request: Request) -> Response:
         """Stop the session's round, or with ``turn_id`` only that agent's turn."""
-        session = self.ctx.session(request.path_params["session_id"])
+        session = await self.ctx.session(request.path_params["session_id"])
         fields = await read_fields(request, allow_empty=True)
         turn_id = text_field(fields, "turn_id")
         stopped = self.ctx.engine.stop(session.id, turn_id)

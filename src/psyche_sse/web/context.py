@@ -9,6 +9,7 @@ from ..council import InputError
 from ..engine import Engine, RoundInProgress, Session, SessionNotFound
 from .errors import HTTPError
 from .render import Renderer
+from .transcript import Transcript
 
 
 @dataclass
@@ -23,15 +24,29 @@ class Context:
             raise HTTPError(503, "the service is starting or stopping; try again shortly")
         return self._engine
 
-    def session(self, session_id: str) -> Session:
+    async def session(self, session_id: str) -> Session:
+        """The session, loaded from the store when it is not in memory; 404 when unknown."""
         try:
-            return self.engine.session(session_id)
+            return await self.engine.load_session(session_id)
         except SessionNotFound:
             raise HTTPError(
                 404, "there is no session with this id", code="session_not_found"
             ) from None
 
-    def start_round(
+    async def transcript(self, session: Session) -> Transcript:
+        """The session's conversation so far, and the id of the last event it reflects.
+
+        From the bus when its history holds the whole session (the usual case, and exact to
+        the event); from the store when it does not (a session from before a restart, or
+        one longer than the bus keeps).
+        """
+        engine = self.engine
+        events = engine.bus.history(session.id)
+        if not session.rounds or (events and events[0].id == 1):
+            return Transcript.from_events(session.id, events)
+        return Transcript.from_store(await engine.transcript(session.id))
+
+    async def start_round(
         self,
         situation: str,
         session_id: str | None,
@@ -42,7 +57,7 @@ class Context:
         """Start a round: (session, round id, the id its events follow). Errors as HTTP."""
         engine = self.engine
         if session_id is not None:
-            self.session(session_id)
+            await self.session(session_id)  # loaded without blocking, if it must be
         try:
             # The round runs as a task that has not started yet, so every event after this
             # id is the round's.

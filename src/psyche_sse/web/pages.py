@@ -82,15 +82,12 @@ class Pages:
             intro=not (transcript and transcript.rounds),
         )
 
-    def _transcript(self, session_id: str) -> Transcript:
-        return Transcript.from_events(session_id, self.ctx.engine.bus.history(session_id))
-
     async def home(self, request: Request) -> Response:
         return self._page(None, None)
 
     async def session_page(self, request: Request) -> Response:
-        session = self.ctx.session(request.path_params["session_id"])
-        transcript = self._transcript(session.id)
+        session = await self.ctx.session(request.path_params["session_id"])
+        transcript = await self.ctx.transcript(session)
         return self._page(session.id, transcript, running=session.running or transcript.running)
 
     # --- actions ----------------------------------------------------------------------------
@@ -100,14 +97,14 @@ class Pages:
         situation = text_field(fields, "situation") or ""
         session_id = text_field(fields, "session_id")
         try:
-            session, _, _ = self.ctx.start_round(situation, session_id)
+            session, _, _ = await self.ctx.start_round(situation, session_id)
         except HTTPError as exc:
             if is_htmx(request) or exc.status not in (400, 409):
                 raise
             # Without JavaScript: the page again, with the message and the text kept.
             if session_id is not None:
-                known = self.ctx.session(session_id)
-                transcript = self._transcript(known.id)
+                known = await self.ctx.session(session_id)
+                transcript = await self.ctx.transcript(known)
                 running = known.running
             else:
                 transcript, running = None, False
@@ -133,7 +130,7 @@ class Pages:
         return HTMLResponse(str(swaps), headers=headers)
 
     async def stop(self, request: Request) -> Response:
-        session = self.ctx.session(request.path_params["session_id"])
+        session = await self.ctx.session(request.path_params["session_id"])
         fields = await read_fields(request, allow_empty=True)
         self.ctx.engine.stop(session.id, text_field(fields, "turn_id"))
         if is_htmx(request):
@@ -150,7 +147,7 @@ class Pages:
         """
         session_id = request.path_params["session_id"]
         try:
-            session = self.ctx.session(session_id)
+            session = await self.ctx.session(session_id)
             after = event_cursor(request)
         except HTTPError as exc:
             return sse_response(self._gone(exc.message), self.ctx.settings)

@@ -241,15 +241,18 @@ class Renderer:
 
 
 def _round_summary(round_: Round) -> str:
+    # Not numbered: round_complete does not carry the round's index, and the stream and a
+    # page rendered afterwards must say the same.
     data = round_.complete
-    name = f"Round {round_.index}" if round_.index else "Round"
     if data is None:
-        return f"{name}: in progress…"
+        return "Round in progress…"
     status = data.get("status")
     if status == "cancelled":
-        return f"{name} stopped."
+        return "Round stopped."
+    if status == "interrupted":
+        return "Round interrupted: the server stopped during it."
     took = _seconds(data.get("duration_ms"))
     suffix = f" in {took}" if took else ""
     if status == "error":
-        return f"{name} finished with errors{suffix}."
-    return f"{name} complete{suffix}."
+        return f"Round finished with errors{suffix}."
+    return f"Round complete{suffix}."

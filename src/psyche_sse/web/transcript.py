@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..events import Event, EventType
+from ..store import RUNNING
+from ..store import Transcript as StoredTranscript
 
 
 @dataclass
@@ -56,6 +58,41 @@ class Transcript:
         transcript = cls(session_id)
         for event in events:
             transcript.apply(event)
+        return transcript
+
+    @classmethod
+    def from_store(cls, stored: StoredTranscript) -> Transcript:
+        """A session's conversation as the store has it (after a restart, say), up to
+        ``stored.last_event_id``."""
+        transcript = cls(stored.id, last_id=stored.last_event_id)
+        for r in stored.rounds:
+            round_ = Round(r.id, r.index, r.situation)
+            if r.status != RUNNING:
+                round_.complete = {"status": r.status, "duration_ms": r.duration_ms}
+            for t in r.turns:
+                turn = Turn(t.id, r.id, t.agent_id, {"metadata": {"model": t.model}}, [t.text])
+                if t.status == RUNNING:
+                    turn.progress = min(0.9, len(t.text) / 450)
+                else:
+                    turn.progress = 1.0
+                    turn.complete = {
+                        "agent_id": t.agent_id,
+                        "final_content": t.text,
+                        "sentiment": t.sentiment or {},
+                        "metadata": {
+                            "status": t.status,
+                            "model": t.model,
+                            "streaming": t.streaming,
+                            "usage": t.usage,
+                            "duration_ms": t.duration_ms,
+                            "first_token_ms": t.first_token_ms,
+                            "error": t.error,
+                            "error_class": t.error_class,
+                        },
+                    }
+                round_.turns.append(turn)
+                transcript._turns[turn.turn_id] = turn
+            transcript.rounds.append(round_)
         return transcript
 
     @property

@@ -1,0 +1,183 @@
+"""The page in headless Chromium (Debian's), driven by Playwright: what a person sees."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Browser, Page, expect, sync_playwright
+
+from tests.web.conftest import LiveServer, start_server, stop_server
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = Path("/usr/bin/chromium")
+SCREENSHOT = Path(__file__).parents[2] / "docs" / "screenshot.png"
+SCREENSHOT_PHONE = Path(__file__).parents[2] / "docs" / "screenshot-phone.png"
+WAIT_MS = 30_000
+AGENTS = ["Shadow", "Persona", "Anima/Animus", "Self", "Ego"]
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    if not CHROMIUM.exists():
+        pytest.fail("the browser tests need Debian's chromium: make browser")
+    with sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=str(CHROMIUM),
+            args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+        )
+        yield browser
+        browser.close()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    """50 deltas a second: a turn takes about two seconds, long enough to watch it grow."""
+    server = start_server(tmp_path_factory.mktemp("browser"), offline_tps="50")
+    yield server
+    stop_server(server)
+
+
+@pytest.fixture
+def console_errors() -> list[str]:
+    return []
+
+
+@pytest.fixture
+def page(browser: Browser, console_errors: list[str]) -> Iterator[Page]:
+    """A page whose script errors and console errors fail the test."""
+    context = browser.new_context(viewport={"width": 1100, "height": 760})
+    page = context.new_page()
+    page.on("pageerror", lambda exc: console_errors.append(str(exc)))
+    page.on("console", lambda m: console_errors.append(m.text) if m.type == "error" else None)
+    yield page
+    context.close()
+    assert console_errors == [], console_errors
+
+
+def live_text(page: Page, agent: str) -> str:
+    card = page.locator(".turn-live", has_text=f"{agent} is thinking…")
+    return str(card.locator(".turn-text").text_content() or "")
+
+
+def wait_for_live_text(page: Page, agent: str, longer_than: int) -> str:
+    """Wait until the agent's streaming text is longer than ``longer_than``; return it."""
+    page.wait_for_function(
+        """([agent, n]) => [...document.querySelectorAll('.turn-live')]
+            .some(c => c.textContent.includes(agent + ' is thinking')
+                && c.querySelector('.turn-text').textContent.length > n)""",
+        arg=[agent, longer_than],
+        timeout=WAIT_MS,
+    )
+    return live_text(page, agent)
+
+
+def scroll_state(page: Page) -> float:
+    """How far above the bottom the conversation is scrolled (0: at the bottom)."""
+    return float(page.evaluate("() => -document.querySelector('#conversation').scrollTop"))
+
+
+def send(page: Page, situation: str) -> None:
+    page.fill("#situation", situation)
+    page.press("#situation", "Enter")
+
+
+def test_a_round_live_in_the_browser(server: LiveServer, browser: Browser, page: Page) -> None:
+    page.goto(server.url)
+    expect(page.locator("#conversation")).to_have_attribute("role", "log")
+    expect(page.locator(".badge-offline")).to_have_text("Offline demo model")
+    send(page, "I was passed over for a promotion I had worked towards for two years")
+
+    # Thinking indicator, then text that grows, while the form is off and Stop is on.
+    expect(page.locator(".turn-live .thinking").first).to_have_text("Shadow is thinking…")
+    expect(page.locator("#status")).to_contain_text("Shadow: processing…")
+    expect(page.locator("#situation")).to_be_disabled()
+    expect(page.locator(".stop-button")).to_be_visible()
+    first = wait_for_live_text(page, "Shadow", 0)
+    grown = wait_for_live_text(page, "Shadow", len(first) + 20)
+    assert grown.startswith(first)
+    expect(page).to_have_url(f"{server.url}/s/" + page.url.rsplit("/", 1)[-1])
+    session_url = page.url
+
+    # A second viewer of the same session, at phone width.
+    phone = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True)
+    second = phone.new_page()
+    second.goto(session_url)
+
+    # Reload mid-turn: the text so far is in the page at once, and it carries on.
+    before = wait_for_live_text(page, "Anima/Animus", 30)
+    page.reload()
+    after_reload = live_text(page, "Anima/Animus")
+    assert len(after_reload) >= len(before)
+    continued = wait_for_live_text(page, "Anima/Animus", len(after_reload) + 20)
+    assert continued.startswith(after_reload)
+
+    # At the bottom while Self speaks: the view follows the text.
+    wait_for_live_text(page, "Self", 60)
+    assert scroll_state(page) < 2
+    SCREENSHOT.parent.mkdir(exist_ok=True)
+    page.screenshot(path=str(SCREENSHOT))
+    # The reader scrolls up: what they read stays where it is while the text grows.
+    page.mouse.move(550, 300)
+    page.mouse.wheel(0, -250)
+    page.wait_for_function("() => document.querySelector('#conversation').scrollTop < -100")
+    shadow_card = page.locator(".turn-final").first
+    top = shadow_card.bounding_box()
+    assert top is not None
+    now = live_text(page, "Self")
+    wait_for_live_text(page, "Self", len(now) + 30)
+    moved = shadow_card.bounding_box()
+    assert moved is not None
+    assert abs(moved["y"] - top["y"]) < 2
+    assert scroll_state(page) > 100
+
+    # Five final messages with sentiment badges; the form is back.
+    finals = page.locator(".turn-final")
+    expect(finals).to_have_count(5, timeout=WAIT_MS)
+    expect(page.locator(".turn-live")).to_have_count(0)
+    expect(page.locator(".turn-final .sentiment")).to_have_count(5)
+    assert finals.locator(".name").all_text_contents() == AGENTS
+    expect(page.locator(".round-end-text")).to_contain_text("Round complete in")
+    expect(page.locator("#situation")).to_be_enabled()
+    expect(page.locator(".stop-button")).to_have_count(0)
+    for card in finals.all():  # each announced once, as a whole, by the log
+        assert card.get_attribute("aria-hidden") is None
+
+    # What the page streamed across the reload is what the agent said: no gap, no repeat.
+    final_text = finals.nth(2).locator(".turn-text").inner_text()
+    assert " ".join(final_text.split()).startswith(" ".join(continued.split()))
+
+    expect(second.locator(".turn-final")).to_have_count(5, timeout=WAIT_MS)
+    SCREENSHOT_PHONE.parent.mkdir(exist_ok=True)
+    second.screenshot(path=str(SCREENSHOT_PHONE))
+    phone.close()
+
+
+def test_markup_in_a_situation_is_shown_as_text(server: LiveServer, page: Page) -> None:
+    dialogs: list[str] = []
+    page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+    page.goto(server.url)
+    evil = "<img src=x onerror=alert(1)>"
+    send(page, evil)
+    expect(page.locator(".situation")).to_have_text(evil)
+    wait_for_live_text(page, "Shadow", 10)
+    # Stop, from the page: the turn completes as stopped and the form comes back.
+    page.click(".stop-button")
+    expect(page.locator(".round-end-text")).to_contain_text("stopped")
+    expect(page.locator(".turn-final .tag-cancelled")).to_have_count(1)
+    expect(page.locator("#situation")).to_be_enabled()
+    assert page.locator("#conversation img").count() == 0
+    assert dialogs == []
+
+
+def test_bad_input_gets_a_message_in_the_page(
+    server: LiveServer, page: Page, console_errors: list[str]
+) -> None:
+    page.goto(server.url)
+    send(page, "    ")
+    expect(page.locator("#composer-error")).to_have_text("describe a situation: the text is empty")
+    expect(page.locator(".round")).to_have_count(0)
+    # The browser notes the 400 in its console; that one is expected.
+    console_errors[:] = [e for e in console_errors if "status of 400" not in e]

@@ -60,6 +60,28 @@ class SecurityHeaders:
         await self.app(scope, receive, send_with_headers)
 
 
+class SameOriginWrites:
+    """Refuses a browser's cross-site POST (a page elsewhere starting or stopping rounds).
+
+    Browsers name the page a request comes from in ``Origin``; scripts and curl send none,
+    so they are not affected.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] not in ("GET", "HEAD", "OPTIONS"):
+            headers = dict(scope["headers"])
+            origin = headers.get(b"origin", b"").decode("latin-1")
+            host = headers.get(b"host", b"").decode("latin-1")
+            if origin and origin.split("://", 1)[-1] != host:
+                response = errors.json_error(403, "cross-site requests are not accepted")
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
 def _preload() -> None:
     from ..llm import preload
 
@@ -99,6 +121,7 @@ def create_app(settings: Settings, engine: Engine | None = None) -> Starlette:
         exception_handlers=errors.handlers(renderer),
         lifespan=lifespan,
     )
+    app.add_middleware(SameOriginWrites)
     app.add_middleware(SecurityHeaders)
     app.state.context = ctx
     return app

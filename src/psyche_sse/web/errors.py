@@ -23,21 +23,25 @@ log = logging.getLogger(__name__)
 
 _TITLES = {
     400: "Bad request",
+    403: "Forbidden",
     404: "Not found",
     405: "Method not allowed",
     409: "Busy",
     413: "Too large",
     415: "Unsupported content type",
     500: "Something went wrong",
+    503: "Unavailable",
 }
 _CODES = {
     400: "bad_request",
+    403: "forbidden",
     404: "not_found",
     405: "method_not_allowed",
     409: "conflict",
     413: "too_large",
     415: "unsupported_media_type",
     500: "internal_error",
+    503: "unavailable",
 }
 
 

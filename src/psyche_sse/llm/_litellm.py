@@ -3,12 +3,18 @@
 LiteLLM reads its model cost map from the internet at import unless told otherwise, and a
 model name containing "llama-3" makes it fetch a tokenizer from a hub, blocking the event loop
 for tens of seconds with no network. Both are switched off before the first import.
+
+For an Ollama model missing from its cost map, LiteLLM asks the Ollama server about the model
+(``/api/show``) around every call, with a blocking request from inside the event loop, and
+some of those asks ignore the ``api_base`` and go to ``localhost:11434``.
+:func:`describe_model` tells it what it needs up front, so it never asks.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import warnings
 from types import ModuleType
 
 _OFFLINE_ENV = {
@@ -18,7 +24,11 @@ _OFFLINE_ENV = {
     "LITELLM_LOG": "ERROR",
 }
 
+# Providers whose model information LiteLLM fetches from the server itself.
+_SELF_DESCRIBING = ("ollama", "ollama_chat")
+
 _module: ModuleType | None = None
+_described: set[str] = set()
 
 
 def litellm() -> ModuleType:
@@ -27,6 +37,10 @@ def litellm() -> ModuleType:
     if _module is None:
         for key, value in _OFFLINE_ENV.items():
             os.environ.setdefault(key, value)
+        # Pydantic's remark on LiteLLM's own type hints (its Ollama module, on first use).
+        warnings.filterwarnings(
+            "ignore", message=r"Items? .* `ReadOnly` qualifier", category=UserWarning
+        )
         import litellm as module
 
         module.suppress_debug_info = True
@@ -44,6 +58,25 @@ def litellm() -> ModuleType:
         ]
         _module = module
     return _module
+
+
+def describe_model(model: str) -> None:
+    """Give LiteLLM static information about an Ollama model it does not know, once."""
+    if model in _described:
+        return
+    lm = litellm()
+    provider, _, name = model.partition("/")
+    if provider in _SELF_DESCRIBING and name:
+        known = {key.lower() for key in lm.model_cost}
+        variants = {model, name, *(f"{p}/{name}" for p in _SELF_DESCRIBING)}
+        if not any(v.lower() in known for v in variants):
+            lm.model_cost[model] = {
+                "litellm_provider": provider,
+                "mode": "chat",
+                "input_cost_per_token": 0.0,
+                "output_cost_per_token": 0.0,
+            }
+    _described.add(model)
 
 
 async def aclose() -> None:

@@ -66,6 +66,9 @@ class Reply:
 
 
 _FATAL = ("AuthenticationError", "PermissionDeniedError", "NotFoundError")
+# LiteLLM reports a 401 from an OpenAI-compatible server as BadRequestError and a 403 as
+# APIError; the status says what happened.
+_BY_STATUS = {401: "AuthenticationError", 403: "PermissionDeniedError", 404: "NotFoundError"}
 _TRANSIENT = (
     "RateLimitError",
     "Timeout",
@@ -82,9 +85,9 @@ def classify(exc: BaseException) -> LLMError:
         return exc
     if isinstance(exc, TimeoutError):
         return LLMError("the provider timed out", error_class="Timeout", retryable=True)
-    name = type(exc).__name__
     status = getattr(exc, "status_code", None)
-    if name in _FATAL or status in (401, 403, 404):
+    name = (_BY_STATUS.get(status) if isinstance(status, int) else None) or type(exc).__name__
+    if name in _FATAL:
         return ModelUnavailable(f"the provider refused the request ({name})", error_class=name)
     transient = name in _TRANSIENT or (
         isinstance(status, int) and (status >= 500 or status in (408, 409, 429))
@@ -126,6 +129,7 @@ class LLMClient:
         return ReplyStream(self, request, mode or self.settings.streaming)
 
     def _kwargs(self, request: CompletionRequest, *, stream: bool) -> dict[str, Any]:
+        _litellm.describe_model(request.model)
         kwargs: dict[str, Any] = {
             "model": request.model,
             "messages": request.messages,
@@ -221,15 +225,18 @@ class ReplyStream:
         """The next chunk's content, None for a chunk without any; StopAsyncIteration at end."""
         if isinstance(stream, _Simulated):
             return await stream.next()
+        idle = self._settings.timeout_idle
+        wait = self._deadline_wait(idle)
         try:
-            with anyio.fail_after(self._deadline_wait(self._settings.timeout_idle)):
+            with anyio.fail_after(wait):
                 chunk = await stream.__anext__()
         except StopAsyncIteration:
             raise
         except Exception as exc:
             err = classify(exc)
             if isinstance(exc, TimeoutError):
-                err = LLMError("the stream stalled", error_class="Timeout")
+                why = "the stream stalled" if wait >= idle else "the turn ran out of time"
+                err = LLMError(why, error_class="Timeout")
             raise StreamBroken(
                 err.message, error_class=err.error_class, partial=self.reply.text
             ) from exc
@@ -296,6 +303,8 @@ class ReplyStream:
         try:
             with anyio.fail_after(self._deadline_wait(self._settings.timeout_first_token)):
                 stream = await lm.acompletion(**self._client._kwargs(self._request, stream=True))
+                if stream is None:  # LiteLLM swallows some error statuses (422) this way
+                    raise LLMError("the provider sent no reply", error_class="EmptyResponse")
                 first: list[tuple[str, str]] = []
                 async for chunk in stream:
                     self.reply.usage = _usage(chunk) or self.reply.usage
@@ -322,7 +331,10 @@ class ReplyStream:
                 response = await lm.acompletion(**self._client._kwargs(self._request, stream=False))
         except Exception as exc:
             raise classify(exc) from exc
-        message = response.choices[0].message
+        choices = getattr(response, "choices", None)
+        if not choices:  # LiteLLM swallows some error statuses (422) this way
+            raise LLMError("the provider sent no reply", error_class="EmptyResponse")
+        message = choices[0].message
         text = getattr(message, "content", None) or ""
         self.reply.reasoning += getattr(message, "reasoning_content", None) or ""
         self.reply.usage = _usage(response)

@@ -128,7 +128,7 @@ def _run(args: argparse.Namespace) -> int:
     try:
         clean_situation(args.situation, settings.max_situation_chars)
         for model in {settings.model_for(a) for a in _agent_ids()}:
-            check_model(model)
+            check_model(model, settings.api_base)
     except (InputError, ModelUnavailable) as exc:
         raise UsageError(str(exc)) from exc
     # Import LiteLLM now rather than inside the first turn, where it would hold up the loop.

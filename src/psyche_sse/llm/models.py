@@ -18,8 +18,16 @@ def is_offline(model: str) -> bool:
     return model.startswith(f"{OFFLINE_PROVIDER}/")
 
 
-def check_model(model: str) -> None:
-    """Raise :class:`ModelUnavailable` when LiteLLM cannot route ``model`` or its key is unset."""
+# Providers LiteLLM sends to a default local address when no base URL is set.
+_LOCAL_DEFAULT = ("ollama", "ollama_chat")
+
+
+def check_model(model: str, api_base: str | None = None) -> None:
+    """Raise :class:`ModelUnavailable` when LiteLLM cannot route ``model`` or its key is unset.
+
+    ``api_base`` is the base URL the completions will use, which stands in for the
+    provider's own base-URL variable (``OLLAMA_API_BASE``, ...).
+    """
     if model in OFFLINE_MODELS:
         return
     if is_offline(model):
@@ -36,8 +44,11 @@ def check_model(model: str) -> None:
             "(write it as provider/model, for instance openai/gpt-4o-mini)",
             error_class="NotFoundError",
         ) from exc
-    env = lm.validate_environment(model)
-    missing = env.get("missing_keys") or []
+    env = lm.validate_environment(model, api_base=api_base)
+    missing = [str(key) for key in env.get("missing_keys") or []]
+    if provider in _LOCAL_DEFAULT:
+        # LiteLLM falls back to the local Ollama at localhost:11434.
+        missing = [key for key in missing if not key.endswith("_API_BASE")]
     if missing:
         raise ModelUnavailable(
             f"model {model!r} ({provider}) needs {', '.join(missing)} set in the environment",

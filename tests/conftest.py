@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 
@@ -13,8 +14,9 @@ def anyio_backend() -> str:
 
 
 @pytest.fixture(autouse=True)
-def _isolated_settings(monkeypatch: pytest.MonkeyPatch) -> None:
-    """No test reads the developer's own PSYCHE_* variables."""
+def _isolated_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No test reads the developer's own PSYCHE_* variables or writes the default database."""
     for key in list(os.environ):
         if key.startswith("PSYCHE_"):
             monkeypatch.delenv(key)
+    monkeypatch.setenv("PSYCHE_DB", str(tmp_path / "psyche.db"))

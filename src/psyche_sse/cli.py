@@ -75,12 +75,14 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _configure_logging(args.verbose)
+    from .store import StoreError
+
     try:
         if args.command == "run":
             return _run(args)
         if args.command == "serve":
             return _serve(args)
-    except UsageError as exc:
+    except (UsageError, StoreError) as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
@@ -111,7 +113,11 @@ def _settings(**overrides: Any) -> Settings:
 
 def _serve(args: argparse.Namespace) -> int:
     settings = _settings(host=args.host, port=args.port)
+    from .store import Store
     from .web.server import serve
+
+    # Fail here with one line rather than inside uvicorn's start-up with a traceback.
+    Store.open(settings.db).close()
 
     serve(settings)
     return 0
@@ -137,7 +143,13 @@ def _run(args: argparse.Namespace) -> int:
     import anyio
 
     view = JsonView(sys.stdout) if args.json else TextView(sys.stdout)
-    stopped = anyio.run(_run_async, settings, args.situation, args.seed, view)
+    try:
+        stopped = anyio.run(_run_async, settings, args.situation, args.seed, view)
+    except BaseExceptionGroup as group:
+        # The view's task raises a closed pipe inside the round's task group.
+        if group.subgroup(BrokenPipeError) is not None:
+            raise BrokenPipeError from None
+        raise
     return EXIT_INTERRUPTED if stopped else 0
 
 

@@ -20,7 +20,7 @@ def env(**extra: str) -> dict[str, str]:
         for k, v in os.environ.items()
         if not k.startswith(("PSYCHE_", "OPENAI_", "ANTHROPIC_"))
     }
-    return {**base, **extra}
+    return {**base, "PSYCHE_DB": ":memory:", **extra}
 
 
 def run(*args: str, timeout: float = 60, **extra: str) -> subprocess.CompletedProcess[str]:
@@ -137,3 +137,30 @@ def test_ctrl_c_cancels_cleanly(tmp_path: Path) -> None:
     assert len(complete) == 1 and complete[0]["metadata"]["status"] == "cancelled"
     assert lines[-1]["type"] == "round_complete" and lines[-1]["status"] == "cancelled"
     assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("command", [["run", "hi"], ["serve", "--port", "1"]])
+def test_a_corrupt_database_is_one_line_and_exit_2(tmp_path: Path, command: list[str]) -> None:
+    db = tmp_path / "psyche.db"
+    db.write_text("not a database")
+    result = run(*command, PSYCHE_DB=str(db), timeout=20)
+    assert result.returncode == 2
+    assert str(db) in result.stderr and "not a SQLite database" in result.stderr
+    assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_a_reader_that_goes_away_ends_quietly() -> None:
+    """``psyche-sse run --json ... | head -1``: no traceback when the pipe closes."""
+    proc = subprocess.Popen(
+        [*EXE, "run", "--json", "I lost my keys"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env(PSYCHE_OFFLINE_TPS="0"),
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    first = json.loads(proc.stdout.readline())
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=20) == 0
+    assert first["type"] == "round_started"
+    assert "Traceback" not in err and "Broken pipe" not in err

@@ -27,9 +27,14 @@ class Msg:
 
 
 def messages(source: EventSource) -> Iterator[Msg]:
-    """The stream's events, skipping the lone ``retry:`` field at its start."""
+    """The stream's events.
+
+    A message with no data is not an event (the ``retry:`` field at the start, and the
+    blank line after a heartbeat comment, which httpx-sse 0.4.3 reports as one carrying
+    the last id: it keeps ``id`` across messages, as the spec's last-event-id buffer).
+    """
     for sse in source.iter_sse():
-        if not sse.data and not sse.id:
+        if not sse.data:
             continue
         yield parse(sse)
 

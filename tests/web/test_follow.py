@@ -54,12 +54,19 @@ def parse(chunk: bytes) -> tuple[int, str, dict[str, Any]] | None:
     return int(fields["id"]), fields["event"], json.loads(fields["data"])
 
 
+_pending: dict[int, list[tuple[int, str, dict[str, Any]]]] = {}
+
+
 async def read(stream: AsyncIterator[bytes], n: int) -> list[tuple[int, str, dict[str, Any]]]:
-    out = []
-    while len(out) < n:
-        parsed = parse(await anext(stream))
-        if parsed is not None:
-            out.append(parsed)
+    """The next ``n`` messages (a chunk may hold several: a batch is written at once)."""
+    pending = _pending.setdefault(id(stream), [])
+    while len(pending) < n:
+        chunk = await anext(stream)
+        for message in chunk.split(b"\n\n"):
+            parsed = parse(message)
+            if parsed is not None:
+                pending.append(parsed)
+    out, pending[:] = pending[:n], pending[n:]
     return out
 
 
@@ -141,4 +148,20 @@ async def test_a_round_stream_ends_after_its_round_complete() -> None:
     await bus.publish(SID, EventType.ROUND_COMPLETE, {"status": "ok"})
     await bus.publish(SID, EventType.ROUND_STARTED, {"type": "round_started"})
     chunks = [c async for c in follow(bus, SID, 0, JSON, max_per_second=30, until=rounds_done(1))]
-    assert len(chunks) == 3  # the retry field, round_started, round_complete
+    messages = b"".join(chunks).split(b"\n\n")[:-1]
+    assert len(messages) == 3  # the retry field, round_started, round_complete
+
+
+async def test_a_merged_message_is_encoded_once_for_all_readers() -> None:
+    bus = MemoryBus()
+    await bus.publish(SID, EventType.AGENT_PROCESSING_STARTED, started())
+    readers = [follow(bus, SID, 0, JSON, max_per_second=30) for _ in range(3)]
+    for stream in readers:
+        await read(stream, 1)
+    for i in range(5):
+        await bus.publish(SID, EventType.AGENT_PROCESSING_UPDATE, update(f"{i} "))
+    chunks = [await anext(stream) for stream in readers]
+    assert chunks[0] is chunks[1] is chunks[2]
+    assert parse(chunks[0]) is not None and parse(chunks[0])[2]["partial_content"] == "0 1 2 3 4 "
+    for stream in readers:
+        await stream.aclose()

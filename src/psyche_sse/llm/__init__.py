@@ -4,6 +4,13 @@ from .client import CompletionRequest, LLMClient, Reply, ReplyStream, classify
 from .errors import LLMError, ModelUnavailable, StreamBroken
 from .models import check_model
 
+_warm = False
+
+
+def ready() -> bool:
+    """Whether :func:`preload` has finished: the first turn will not wait for LiteLLM."""
+    return _warm
+
 
 def preload() -> None:
     """Import and configure LiteLLM now, and warm its lazy imports with one offline call.
@@ -19,6 +26,8 @@ def preload() -> None:
         messages=[{"role": "user", "content": "warm-up"}],
         max_retries=0,
     )
+    global _warm
+    _warm = True
 
 
 __all__ = [
@@ -32,4 +41,5 @@ __all__ = [
     "check_model",
     "classify",
     "preload",
+    "ready",
 ]

@@ -14,8 +14,11 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import warnings
 from types import ModuleType
+
+import anyio
 
 _OFFLINE_ENV = {
     "LITELLM_LOCAL_MODEL_COST_MAP": "True",
@@ -29,35 +32,51 @@ _SELF_DESCRIBING = ("ollama", "ollama_chat")
 
 _module: ModuleType | None = None
 _described: set[str] = set()
+_lock = threading.Lock()
 
 
 def litellm() -> ModuleType:
     """The ``litellm`` module, configured, with the offline provider registered."""
-    global _module
     if _module is None:
-        for key, value in _OFFLINE_ENV.items():
-            os.environ.setdefault(key, value)
-        # Pydantic's remark on LiteLLM's own type hints (its Ollama module, on first use).
-        warnings.filterwarnings(
-            "ignore", message=r"Items? .* `ReadOnly` qualifier", category=UserWarning
-        )
-        import litellm as module
-
-        module.suppress_debug_info = True
-        module.telemetry = False
-        module.drop_params = True
-        for name in ("LiteLLM", "LiteLLM Router", "LiteLLM Proxy", "litellm"):
-            logging.getLogger(name).setLevel(logging.WARNING)
-
-        from .models import OFFLINE_PROVIDER as PROVIDER
-        from .offline import OfflineModel
-
-        module.custom_provider_map = [
-            *[p for p in module.custom_provider_map if p.get("provider") != PROVIDER],
-            {"provider": PROVIDER, "custom_handler": OfflineModel()},
-        ]
-        _module = module
+        with _lock:
+            if _module is None:
+                _import()
+    assert _module is not None
     return _module
+
+
+async def load() -> ModuleType:
+    """:func:`litellm` for the event loop: the first import (seconds) runs in a worker thread,
+    or waits there for the one already under way."""
+    if _module is not None:
+        return _module
+    return await anyio.to_thread.run_sync(litellm)
+
+
+def _import() -> None:
+    global _module
+    for key, value in _OFFLINE_ENV.items():
+        os.environ.setdefault(key, value)
+    # Pydantic's remark on LiteLLM's own type hints (its Ollama module, on first use).
+    warnings.filterwarnings(
+        "ignore", message=r"Items? .* `ReadOnly` qualifier", category=UserWarning
+    )
+    import litellm as module
+
+    module.suppress_debug_info = True
+    module.telemetry = False
+    module.drop_params = True
+    for name in ("LiteLLM", "LiteLLM Router", "LiteLLM Proxy", "litellm"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+    from .models import OFFLINE_PROVIDER as PROVIDER
+    from .offline import OfflineModel
+
+    module.custom_provider_map = [
+        *[p for p in module.custom_provider_map if p.get("provider") != PROVIDER],
+        {"provider": PROVIDER, "custom_handler": OfflineModel()},
+    ]
+    _module = module
 
 
 def describe_model(model: str) -> None:

@@ -297,7 +297,7 @@ class ReplyStream:
             return result
 
     async def _native(self) -> tuple[Any, list[tuple[str, str]]]:
-        lm = _litellm.litellm()
+        lm = await _litellm.load()
         await self._client.rate_limiter.acquire(self._request.model)
         stream: Any = None
         try:
@@ -324,7 +324,7 @@ class ReplyStream:
         return stream, first
 
     async def _simulated(self) -> tuple[Any, list[tuple[str, str]]]:
-        lm = _litellm.litellm()
+        lm = await _litellm.load()
         await self._client.rate_limiter.acquire(self._request.model)
         try:
             with anyio.fail_after(self._deadline_wait(self._settings.timeout_first_token)):

@@ -6,7 +6,7 @@ publisher or the other subscribers: it simply reads a longer batch next time, an
 layer folds consecutive deltas of that batch together.
 
 :class:`EventBus` is the interface the council and the web layer see; :class:`MemoryBus` is
-the in-process implementation. A Redis Streams bus would implement the same four methods
+the in-process implementation. A Redis Streams bus would implement the same five methods
 (``XADD`` to publish, ``XRANGE``/``XREAD BLOCK`` to subscribe) without touching the council.
 """
 
@@ -37,6 +37,11 @@ class EventBus(Protocol):
 
     def last_id(self, session_id: str) -> int:
         """The id of the newest event of the session, 0 when there is none."""
+        ...
+
+    def first_id(self, session_id: str) -> int:
+        """The id of the oldest event still retained (``last_id() + 1`` when none is): a
+        subscriber can resume from any cursor from ``first_id() - 1`` to ``last_id()``."""
         ...
 
 
@@ -111,6 +116,12 @@ class MemoryBus:
     def last_id(self, session_id: str) -> int:
         log = self._logs.get(session_id)
         return log.next_id - 1 if log else 0
+
+    def first_id(self, session_id: str) -> int:
+        log = self._logs.get(session_id)
+        if log is None:
+            return 1
+        return log.events[0].id if log.events else log.next_id
 
     def close(self, session_id: str) -> None:
         """End every subscription of the session and forget its log."""

@@ -55,6 +55,16 @@ async def test_history_is_bounded() -> None:
     assert [e.id for e in bus.history("s", after=240)] == list(range(241, 251))
 
 
+async def test_first_id_tells_from_where_replay_is_whole() -> None:
+    bus = MemoryBus(history_limit=3)
+    assert bus.first_id("s") == 1 and bus.last_id("s") == 0
+    for i in range(5):
+        await bus.publish("s", KIND, {"n": i})
+    assert (bus.first_id("s"), bus.last_id("s")) == (3, 5)
+    bus.start_at("restored", 1001)  # a session loaded from the store: nothing retained
+    assert (bus.first_id("restored"), bus.last_id("restored")) == (1001, 1000)
+
+
 async def test_many_subscribers_and_a_slow_one_blocks_nobody() -> None:
     bus = MemoryBus()
     fast_results: list[list[int]] = [[], []]

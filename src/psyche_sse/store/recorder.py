@@ -11,7 +11,7 @@ worker thread. Reads that must agree with the live stream (a transcript and the 
 event it reflects) queue behind the writes they must see.
 
 Event ids: before an event is published, :meth:`Recorder.reserve` makes sure the session's
-stored high-water mark covers its id, reserving ``id_block`` ids at a time (as a database
+stored high-water mark is above its id, reserving ``id_block`` ids at a time (as a database
 sequence caches values). A restarted session numbers after the mark, so a client that saw
 ids up to the crash never mistakes a new event for one it already has.
 """
@@ -156,11 +156,16 @@ class Recorder:
             self._wake.set()
 
     async def reserve(self, session_id: str, next_id: int, title: str = "") -> None:
-        """Make sure ids up to ``next_id`` are covered by the stored high-water mark."""
-        if next_id <= self._reserved.get(session_id, 0) or session_id in self._deleted:
+        """Make sure the stored high-water mark is above ``next_id``.
+
+        Strictly above: every id published before a crash is then below the mark, so a
+        client from before it is always behind a restarted session's first id, and is
+        sent the stored history (with its interrupted turns) before anything new.
+        """
+        if next_id < self._reserved.get(session_id, 0) or session_id in self._deleted:
             return
         async with self._reserve_lock:
-            if next_id <= self._reserved.get(session_id, 0) or session_id in self._deleted:
+            if next_id < self._reserved.get(session_id, 0) or session_id in self._deleted:
                 return
             ceiling = next_id + self.id_block - 1
             try:

@@ -161,10 +161,11 @@ def test_api_errors_are_json(fast_server: LiveServer, method: str, path: str, st
     assert response.json()["error"]["status"] == status
 
 
-def test_bad_last_event_id_is_a_400(fast_server: LiveServer) -> None:
+@pytest.mark.parametrize("bad", ["yesterday", "²", "-1", "1e3", "9" * 19])
+def test_bad_last_event_id_is_a_400(fast_server: LiveServer, bad: str) -> None:
     with fast_server.client() as client:
         body = start_round(client, "Bad ids")
-        response = client.get(body["events_url"], headers={"Last-Event-ID": "yesterday"})
+        response = client.get(body["events_url"], headers={"Last-Event-ID": bad.encode()})
     assert response.status_code == 400
     assert "Last-Event-ID" in response.json()["error"]["message"]
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from starlette.datastructures import UploadFile
@@ -95,6 +96,10 @@ def int_field(fields: dict[str, Any], name: str, *, low: int, high: int) -> int 
     return value
 
 
+# ASCII digits only: str.isdigit() also accepts "²", which int() then refuses.
+_WHOLE_NUMBER = re.compile(r"[0-9]{1,18}")
+
+
 def event_cursor(request: Request) -> int:
     """Where a stream resumes: ``Last-Event-ID`` (a reconnection) wins over ``?after=``."""
     for source, raw in (
@@ -103,7 +108,20 @@ def event_cursor(request: Request) -> int:
     ):
         if raw is None or not raw.strip():
             continue
-        if not raw.strip().isdigit():
+        if not _WHOLE_NUMBER.fullmatch(raw.strip()):
             raise HTTPError(400, f"{source} must be an event id (a whole number)")
         return int(raw)
     return 0
+
+
+def query_int(request: Request, name: str, *, default: int, low: int, high: int) -> int:
+    """A whole number from the query string, between ``low`` and ``high``; 400 otherwise."""
+    raw = request.query_params.get(name, "").strip()
+    if not raw:
+        return default
+    if not _WHOLE_NUMBER.fullmatch(raw):
+        raise HTTPError(400, f"{name} must be a whole number")
+    value = int(raw)
+    if not low <= value <= high:
+        raise HTTPError(400, f"{name} must be between {low} and {high}")
+    return value

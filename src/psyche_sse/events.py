@@ -25,6 +25,8 @@ class EventType(StrEnum):
     NETWORK_UPDATE = "network_update"
     SYSTEM_STATUS = "system_status"
     EMERGENCY_STATUS = "emergency_status"
+    # Never published: a stream sends it first to a client it cannot replay to.
+    SESSION_HISTORY = "session_history"
 
 
 class TurnStatus(StrEnum):
@@ -245,6 +247,24 @@ def agent_complete(
         "final_content": final_content,
         "sentiment": dict(sentiment),
         "metadata": metadata,
+    }
+
+
+def session_history(
+    session_id: str, *, transcript: Mapping[str, Any], last_event_id: int
+) -> dict[str, Any]:
+    """The whole conversation as of event ``last_event_id``, for a client whose position
+    the stream cannot replay from (the server restarted since, or it is older than the
+    history kept in memory): it replaces what the client has, and the events after
+    ``last_event_id`` follow. ``round_id`` is the newest round's, None before the first."""
+    rounds = transcript.get("rounds") or ()
+    return {
+        "type": EventType.SESSION_HISTORY.value,
+        "timestamp": utc_now(),
+        "session_id": session_id,
+        "round_id": rounds[-1]["id"] if rounds else None,
+        "last_event_id": last_event_id,
+        "transcript": dict(transcript),
     }
 
 

@@ -20,6 +20,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.web.seed import Seeded, seed
+
 START_TIMEOUT = 30.0
 _READY = re.compile(r"Uvicorn running on (http://127\.0\.0\.1:\d+)")
 
@@ -122,4 +124,29 @@ def failing_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveSer
         retry_attempts="1",
     )
     yield server
+    stop_server(server)
+
+
+@dataclass
+class SeededServer:
+    server: LiveServer
+    sessions: list[Seeded]  # oldest activity first
+
+    @property
+    def interrupted(self) -> Seeded:
+        return self.sessions[SEEDED_INTERRUPTED]
+
+
+SEEDED_COUNT = 45
+SEEDED_INTERRUPTED = 44
+
+
+@pytest.fixture(scope="session")
+def seeded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeededServer]:
+    """A server on a database written beforehand: 45 sessions (a minute apart), the newest
+    cut off by a crash in its second round. Only read it: the tests count on its order."""
+    where = tmp_path_factory.mktemp("seeded")
+    sessions = seed(where / "psyche.db", SEEDED_COUNT, interrupted=(SEEDED_INTERRUPTED,))
+    server = start_server(where, offline_tps="0")
+    yield SeededServer(server, sessions)
     stop_server(server)

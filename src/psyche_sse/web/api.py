@@ -1,20 +1,64 @@
-"""The JSON and raw-SSE API: start a round, follow a session, stop, health."""
+"""The JSON and raw-SSE API: rounds, a session's stream, stopping, the stored sessions
+(list, transcript, rename, delete, export), health."""
 
 from __future__ import annotations
+
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from .. import __version__
+from .. import __version__, llm
+from ..engine import Session
+from ..export import FORMATS, export
+from ..store import SessionSummary
+from ..store import Transcript as StoredTranscript
 from .context import Context
-from .inputs import event_cursor, int_field, read_fields, text_field
+from .errors import HTTPError
+from .inputs import event_cursor, int_field, query_int, read_fields, text_field
 from .streams import JSON, follow, rounds_done, sse_response
+
+DEFAULT_PAGE = 20
+MAX_PAGE = 100
+MAX_OFFSET = 1_000_000
 
 
 def _events_url(session_id: str, after: int | None = None) -> str:
     url = f"/api/sessions/{session_id}/events"
     return f"{url}?after={after}" if after else url
+
+
+def export_urls(session_id: str) -> dict[str, str]:
+    return {fmt: f"/api/sessions/{session_id}/export.{fmt}" for fmt in FORMATS}
+
+
+def session_json(session: Session, transcript: StoredTranscript) -> dict[str, Any]:
+    """The session's whole transcript, what it is doing, and where to follow it from."""
+    return {
+        "session_id": session.id,
+        **transcript.to_dict(),
+        "running": session.running,
+        "current_round": session.current_round,
+        # Its events after the transcript's last one: live, with no gap and no duplicate.
+        "events_url": _events_url(session.id, transcript.last_event_id),
+        "page_url": f"/s/{session.id}",
+        "exports": export_urls(session.id),
+    }
+
+
+def summary_json(summary: SessionSummary, running: bool) -> dict[str, Any]:
+    return {
+        "id": summary.id,
+        "title": summary.title,
+        "created": summary.created,
+        "updated": summary.updated,
+        "rounds": summary.rounds,
+        "last_status": summary.last_status,
+        "running": running,
+        "url": f"/api/sessions/{summary.id}",
+        "page_url": f"/s/{summary.id}",
+    }
 
 
 def _prefers_json(request: Request) -> bool:
@@ -30,15 +74,25 @@ class Api:
         return [
             Route("/healthz", self.health, methods=["GET"]),
             Route("/api/rounds", self.start_round, methods=["POST"]),
+            Route("/api/sessions", self.list_sessions, methods=["GET"]),
             Route("/api/sessions/{session_id}", self.session, methods=["GET"]),
+            Route("/api/sessions/{session_id}", self.rename, methods=["PATCH"]),
+            Route("/api/sessions/{session_id}", self.delete, methods=["DELETE"]),
             Route("/api/sessions/{session_id}/events", self.events, methods=["GET"]),
             Route("/api/sessions/{session_id}/stop", self.stop, methods=["POST"]),
+            Route("/api/sessions/{session_id}/export.{fmt}", self.export, methods=["GET"]),
         ]
 
     async def health(self, request: Request) -> Response:
         engine = self.ctx.engine
         return JSONResponse(
-            {"status": "ok", "version": __version__, "sessions": len(engine.sessions)}
+            {
+                "status": "ok",
+                "version": __version__,
+                # "loading" for a few seconds after start: a round begun then waits for it.
+                "llm": "ready" if llm.ready() else "loading",
+                "sessions": len(engine.sessions),
+            }
         )
 
     async def start_round(self, request: Request) -> Response:
@@ -74,32 +128,74 @@ class Api:
             headers={"X-Session-Id": session.id, "X-Round-Id": round_id},
         )
 
-    async def session(self, request: Request) -> Response:
-        session_id = request.path_params["session_id"]
-        session = await self.ctx.session(session_id)
+    async def list_sessions(self, request: Request) -> Response:
+        """The stored sessions, the most recently active first, ``limit`` at a time."""
+        limit = query_int(request, "limit", default=DEFAULT_PAGE, low=1, high=MAX_PAGE)
+        offset = query_int(request, "offset", default=0, low=0, high=MAX_OFFSET)
+        engine = self.ctx.engine
+        total = await engine.count_sessions()
+        summaries = await engine.list_sessions(limit=limit, offset=offset)
+
+        def page(at: int) -> str:
+            return f"/api/sessions?limit={limit}&offset={at}"
+
         return JSONResponse(
             {
-                "session_id": session.id,
-                "title": session.title,
-                "running": session.running,
-                "current_round": session.current_round,
-                "rounds": list(session.rounds),
-                "last_event_id": self.ctx.engine.bus.last_id(session.id),
-                "events_url": _events_url(session.id),
+                "sessions": [summary_json(s, self._running(s.id)) for s in summaries],
+                "total": total,
+                "limit": limit,
+                "offset": offset,
+                "next": page(offset + limit) if offset + limit < total else None,
+                "previous": page(max(0, offset - limit)) if offset else None,
             }
         )
 
-    async def events(self, request: Request) -> Response:
-        """The session's live stream, from ``Last-Event-ID`` or ``?after=`` on; never ends."""
+    def _running(self, session_id: str) -> bool:
+        session = self.ctx.engine.sessions.get(session_id)
+        return session is not None and session.running
+
+    async def session(self, request: Request) -> Response:
+        """The session's whole transcript (running turns with their text so far)."""
         session = await self.ctx.session(request.path_params["session_id"])
-        after = event_cursor(request)
-        stream = follow(
-            self.ctx.engine.bus,
-            session.id,
-            after,
-            JSON,
-            max_per_second=self.ctx.settings.max_deltas_per_second,
+        return JSONResponse(session_json(session, await self.ctx.stored(session)))
+
+    async def rename(self, request: Request) -> Response:
+        """``{"title": ...}``: the new title (one line, at most 200 characters)."""
+        session = await self.ctx.session(request.path_params["session_id"])
+        fields = await read_fields(request)
+        title = fields.get("title")
+        if not isinstance(title, str):
+            raise HTTPError(422, 'send the new title as a string: {"title": "..."}')
+        stored = await self.ctx.rename(session, title)
+        return JSONResponse({"session_id": session.id, "title": stored})
+
+    async def delete(self, request: Request) -> Response:
+        """Delete the session for good; a round it is running is stopped first."""
+        session = await self.ctx.session(request.path_params["session_id"])
+        await self.ctx.delete(session)
+        return Response(status_code=204)
+
+    async def export(self, request: Request) -> Response:
+        """The transcript as a file to download: ``export.json``, ``.md`` or ``.html``."""
+        fmt = request.path_params["fmt"]
+        if fmt not in FORMATS:
+            raise HTTPError(404, f"there is no {fmt!r} export; use {', '.join(FORMATS)}")
+        session = await self.ctx.session(request.path_params["session_id"])
+        file = export(await self.ctx.stored(session), fmt)
+        return Response(
+            file.body,
+            media_type=file.media_type,
+            headers={"Content-Disposition": file.content_disposition},
         )
+
+    async def events(self, request: Request) -> Response:
+        """The session's live stream, from ``Last-Event-ID`` or ``?after=`` on; never ends.
+
+        A client the bus cannot replay to (its id is from before a restart, say) first
+        gets the whole history as one ``session_history`` event.
+        """
+        session = await self.ctx.session(request.path_params["session_id"])
+        stream = await self.ctx.follow(session, event_cursor(request), JSON)
         return sse_response(stream, self.ctx.settings)
 
     async def stop(self, request: Request) -> Response:

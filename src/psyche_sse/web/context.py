@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
 from ..config import Settings
 from ..council import InputError
 from ..engine import Engine, RoundInProgress, Session, SessionNotFound
+from ..events import Event, EventType, session_history
+from ..store import Transcript as StoredTranscript
 from .errors import HTTPError
 from .render import Renderer
+from .streams import Format, follow
 from .transcript import Transcript
+
+
+def _not_found() -> HTTPError:
+    return HTTPError(404, "there is no session with this id", code="session_not_found")
 
 
 @dataclass
@@ -29,9 +37,7 @@ class Context:
         try:
             return await self.engine.load_session(session_id)
         except SessionNotFound:
-            raise HTTPError(
-                404, "there is no session with this id", code="session_not_found"
-            ) from None
+            raise _not_found() from None
 
     async def transcript(self, session: Session) -> Transcript:
         """The session's conversation so far, and the id of the last event it reflects.
@@ -44,7 +50,73 @@ class Context:
         events = engine.bus.history(session.id)
         if not session.rounds or (events and events[0].id == 1):
             return Transcript.from_events(session.id, events)
-        return Transcript.from_store(await engine.transcript(session.id))
+        return Transcript.from_store(await self.stored(session))
+
+    async def stored(self, session: Session) -> StoredTranscript:
+        """The session as the store has it, up to its ``last_event_id``; 404 when deleted."""
+        try:
+            return await self.engine.transcript(session.id)
+        except SessionNotFound:
+            raise _not_found() from None
+
+    async def catch_up(self, session: Session, after: int) -> StoredTranscript | None:
+        """What a stream resuming after event ``after`` must send before the bus's events.
+
+        None when the bus still holds every event after ``after``. Otherwise (the id is
+        from before a restart, or older than the history kept in memory, or beyond the
+        newest) the session's history from the store, to be sent whole: the stream then
+        goes on after its ``last_event_id``.
+        """
+        bus = self.engine.bus
+        if bus.first_id(session.id) - 1 <= after <= bus.last_id(session.id):
+            return None
+        return await self.stored(session)
+
+    async def follow(
+        self,
+        session: Session,
+        after: int,
+        fmt: Format,
+        *,
+        until: Callable[[Event], bool] | None = None,
+    ) -> AsyncIterator[bytes]:
+        """The session's stream after event ``after``, live, in ``fmt``.
+
+        When the bus cannot replay from ``after`` (see :meth:`catch_up`), the stream opens
+        with a ``session_history`` message: the whole conversation as the store has it, with
+        the id of the last event it reflects; the events after that id follow.
+        """
+        preamble = b""
+        history = await self.catch_up(session, after)
+        if history is not None:
+            after = history.last_event_id
+            data = session_history(session.id, transcript=history.to_dict(), last_event_id=after)
+            preamble = fmt(Event(after, EventType.SESSION_HISTORY, data))
+        return follow(
+            self.engine.bus,
+            session.id,
+            after,
+            fmt,
+            max_per_second=self.settings.max_deltas_per_second,
+            until=until,
+            preamble=preamble,
+        )
+
+    async def rename(self, session: Session, title: str) -> str:
+        """Rename the session: the title as stored, or 422 when it is empty or too long."""
+        try:
+            return await self.engine.rename_session(session.id, title)
+        except InputError as exc:
+            raise HTTPError(422, str(exc), code="invalid_title") from None
+        except SessionNotFound:
+            raise _not_found() from None
+
+    async def delete(self, session: Session) -> None:
+        """Delete the session; a round it is running is stopped first."""
+        try:
+            await self.engine.delete_session(session.id)
+        except SessionNotFound:
+            raise _not_found() from None
 
     async def start_round(
         self,

@@ -29,6 +29,7 @@ _TITLES = {
     409: "Busy",
     413: "Too large",
     415: "Unsupported content type",
+    422: "Not accepted",
     500: "Something went wrong",
     503: "Unavailable",
 }
@@ -40,6 +41,7 @@ _CODES = {
     409: "conflict",
     413: "too_large",
     415: "unsupported_media_type",
+    422: "invalid",
     500: "internal_error",
     503: "unavailable",
 }

@@ -20,7 +20,7 @@ from .context import Context
 from .errors import HTTPError, is_htmx
 from .inputs import event_cursor, read_fields, text_field
 from .render import HTML_FORMAT, partial
-from .streams import Format, follow, sse_response
+from .streams import Format, sse_response
 from .transcript import Transcript
 
 
@@ -140,7 +140,8 @@ class Pages:
     # --- the stream ---------------------------------------------------------------------------
 
     async def stream(self, request: Request) -> Response:
-        """The page's fragments from ``Last-Event-ID`` or ``?after=`` on.
+        """The page's fragments from ``Last-Event-ID`` or ``?after=`` on (or, when those
+        events are no longer in memory, the whole conversation again, then the rest).
 
         For a session that does not exist the stream says so in the page and then sends
         ``end``, the event the page's ``hx-sse:close`` names, so htmx does not reconnect.
@@ -148,16 +149,10 @@ class Pages:
         session_id = request.path_params["session_id"]
         try:
             session = await self.ctx.session(session_id)
-            after = event_cursor(request)
+            # A page from before a restart gets its conversation again, then the rest.
+            stream = await self.ctx.follow(session, event_cursor(request), self.html)
         except HTTPError as exc:
             return sse_response(self._gone(exc.message), self.ctx.settings)
-        stream = follow(
-            self.ctx.engine.bus,
-            session.id,
-            after,
-            self.html,
-            max_per_second=self.ctx.settings.max_deltas_per_second,
-        )
         return sse_response(stream, self.ctx.settings)
 
     async def _gone(self, message: str) -> AsyncIterator[bytes]:

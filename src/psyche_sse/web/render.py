@@ -19,6 +19,7 @@ from ..archetypes import ARCHETYPES, BY_ID, Archetype
 from ..config import Settings
 from ..events import Event, EventType, encode_sse
 from ..llm.models import is_offline
+from ..store import Transcript as StoredTranscript
 from .markdown import MarkdownRenderer
 from .transcript import Round, Transcript, Turn
 
@@ -146,6 +147,15 @@ class Renderer:
             return self._status(session_id, f"{round_.turns[-1].agent_id}: done")
         return self._status(session_id, f"Round {round_.index}: starting…")
 
+    def history(self, session_id: str, transcript: Transcript, running: bool) -> Markup:
+        """Swaps that replace a page's whole conversation, status line and form."""
+        rounds = Markup("").join(self.round_(session_id, r) for r in transcript.rounds)
+        return (
+            partial("#rounds", "innerHTML", rounds)
+            + partial("#composer", "outerHTML", self.composer(session_id, running=running))
+            + partial("#status", "innerHTML", self.status(session_id, transcript))
+        )
+
     def _status(self, session_id: str | None, text: str = "", turn: Turn | None = None) -> Markup:
         agent = AgentLook.of(turn.agent_id) if turn else None
         return self.template(
@@ -201,6 +211,11 @@ class Renderer:
             ) + partial(
                 f"#turn-{tid}-bar", "outerHTML", self.bar(tid, float(data.get("progress", 0.0)))
             )
+        if kind is EventType.SESSION_HISTORY:
+            # The stream could not replay to this page (a server restart since it loaded,
+            # say): the whole conversation again, as stored.
+            history = Transcript.from_store(StoredTranscript.from_dict(data["transcript"]))
+            return self.history(sid, history, running=history.running)
         transcript = Transcript(sid)
         if kind is EventType.ROUND_STARTED:
             transcript.apply(event)

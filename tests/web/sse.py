@@ -71,6 +71,14 @@ def follow_round(client: httpx.Client, url: str, **headers: str) -> list[Msg]:
         return until_round_complete(source)
 
 
+def finished_session(client: httpx.Client, situation: str) -> str:
+    """A new session with one round, run to its end: its id."""
+    body = start_round(client, situation)
+    follow_round(client, body["events_url"])
+    session_id: str = body["session_id"]
+    return session_id
+
+
 def texts(msgs: Iterable[Msg]) -> dict[str, str]:
     """Each turn's streamed text: its deltas concatenated."""
     out: dict[str, str] = defaultdict(str)

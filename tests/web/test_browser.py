@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
-from tests.web.conftest import LiveServer, start_server, stop_server
+from tests.web.conftest import (
+    LiveServer,
+    SeededServer,
+    kill_server,
+    saved_partial,
+    start_server,
+    stop_server,
+)
+from tests.web.sse import finished_session
 
 pytestmark = pytest.mark.browser
 
@@ -186,3 +195,121 @@ def test_bad_input_gets_a_message_in_the_page(
     expect(page.locator(".round")).to_have_count(0)
     # The browser notes the 400 in its console; that one is expected.
     console_errors[:] = [e for e in console_errors if "status of 400" not in e]
+
+
+def test_sessions_list_rename_and_delete_without_javascript(
+    fast_server: LiveServer, browser: Browser
+) -> None:
+    """Plain links and forms, a confirmation page for deleting: no script needed."""
+    with fast_server.client() as client:
+        session_id = finished_session(client, "Browse <me> please")
+    context = browser.new_context(java_script_enabled=False)
+    page = context.new_page()
+    page.goto(fast_server.url)
+    page.get_by_role("link", name="Sessions", exact=True).click()
+    expect(page).to_have_url(f"{fast_server.url}/sessions")
+    item = page.locator(".session-item", has=page.locator(f'a[href="/s/{session_id}"]'))
+    expect(item.locator(".session-title")).to_have_text("Browse <me> please")
+    expect(item.locator(".session-facts")).to_contain_text("1 round")
+
+    item.get_by_role("link", name="Rename").click()
+    expect(page.locator("#title")).to_have_value("Browse <me> please")
+    page.fill("#title", "Renamed <b>in</b> the browser")
+    page.get_by_role("button", name="Save").click()
+    expect(page).to_have_url(f"{fast_server.url}/sessions")
+    expect(item.locator(".session-title")).to_have_text("Renamed <b>in</b> the browser")
+
+    # Delete asks first; Cancel keeps it.
+    item.get_by_role("link", name="Delete").click()
+    expect(page.locator("main h1")).to_have_text("Delete this session?")
+    expect(page.locator(".confirm-what")).to_have_text("Renamed <b>in</b> the browser")
+    page.get_by_role("link", name="Cancel").click()
+    expect(item).to_have_count(1)
+    item.get_by_role("link", name="Delete").click()
+    page.get_by_role("button", name="Delete for good").click()
+    expect(page).to_have_url(f"{fast_server.url}/sessions?deleted=1")
+    expect(page.locator(".notice")).to_have_text("The session was deleted.")
+    expect(item).to_have_count(0)
+    page.goto(f"{fast_server.url}/s/{session_id}")
+    expect(page.locator(".error-page h1")).to_have_text("Not found")
+    context.close()
+
+
+def test_a_session_reads_without_javascript(
+    seeded: SeededServer, fast_server: LiveServer, browser: Browser
+) -> None:
+    """Its whole history is in the page the server sends, interrupted turns included."""
+    with fast_server.client() as client:
+        session_id = finished_session(client, "Read me with scripts off")
+        stored = client.get(f"/api/sessions/{session_id}").json()
+    context = browser.new_context(java_script_enabled=False)
+    page = context.new_page()
+
+    page.goto(f"{fast_server.url}/s/{session_id}")
+    finals = page.locator(".turn-final")
+    expect(finals).to_have_count(5)
+    assert finals.locator(".name").all_text_contents() == AGENTS
+    for card, turn in zip(finals.all(), stored["rounds"][0]["turns"], strict=True):
+        shown = " ".join(card.locator(".turn-text").inner_text().split())
+        assert shown == " ".join(turn["text"].split())
+    expect(page.locator(".round-end-text")).to_contain_text("Round complete in")
+    expect(page.locator(".sessionbar-title")).to_have_text("Read me with scripts off")
+    expect(page.locator("#situation")).to_be_enabled()
+
+    interrupted = seeded.interrupted
+    page.goto(f"{seeded.server.url}/s/{interrupted.id}")
+    expect(page.locator(".round")).to_have_count(2)
+    expect(page.locator(".turn-final")).to_have_count(7)
+    card = page.locator(".turn-interrupted")
+    expect(card.locator(".name")).to_have_text("Persona")
+    expect(card.locator(".tag")).to_have_text("interrupted")
+    expect(card.locator(".turn-note")).to_contain_text("The server stopped while Persona")
+    expect(card.locator(".turn-text")).to_contain_text("Persona was half way through a thought")
+    expect(page.locator(".round-end-text").last).to_have_text(
+        "Round interrupted: the server stopped during it."
+    )
+    expect(page.locator(".situation").first).to_have_text(interrupted.situation)
+    context.close()
+
+
+def test_an_open_page_comes_back_by_itself_after_a_crash(
+    browser: Browser,
+    page: Page,
+    console_errors: list[str],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """The server is killed mid-turn and started again on the same port and database: the
+    page reconnects, shows the turn as interrupted, and the session goes on."""
+    where = tmp_path_factory.mktemp("browser-crash")
+    before = start_server(where, offline_tps="15")
+    port = before.url.rsplit(":", 1)[1]
+    try:
+        page.goto(before.url)
+        send(page, "The lights went out")
+        wait_for_live_text(page, "Shadow", 0)
+        deadline = time.monotonic() + 30
+        while saved_partial(where / "psyche.db") is None:
+            assert time.monotonic() < deadline, "no partial text was saved"
+            time.sleep(0.05)
+    finally:
+        kill_server(before)
+    after = start_server(where, offline_tps="0", port=port)
+    try:
+        card = page.locator(".turn-interrupted")
+        expect(card).to_have_count(1, timeout=WAIT_MS)
+        expect(card.locator(".name")).to_have_text("Shadow")
+        expect(page.locator(".turn-live")).to_have_count(0)
+        expect(page.locator(".round-end-text")).to_have_text(
+            "Round interrupted: the server stopped during it."
+        )
+        expect(page.locator("#situation")).to_be_enabled()
+        send(page, "And now?")
+        expect(page.locator(".turn-final.turn-ok")).to_have_count(5, timeout=WAIT_MS)
+        expect(page.locator(".round")).to_have_count(2)
+        page.goto("about:blank")  # leave before the server stops: no cut stream to report
+    finally:
+        stop_server(after)
+    # The browser notes the stream cut by the crash and each reconnection refused while the
+    # server was down; those are expected.
+    outage = ("ERR_INCOMPLETE_CHUNKED_ENCODING", "ERR_CONNECTION_REFUSED", "htmx:sse:error")
+    console_errors[:] = [e for e in console_errors if not any(o in e for o in outage)]

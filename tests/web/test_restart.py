@@ -9,17 +9,14 @@ no duplicate.
 from __future__ import annotations
 
 import json
-import signal
-import sqlite3
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from httpx_sse import connect_sse
 
-from tests.web.conftest import LiveServer, start_server, stop_server
+from tests.web.conftest import LiveServer, kill_server, saved_partial, start_server, stop_server
 from tests.web.sse import (
     Msg,
     assert_whole_round,
@@ -33,23 +30,6 @@ from tests.web.sse import (
 SITUATION = "The server <i>died</i> while Shadow spoke"
 
 
-def saved_partial(db: Path) -> str | None:
-    """The partial text of a running turn, once the server has saved one."""
-    try:
-        conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
-    except sqlite3.Error:
-        return None
-    try:
-        row = conn.execute(
-            "SELECT text FROM turns WHERE status = 'running' AND text <> ''"
-        ).fetchone()
-    except sqlite3.Error:
-        return None
-    finally:
-        conn.close()
-    return str(row[0]) if row else None
-
-
 def landmarks(msgs: list[Msg]) -> list[tuple[int, str]]:
     return [(m.id, m.type) for m in msgs if m.type != "agent_processing_update"]
 
@@ -61,12 +41,6 @@ def rest_of_round(stream: Iterator[Msg]) -> list[Msg]:
         if msg.type == "round_complete":
             break
     return out
-
-
-def kill(server: LiveServer) -> None:
-    server.process.send_signal(signal.SIGKILL)
-    server.process.wait(timeout=10)
-    stop_server(server)  # closes its pipes
 
 
 def html_messages(response: httpx.Response) -> Iterator[tuple[int, str]]:
@@ -98,7 +72,7 @@ def crashed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]
                     if msg.type == "agent_processing_update" and saved_partial(where / "psyche.db"):
                         break
     finally:
-        kill(before)
+        kill_server(before)
     server = start_server(where, offline_tps="0")
     try:
         yield {"server": server, "seen": seen, **body}

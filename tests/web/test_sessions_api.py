@@ -13,7 +13,7 @@ from httpx_sse import connect_sse
 from psyche_sse.export import from_json
 from psyche_sse.store import Transcript
 from tests.web.conftest import SEEDED_COUNT, LiveServer, SeededServer
-from tests.web.sse import finals, follow_round, messages, start_round, texts
+from tests.web.sse import finals, finished_session, follow_round, messages, start_round, texts
 
 SAFE_FILENAME = re.compile(r'attachment; filename="psyche-[a-z0-9-]+-[A-Za-z0-9]+\.(json|md|html)"')
 
@@ -21,10 +21,7 @@ SAFE_FILENAME = re.compile(r'attachment; filename="psyche-[a-z0-9-]+-[A-Za-z0-9]
 def a_session(server: LiveServer, situation: str = "My boss <b>yelled</b> at me") -> str:
     """A session with one finished round."""
     with server.client() as client:
-        body = start_round(client, situation)
-        follow_round(client, body["events_url"])
-    session_id: str = body["session_id"]
-    return session_id
+        return finished_session(client, situation)
 
 
 def assert_json_error(response: httpx.Response, status: int, needle: str = "") -> None:

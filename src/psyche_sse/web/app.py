@@ -24,6 +24,7 @@ from .api import Api
 from .context import Context
 from .pages import Pages
 from .render import Renderer
+from .sessions import SessionPages
 
 log = logging.getLogger(__name__)
 
@@ -114,6 +115,7 @@ def create_app(settings: Settings, engine: Engine | None = None) -> Starlette:
     routes = [
         *Api(ctx).routes(),
         *Pages(ctx).routes(),
+        *SessionPages(ctx).routes(),
         Mount("/static", app=static, name="static"),
     ]
     app = Starlette(

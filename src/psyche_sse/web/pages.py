@@ -46,14 +46,17 @@ class Pages:
         session_id: str | None,
         transcript: Transcript | None,
         *,
+        title: str = "",
         running: bool = False,
         situation: str = "",
         error: str = "",
         status_code: int = 200,
     ) -> HTMLResponse:
         r = self.renderer
+        title = title or self._title(transcript)
         html = r.env.get_template("page.html").render(
-            title=self._title(transcript),
+            title=title,
+            sessionbar=r.sessionbar(session_id, title),
             conversation=self._conversation(session_id, transcript),
             status=r.status(session_id, transcript),
             composer=r.composer(
@@ -88,7 +91,12 @@ class Pages:
     async def session_page(self, request: Request) -> Response:
         session = await self.ctx.session(request.path_params["session_id"])
         transcript = await self.ctx.transcript(session)
-        return self._page(session.id, transcript, running=session.running or transcript.running)
+        return self._page(
+            session.id,
+            transcript,
+            title=session.title,
+            running=session.running or transcript.running,
+        )
 
     # --- actions ----------------------------------------------------------------------------
 
@@ -102,15 +110,17 @@ class Pages:
             if is_htmx(request) or exc.status not in (400, 409):
                 raise
             # Without JavaScript: the page again, with the message and the text kept.
+            title = ""
             if session_id is not None:
                 known = await self.ctx.session(session_id)
                 transcript = await self.ctx.transcript(known)
-                running = known.running
+                running, title = known.running, known.title
             else:
                 transcript, running = None, False
             return self._page(
                 session_id,
                 transcript,
+                title=title,
                 running=running,
                 situation=situation if exc.status == 400 else "",
                 error=exc.message,
@@ -126,6 +136,9 @@ class Pages:
             # and its address becomes the session's, so a reload comes back to it.
             empty = Transcript(session.id)
             swaps += partial("#conversation", "outerHTML", self._conversation(session.id, empty))
+            swaps += partial(
+                "#sessionbar", "outerHTML", self.renderer.sessionbar(session.id, session.title)
+            )
             headers["HX-Push-Url"] = page_url
         return HTMLResponse(str(swaps), headers=headers)
 

@@ -9,6 +9,7 @@ progress bar. Every string from a model or a person goes through Jinja's autoesc
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import jinja2
@@ -67,6 +68,17 @@ def _signed(score: float) -> str:
     return f"{score:+.2f}".replace("-", "\u2212")
 
 
+def when(timestamp: object) -> str:
+    """An ISO 8601 time as people read it, in UTC: ``25 Nov 2026, 17:14 UTC``."""
+    try:
+        moment = datetime.fromisoformat(str(timestamp))
+    except ValueError:
+        return str(timestamp)
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(UTC)
+    return f"{moment.day} {moment:%b %Y, %H:%M} UTC"
+
+
 class Renderer:
     """Renders pages and event fragments with the package's templates."""
 
@@ -85,6 +97,7 @@ class Renderer:
             archetypes=ARCHETYPES,
             static_url=static_url,
         )
+        self.env.filters["when"] = when
 
     @property
     def offline(self) -> bool:
@@ -146,6 +159,10 @@ class Renderer:
         if round_.turns:
             return self._status(session_id, f"{round_.turns[-1].agent_id}: done")
         return self._status(session_id, f"Round {round_.index}: starting…")
+
+    def sessionbar(self, session_id: str | None, title: str = "") -> Markup:
+        """The session's title and what can be done with it (empty for a new session)."""
+        return self.template("_sessionbar.html", session_id=session_id, title=title)
 
     def history(self, session_id: str, transcript: Transcript, running: bool) -> Markup:
         """Swaps that replace a page's whole conversation, status line and form."""

@@ -1,0 +1,176 @@
+"""The browser's pages for stored sessions: the list, renaming, and deleting with a
+confirmation.
+
+Plain links and forms, no htmx: each works without JavaScript, and deleting always goes
+through a confirmation page rendered by the server, so no script is needed to ask.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, RedirectResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from ..engine import MAX_TITLE_CHARS, Session
+from ..store import INTERRUPTED, SessionSummary
+from .context import Context
+from .errors import HTTPError
+from .inputs import query_int, read_fields
+
+PAGE_SIZE = 20
+MAX_PAGES = 50_000
+DELETED_NOTICE = "The session was deleted."
+
+_STATES = {
+    "running": "running",
+    INTERRUPTED: "interrupted",
+    "cancelled": "stopped",
+    "error": "errors",
+}
+
+
+@dataclass(frozen=True)
+class Line:
+    """A session as the list shows it."""
+
+    id: str
+    title: str
+    created: str
+    updated: str
+    rounds: int
+    state: str  # a tag's class: running, interrupted, cancelled, error; "" when all is well
+    state_text: str
+
+    @classmethod
+    def of(cls, summary: SessionSummary, running: bool) -> Line:
+        # Running is the engine's to say; the store's newest round tells the rest.
+        state = "running" if running else (summary.last_status or "")
+        if state not in _STATES or (state == "running" and not running):
+            state = ""
+        return cls(
+            summary.id,
+            summary.title,
+            summary.created,
+            summary.updated,
+            summary.rounds,
+            state,
+            _STATES.get(state, ""),
+        )
+
+
+def safe_next(value: object, session_id: str) -> str:
+    """Where to go after renaming: the sessions list (some page of it) or the session's
+    page; nothing else, so the form cannot send anyone off the site."""
+    if not isinstance(value, str):
+        return "/sessions"
+    if value == f"/s/{session_id}" or re.fullmatch(r"/sessions(\?page=[0-9]{1,6})?", value):
+        return value
+    return "/sessions"
+
+
+class SessionPages:
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+        self.renderer = ctx.renderer
+
+    def routes(self) -> list[BaseRoute]:
+        return [
+            Route("/sessions", self.list_page, methods=["GET"]),
+            Route("/s/{session_id}/rename", self.rename_page, methods=["GET"]),
+            Route("/s/{session_id}/rename", self.rename, methods=["POST"]),
+            Route("/s/{session_id}/delete", self.delete_page, methods=["GET"]),
+            Route("/s/{session_id}/delete", self.delete, methods=["POST"]),
+        ]
+
+    def _render(self, name: str, status_code: int = 200, **context: object) -> HTMLResponse:
+        html = self.renderer.env.get_template(name).render(**context)
+        return HTMLResponse(html, status_code=status_code)
+
+    # --- the list -----------------------------------------------------------------------
+
+    async def list_page(self, request: Request) -> Response:
+        page = query_int(request, "page", default=1, low=1, high=MAX_PAGES)
+        engine = self.ctx.engine
+        total = await engine.count_sessions()
+        summaries = await engine.list_sessions(limit=PAGE_SIZE, offset=(page - 1) * PAGE_SIZE)
+        lines = [Line.of(s, self._running(s.id)) for s in summaries]
+        here = "/sessions" if page == 1 else f"/sessions?page={page}"
+        return self._render(
+            "sessions.html",
+            sessions=lines,
+            page=page,
+            pages=max(1, math.ceil(total / PAGE_SIZE)),
+            total=total,
+            here=here,
+            notice=DELETED_NOTICE if request.query_params.get("deleted") else "",
+        )
+
+    def _running(self, session_id: str) -> bool:
+        session = self.ctx.engine.sessions.get(session_id)
+        return session is not None and session.running
+
+    # --- rename -------------------------------------------------------------------------
+
+    async def rename_page(self, request: Request) -> Response:
+        session = await self.ctx.session(request.path_params["session_id"])
+        transcript = await self.ctx.stored(session)
+        return self._rename_form(
+            session, transcript.title, safe_next(request.query_params.get("next"), session.id)
+        )
+
+    def _rename_form(
+        self, session: Session, title: str, next_url: str, error: str = "", status_code: int = 200
+    ) -> HTMLResponse:
+        return self._render(
+            "rename.html",
+            status_code=status_code,
+            session_id=session.id,
+            title=title,
+            next=next_url,
+            error=error,
+            max_chars=MAX_TITLE_CHARS,
+        )
+
+    async def rename(self, request: Request) -> Response:
+        session = await self.ctx.session(request.path_params["session_id"])
+        fields = await read_fields(request)
+        title = fields.get("title")
+        next_url = safe_next(fields.get("next"), session.id)
+        try:
+            await self.ctx.rename(session, title if isinstance(title, str) else "")
+        except HTTPError as exc:
+            if exc.status != 422:
+                raise
+            # The form again, with the message and what was typed.
+            typed = title if isinstance(title, str) else ""
+            return self._rename_form(session, typed, next_url, exc.message, exc.status)
+        return RedirectResponse(next_url, status_code=303)
+
+    # --- delete -------------------------------------------------------------------------
+
+    async def delete_page(self, request: Request) -> Response:
+        """The confirmation: what would be deleted, and the one button that deletes it."""
+        session = await self.ctx.session(request.path_params["session_id"])
+        transcript = await self.ctx.stored(session)
+        return self._render(
+            "delete.html",
+            session_id=session.id,
+            title=transcript.title,
+            rounds=len(transcript.rounds),
+            created=transcript.created,
+            updated=transcript.updated,
+            running=session.running,
+        )
+
+    async def delete(self, request: Request) -> Response:
+        session = await self.ctx.session(request.path_params["session_id"])
+        fields = await read_fields(request, allow_empty=True)
+        if fields.get("confirm") != "yes":
+            # Not from the confirmation page: show it instead of deleting.
+            return RedirectResponse(f"/s/{session.id}/delete", status_code=303)
+        await self.ctx.delete(session)
+        return RedirectResponse("/sessions?deleted=1", status_code=303)

@@ -6,13 +6,13 @@ publisher or the other subscribers: it simply reads a longer batch next time, an
 layer folds consecutive deltas of that batch together.
 
 :class:`EventBus` is the interface the council and the web layer see; :class:`MemoryBus` is
-the in-process implementation. A Redis Streams bus would implement the same five methods
+the in-process implementation. A Redis Streams bus would implement the same methods
 (``XADD`` to publish, ``XRANGE``/``XREAD BLOCK`` to subscribe) without touching the council.
 """
 
 from __future__ import annotations
 
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -29,6 +29,15 @@ class EventBus(Protocol):
 
     def subscribe(self, session_id: str, after: int = 0) -> AsyncIterator[list[Event]]:
         """Yield batches of events with ids greater than ``after``, live, until closed."""
+        ...
+
+    async def read(self, session_id: str, after: int, wait: float) -> list[Event] | None:
+        """The events with ids greater than ``after``, waiting up to ``wait`` seconds for
+        one: ``[]`` when none came, ``None`` once the session's log is closed."""
+        ...
+
+    def wake(self) -> None:
+        """Return every pending :meth:`read` now (with what it has, maybe nothing)."""
         ...
 
     def history(self, session_id: str, after: int = 0) -> list[Event]:
@@ -69,6 +78,10 @@ class _Log:
         changed.set()
 
 
+# Closed logs kept for readers still behind them.
+CLOSED_KEPT = 64
+
+
 class MemoryBus:
     """An in-process :class:`EventBus`. Not thread-safe: use it from one event loop."""
 
@@ -76,6 +89,7 @@ class MemoryBus:
         self._limit = history_limit
         self._first_id = first_id
         self._logs: dict[str, _Log] = {}
+        self._closed: OrderedDict[str, _Log] = OrderedDict()
 
     def _log(self, session_id: str) -> _Log:
         log = self._logs.get(session_id)
@@ -109,6 +123,19 @@ class MemoryBus:
                 return
             await log.changed.wait()
 
+    async def read(self, session_id: str, after: int, wait: float) -> list[Event] | None:
+        log = self._closed.get(session_id) or self._log(session_id)
+        batch = log.after(after)
+        if batch or log.closed:
+            return batch or None
+        with anyio.move_on_after(wait):
+            await log.changed.wait()
+        return log.after(after) or (None if log.closed else [])
+
+    def wake(self) -> None:
+        for log in self._logs.values():
+            log.notify()
+
     def history(self, session_id: str, after: int = 0) -> list[Event]:
         log = self._logs.get(session_id)
         return log.after(after) if log else []
@@ -127,5 +154,10 @@ class MemoryBus:
         """End every subscription of the session and forget its log."""
         log = self._logs.pop(session_id, None)
         if log is not None:
+            # Kept a while, closed, so a reader still behind gets its last events, then the
+            # end (ids are never reused).
+            self._closed[session_id] = log
+            if len(self._closed) > CLOSED_KEPT:
+                self._closed.popitem(last=False)
             log.closed = True
             log.notify()

@@ -74,6 +74,8 @@ class Settings(BaseSettings):
     heartbeat: float = Field(default=15.0, gt=0)
     history_events: int = Field(default=20_000, ge=100)
     max_deltas_per_second: float = Field(default=30.0, gt=0)
+    # One log line per HTTP request (uvicorn's access log); off by default, as in gunicorn.
+    access_log: bool = False
 
     # Per-agent overrides from the environment (PSYCHE_MODEL_SHADOW, ...).
     model_shadow: str | None = None

@@ -12,6 +12,7 @@ import pytest
 from psyche_sse import events as ev
 from psyche_sse.bus import MemoryBus
 from psyche_sse.events import Event, EventType
+from psyche_sse.web import streams
 from psyche_sse.web.streams import JSON, coalesce, follow, rounds_done
 
 pytestmark = pytest.mark.anyio
@@ -165,3 +166,61 @@ async def test_a_merged_message_is_encoded_once_for_all_readers() -> None:
     assert parse(chunks[0]) is not None and parse(chunks[0])[2]["partial_content"] == "0 1 2 3 4 "
     for stream in readers:
         await stream.aclose()
+
+
+async def test_read_waits_then_returns_nothing_and_none_once_closed() -> None:
+    bus = MemoryBus()
+    assert await bus.read(SID, 0, 0.01) == []
+    event = await bus.publish(SID, EventType.AGENT_PROCESSING_STARTED, started())
+    assert await bus.read(SID, 0, 0.01) == [event]
+    async with anyio.create_task_group() as tg:
+        results: list[Any] = []
+
+        async def reader() -> None:
+            results.append(await bus.read(SID, event.id, 10))
+
+        tg.start_soon(reader)
+        await anyio.wait_all_tasks_blocked()
+        bus.close(SID)
+    assert results == [None]
+
+
+async def test_a_quiet_stream_sends_heartbeats() -> None:
+    bus = MemoryBus()
+    stream = follow(bus, SID, 0, JSON, max_per_second=30, heartbeat=0.01)
+    assert (await anext(stream)).startswith(b"retry: ")
+    with anyio.fail_after(2):
+        assert await anext(stream) == b": heartbeat\n\n"
+        assert await anext(stream) == b": heartbeat\n\n"
+    await stream.aclose()
+
+
+async def test_shutdown_ends_open_streams_at_once() -> None:
+    bus = MemoryBus()
+    stream = follow(bus, SID, 0, JSON, max_per_second=30, heartbeat=60)
+    await anext(stream)
+    try:
+        async with anyio.create_task_group() as tg:
+            ended = anyio.Event()
+
+            async def drain() -> None:
+                async for _ in stream:
+                    pass
+                ended.set()
+
+            tg.start_soon(drain)
+            await anyio.wait_all_tasks_blocked()
+            streams.shutdown()
+            with anyio.fail_after(1):
+                await ended.wait()
+    finally:
+        streams.reset()
+
+
+async def test_a_reader_behind_a_closed_log_gets_its_tail_then_the_end() -> None:
+    bus = MemoryBus()
+    first = await bus.publish(SID, EventType.AGENT_PROCESSING_STARTED, started())
+    last = await bus.publish(SID, EventType.AGENT_PROCESSING_COMPLETE, {"metadata": {}})
+    bus.close(SID)
+    assert await bus.read(SID, first.id, 1) == [last]
+    assert await bus.read(SID, last.id, 1) is None

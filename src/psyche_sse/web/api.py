@@ -120,6 +120,7 @@ class Api:
             after,
             JSON,
             max_per_second=self.ctx.settings.max_deltas_per_second,
+            heartbeat=self.ctx.settings.heartbeat,
             until=rounds_done(rounds),
         )
         return sse_response(

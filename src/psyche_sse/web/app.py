@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import partial
 
 import anyio
 from starlette.applications import Starlette
@@ -99,17 +100,22 @@ def create_app(settings: Settings, engine: Engine | None = None) -> Starlette:
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        # LiteLLM takes a second or two to import: in a thread, so the loop stays free.
-        await anyio.to_thread.run_sync(_preload)
-        if engine is not None:
-            yield
-            return
-        async with Engine(settings) as owned:
-            ctx._engine = owned
+        async with anyio.create_task_group() as tg:
+            # LiteLLM takes seconds to import: in a thread, while the app already serves. A
+            # turn that starts before it is done waits for it (see ``llm._litellm.load``).
+            tg.start_soon(partial(anyio.to_thread.run_sync, _preload, abandon_on_cancel=True))
             try:
-                yield
+                if engine is not None:
+                    yield
+                    return
+                async with Engine(settings) as owned:
+                    ctx._engine = owned
+                    try:
+                        yield
+                    finally:
+                        ctx._engine = None
             finally:
-                ctx._engine = None
+                tg.cancel_scope.cancel()
 
     static = StaticFiles(packages=[("psyche_sse", "static")])
     routes = [

@@ -98,6 +98,7 @@ class Context:
             after,
             fmt,
             max_per_second=self.settings.max_deltas_per_second,
+            heartbeat=self.settings.heartbeat,
             until=until,
             preamble=preamble,
         )

@@ -35,13 +35,13 @@ test-fast: install ## run the suite without the browser tests
 	$(BIN)/python -m pytest -m "not browser"
 
 lint: install ## ruff (lint and format check) and mypy
-	$(BIN)/ruff check src tests
-	$(BIN)/ruff format --check src tests
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
 	$(BIN)/mypy
 
 format: install ## apply ruff's formatting and safe fixes
-	$(BIN)/ruff check --fix src tests
-	$(BIN)/ruff format src tests
+	$(BIN)/ruff check --fix src tests bench
+	$(BIN)/ruff format src tests bench
 
 bench: install ## run the benchmarks and print the figures
 	$(BIN)/python -m bench

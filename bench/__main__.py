@@ -136,7 +136,11 @@ def server(kind: str = "psyche", **env: str) -> Iterator[Server]:
     with log.open("wb") as out:
         started = time.perf_counter()
         proc = subprocess.Popen(
-            cmd, env=environ, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT,
+            cmd,
+            env=environ,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=ROOT,
             preexec_fn=_raise_fd_limit,
         )
     try:
@@ -147,8 +151,12 @@ def server(kind: str = "psyche", **env: str) -> Iterator[Server]:
         up = time.perf_counter() - started
         if kind == "psyche":
             # Measure the service warm: LiteLLM imported (it loads while the app serves).
-            wait_until(lambda: request(port, "GET", "/healthz")[1]["llm"] == "ready", 120,
-                       "LiteLLM to load", every=0.02)
+            wait_until(
+                lambda: request(port, "GET", "/healthz")[1]["llm"] == "ready",
+                120,
+                "LiteLLM to load",
+                every=0.02,
+            )
         yield Server(proc, port, up, time.perf_counter() - started, log)
     finally:
         proc.send_signal(signal.SIGINT)
@@ -164,8 +172,14 @@ def load(url: str, *args: str | int | float) -> dict[str, Any]:
     """One load-client process to completion; its result."""
     cmd = [PY, "-m", "bench.loadclient", url, *map(str, args)]
     done = subprocess.run(
-        cmd, env=_environ(), cwd=ROOT, capture_output=True, text=True, timeout=300,
-        preexec_fn=_raise_fd_limit, check=False,
+        cmd,
+        env=_environ(),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        preexec_fn=_raise_fd_limit,
+        check=False,
     )
     if done.returncode != 0:
         raise RuntimeError(f"load client failed: {done.stderr[-2000:]}")
@@ -177,14 +191,22 @@ class Crowd:
 
     def __init__(self, url: str, clients: int, *args: str | int | float) -> None:
         self.procs: list[subprocess.Popen[str]] = []
-        per = [clients // LOAD_PROCESSES + (i < clients % LOAD_PROCESSES) for i in range(4)]
+        per = [
+            clients // LOAD_PROCESSES + (i < clients % LOAD_PROCESSES)
+            for i in range(LOAD_PROCESSES)
+        ]
         for n in filter(None, per):
             cmd = [PY, "-m", "bench.loadclient", url, "--clients", str(n), "--signal-ready"]
             cmd += ["--ramp", *map(str, args)]
             self.procs.append(
                 subprocess.Popen(
-                    cmd, env=_environ(), cwd=ROOT, stdin=subprocess.PIPE,
-                    stdout=subprocess.PIPE, text=True, preexec_fn=_raise_fd_limit,
+                    cmd,
+                    env=_environ(),
+                    cwd=ROOT,
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.PIPE,
+                    text=True,
+                    preexec_fn=_raise_fd_limit,
                 )
             )
         self.connected = 0
@@ -289,7 +311,10 @@ def capture_round(seed: int) -> list[dict[str, Any]]:
     done = subprocess.run(
         [PY, "-m", "psyche_sse", "run", "--json", "--seed", str(seed), SITUATION],
         env=_environ(PSYCHE_OFFLINE_TPS="0", PSYCHE_DB=":memory:"),
-        capture_output=True, text=True, timeout=120, check=True,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
     )
     return [json.loads(line) for line in done.stdout.splitlines()]
 
@@ -334,27 +359,66 @@ def throughput(report: Report, reps: int = 5) -> None:
             ][1:]
             figures["psyche_raw"] = _rates(runs)
             page = srv.url("/s/{session_id}/stream")
-            runs = [
-                load(page, "--start", body, "--until-id", last) for _ in range(reps + 1)
-            ][1:]
+            runs = [load(page, "--start", body, "--until-id", last) for _ in range(reps + 1)][1:]
             figures["psyche_html"] = _rates(runs)
+            # The delivery path alone: the finished round replayed from the server's log.
+            _, started = request(
+                srv.port, "POST", "/api/rounds", {"situation": SITUATION, "seed": seed}
+            )
+            sid = started["session_id"]
+            done = _wait_idle(srv, sid)
+            for name, path in (
+                ("raw", f"/api/sessions/{sid}/events?after=0"),
+                ("html", f"/s/{sid}/stream?after=0"),
+            ):
+                runs = [load(srv.url(path), "--until-id", done) for _ in range(reps + 1)][1:]
+                figures[f"replay_{name}"] = _rates(runs)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     for name in ("raw", "html"):
         ours, floor = figures[f"psyche_{name}"], figures[f"baseline_{name}"]
         ratio = ours["events_s"] / floor["events_s"]
         report.figures[f"throughput_{name}_ratio"] = ratio
-        rows.append([f"bare sse-starlette, {name}", floor["events_s"], floor["messages_s"],
-                     floor["mb_s"], floor["elapsed_ms"], ""])
-        rows.append([f"psyche-sse, {name}", ours["events_s"], ours["messages_s"], ours["mb_s"],
-                     ours["elapsed_ms"], f"{ratio:.2f}"])
+        rows.append(
+            [
+                f"bare sse-starlette, {name}",
+                floor["events_s"],
+                floor["messages_s"],
+                floor["mb_s"],
+                floor["elapsed_ms"],
+                "",
+            ]
+        )
+        rows.append(
+            [
+                f"psyche-sse, {name}, live round",
+                ours["events_s"],
+                ours["messages_s"],
+                ours["mb_s"],
+                ours["elapsed_ms"],
+                f"{ratio:.2f}",
+            ]
+        )
+        replay = figures[f"replay_{name}"]
+        report.figures[f"replay_{name}_ratio"] = replay["events_s"] / floor["events_s"]
+        rows.append(
+            [
+                f"psyche-sse, {name}, the finished round replayed",
+                replay["events_s"],
+                replay["messages_s"],
+                replay["mb_s"],
+                replay["elapsed_ms"],
+                f"{replay['events_s'] / floor['events_s']:.2f}",
+            ]
+        )
     report.table(
         f"1. Delivery throughput: one unthrottled offline round ({last} events, median of {reps})",
         ["server, stream", "events/s", "messages/s", "MB/s", "round ms", "ratio"],
         rows,
         "events/s counts the round's events delivered (a merged message carries several "
-        "deltas); the bare server sends each event as its own message, pre-encoded. psyche-sse "
-        "includes generating the round through LiteLLM.",
+        "deltas); the bare server sends each event as its own message, pre-encoded. A live "
+        "round includes generating it through LiteLLM; a replay is the delivery path alone "
+        "(log, merging, encoding, sse-starlette), where a turn's deltas go as one message.",
     )
 
 
@@ -382,8 +446,9 @@ def fanout(report: Report, sizes: tuple[int, ...] = (100, 500, 1000)) -> None:
             crowd = Crowd(url, n, "--until", "round_complete", "--duration", 300)
             cpu0, t0 = cpu_seconds(srv.pid), time.perf_counter()
             with PeakRss(srv.pid) as rss:
-                request(srv.port, "POST", "/api/rounds", {"situation": SITUATION,
-                                                          "session_id": sid})
+                request(
+                    srv.port, "POST", "/api/rounds", {"situation": SITUATION, "session_id": sid}
+                )
                 results = crowd.results()
             elapsed = time.perf_counter() - t0
             cpu = cpu_seconds(srv.pid) - cpu0
@@ -391,12 +456,33 @@ def fanout(report: Report, sizes: tuple[int, ...] = (100, 500, 1000)) -> None:
             delays = [d for r in results for d in r["delays_ms"]]
             errors = sum(r["errors"] for r in results)
             report.figures[f"fanout_{n}_p99_ms"] = pct(delays, 99)
-            rows.append([n, crowd.connected, pct(delays, 50), pct(delays, 99), max(delays),
-                         f"{100 * cpu / elapsed:.0f}%", rss.peak_kb / 1024, errors])
+            clients_cpu = sum(r["cpu_s"] for r in results)
+            rows.append(
+                [
+                    n,
+                    crowd.connected,
+                    pct(delays, 50),
+                    pct(delays, 99),
+                    max(delays),
+                    f"{100 * cpu / elapsed:.0f}%",
+                    rss.peak_kb / 1024,
+                    f"{100 * clients_cpu / elapsed:.0f}%",
+                    errors,
+                ]
+            )
     report.table(
         "2. Fan-out: one round at 50 tokens/s, watched by N clients in 4 processes",
-        ["clients", "connected", "p50 ms", "p99 ms", "max ms", "server CPU", "peak RSS MB",
-         "errors"],
+        [
+            "clients",
+            "connected",
+            "p50 ms",
+            "p99 ms",
+            "max ms",
+            "server CPU",
+            "peak RSS MB",
+            "clients' CPU",
+            "errors",
+        ],
         rows,
         "Delay: a message's arrival minus its payload's timestamp (set when the event is "
         "published; a merged message carries its newest delta's).",
@@ -410,20 +496,47 @@ def many_rounds(report: Report, n: int = 50) -> None:
     body = urlencode({"situation": SITUATION})
     have_spy = shutil.which("py-spy", path=str(Path(PY).parent)) is not None
     with server(PSYCHE_OFFLINE_TPS="50") as srv:
-        load(srv.url("/api/rounds"), "--method", "POST", "--body", body, "--until",
-             "round_complete")  # warm
+        load(
+            srv.url("/api/rounds"), "--method", "POST", "--body", body, "--until", "round_complete"
+        )  # warm
         profile = Path(tempfile.mkdtemp(prefix="psyche-bench-")) / "profile.txt"
         spy = None
         if have_spy:
             spy = subprocess.Popen(
-                [str(Path(PY).parent / "py-spy"), "record", "--pid", str(srv.pid), "--format",
-                 "raw", "--output", str(profile), "--rate", "250", "--nonblocking",
-                 "--duration", "600"],
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                [
+                    str(Path(PY).parent / "py-spy"),
+                    "record",
+                    "--pid",
+                    str(srv.pid),
+                    "--format",
+                    "raw",
+                    "--output",
+                    str(profile),
+                    "--rate",
+                    "250",
+                    "--nonblocking",
+                    "--full-filenames",
+                    "--duration",
+                    "600",
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
             )
         cpu0 = cpu_seconds(srv.pid)
-        result = load(srv.url("/api/rounds"), "--clients", n, "--method", "POST", "--body",
-                      body, "--until", "round_complete", "--duration", 300, "--per-client")
+        result = load(
+            srv.url("/api/rounds"),
+            "--clients",
+            n,
+            "--method",
+            "POST",
+            "--body",
+            body,
+            "--until",
+            "round_complete",
+            "--duration",
+            300,
+            "--per-client",
+        )
         cpu = cpu_seconds(srv.pid) - cpu0
         if spy is not None:
             spy.send_signal(signal.SIGINT)
@@ -433,8 +546,17 @@ def many_rounds(report: Report, n: int = 50) -> None:
     shares = _profile_shares(profile) if profile.exists() else {}
     shutil.rmtree(profile.parent, ignore_errors=True)
     report.figures["rounds_deltas_s"] = deltas / result["elapsed_s"]
-    rows = [[n, deltas, deltas / result["elapsed_s"], pct(result["delays_ms"], 50),
-             pct(result["delays_ms"], 99), 1e6 * cpu / deltas, result["errors"]]]
+    rows = [
+        [
+            n,
+            deltas,
+            deltas / result["elapsed_s"],
+            pct(result["delays_ms"], 50),
+            pct(result["delays_ms"], 99),
+            1e6 * cpu / deltas,
+            result["errors"],
+        ]
+    ]
     report.table(
         f"3. Many rounds: {n} concurrent rounds at 50 tokens/s, one viewer each",
         ["rounds", "deltas", "deltas/s", "p50 ms", "p99 ms", "server CPU µs/delta", "errors"],
@@ -445,8 +567,10 @@ def many_rounds(report: Report, n: int = 50) -> None:
         report.table(
             "3b. Where the server's CPU goes (py-spy samples, active threads)",
             ["part", "share", "µs/delta"],
-            [[part, f"{100 * k / total:.0f}%", 1e6 * cpu * k / total / deltas]
-             for part, k in sorted(shares.items(), key=lambda kv: -kv[1])],
+            [
+                [part, f"{100 * k / total:.0f}%", 1e6 * cpu * k / total / deltas]
+                for part, k in sorted(shares.items(), key=lambda kv: -kv[1])
+            ],
             "A sample counts for LiteLLM if any frame is in litellm or openai, else for "
             "psyche-sse if any frame is ours, else for the server stack (uvicorn, starlette, "
             "sse-starlette, h11), else for the event loop and the rest.",
@@ -463,8 +587,10 @@ def _profile_shares(path: Path) -> dict[str, int]:
             part = "LiteLLM (and openai types)"
         elif "psyche_sse/" in stack:
             part = "psyche-sse"
-        elif any(s in stack for s in ("/uvicorn/", "/starlette/", "/sse_starlette/", "/h11/",
-                                      "/httptools/")):
+        elif any(
+            s in stack
+            for s in ("/uvicorn/", "/starlette/", "/sse_starlette/", "/h11/", "/httptools/")
+        ):
             part = "server stack"
         else:
             part = "event loop and other"
@@ -479,11 +605,32 @@ def first_event(report: Report, n: int = 100, at_once: int = 10) -> None:
     body = urlencode({"situation": SITUATION})
     with server() as srv:
         url = srv.url("/api/rounds")
-        load(url, "--method", "POST", "--body", body, "--until", "agent_processing_started",
-             "--stop-after")  # warm
-        result = load(url, "--clients", n, "--concurrency", at_once, "--method", "POST",
-                      "--body", body, "--watch-event", "agent_processing_started", "--until",
-                      "agent_processing_started", "--stop-after")
+        load(
+            url,
+            "--method",
+            "POST",
+            "--body",
+            body,
+            "--until",
+            "agent_processing_started",
+            "--stop-after",
+        )  # warm
+        result = load(
+            url,
+            "--clients",
+            n,
+            "--concurrency",
+            at_once,
+            "--method",
+            "POST",
+            "--body",
+            body,
+            "--watch-event",
+            "agent_processing_started",
+            "--until",
+            "agent_processing_started",
+            "--stop-after",
+        )
     firsts = [1000 * s for s in result["first_event_s"]]
     report.figures["first_event_p99_ms"] = pct(firsts, 99)
     report.table(
@@ -516,12 +663,19 @@ def idle(report: Report, n: int = 2000) -> None:
             crowd.results()
         per = (after - before) / max(crowd.connected, 1)
         report.figures[f"idle_kb_per_client_{kind}"] = per
-        rows.append([name, crowd.connected, before / 1024, after / 1024, per,
-                     "200" if ok else "failed"])
+        rows.append(
+            [name, crowd.connected, before / 1024, after / 1024, per, "200" if ok else "failed"]
+        )
     report.table(
         f"5. Idle cost: {n} connected SSE clients",
-        ["server", "clients connected", "RSS before MB", "RSS after MB", "KB per client",
-         "healthz with them"],
+        [
+            "server",
+            "clients connected",
+            "RSS before MB",
+            "RSS after MB",
+            "KB per client",
+            "healthz with them",
+        ],
         rows,
     )
 
@@ -542,18 +696,26 @@ def startup(report: Report, reps: int = 3) -> None:
     helps = []
     for _ in range(5):
         t0 = time.perf_counter()
-        subprocess.run([str(Path(PY).parent / "psyche-sse"), "--help"], env=_environ(),
-                       capture_output=True, check=True)
+        subprocess.run(
+            [str(Path(PY).parent / "psyche-sse"), "--help"],
+            env=_environ(),
+            capture_output=True,
+            check=True,
+        )
         helps.append(time.perf_counter() - t0)
     report.figures["startup_s"] = statistics.median(ours)
     report.table(
         f"6. Start-up (median of {reps}; --help of 5)",
         ["what", "seconds"],
-        [["psyche-sse serve: process start to first 200 from /healthz", statistics.median(ours)],
-         ["psyche-sse serve: process start to LiteLLM loaded (healthz says llm: ready)",
-          statistics.median(ready)],
-         ["bare sse-starlette under uvicorn, the same", statistics.median(floor)],
-         ["psyche-sse --help", statistics.median(helps)]],
+        [
+            ["psyche-sse serve: process start to first 200 from /healthz", statistics.median(ours)],
+            [
+                "psyche-sse serve: process start to LiteLLM loaded (healthz says llm: ready)",
+                statistics.median(ready),
+            ],
+            ["bare sse-starlette under uvicorn, the same", statistics.median(floor)],
+            ["psyche-sse --help", statistics.median(helps)],
+        ],
     )
 
 

@@ -26,8 +26,10 @@ def _load() -> list[bytes]:
         return []
     with open(path) as fh:
         rows = [json.loads(line) for line in fh if line.strip()]
-    return [ServerSentEvent(data=r["data"], event=r["event"], id=str(i), sep="\n").encode()
-            for i, r in enumerate(rows, start=1)]
+    return [
+        ServerSentEvent(data=r["data"], event=r["event"], id=str(i), sep="\n").encode()
+        for i, r in enumerate(rows, start=1)
+    ]
 
 
 EVENTS = _load()
@@ -55,6 +57,4 @@ async def healthz(request: Request) -> PlainTextResponse:
     return PlainTextResponse("ok")
 
 
-app = Starlette(
-    routes=[Route("/stream", stream), Route("/idle", idle), Route("/healthz", healthz)]
-)
+app = Starlette(routes=[Route("/stream", stream), Route("/idle", idle), Route("/healthz", healthz)])

@@ -47,9 +47,11 @@ async def start_round(url: str, body: bytes) -> str:
     parts = urlsplit(url)
     host, port = parts.hostname or "127.0.0.1", parts.port or 80
     reader, writer = await asyncio.open_connection(host, port)
-    request = (f"POST /api/rounds HTTP/1.1\r\nHost: {host}:{port}\r\n"
-               "Accept: application/json\r\nContent-Type: application/x-www-form-urlencoded\r\n"
-               f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n")
+    request = (
+        f"POST /api/rounds HTTP/1.1\r\nHost: {host}:{port}\r\n"
+        "Accept: application/json\r\nContent-Type: application/x-www-form-urlencoded\r\n"
+        f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+    )
     writer.write(request.encode() + body)
     response = await reader.read()
     writer.close()
@@ -60,8 +62,16 @@ async def start_round(url: str, body: bytes) -> str:
 
 
 async def one_client(
-    url: str, method: str, body: bytes, stats: Stats, until: str | None, stop_at: float,
-    ready: asyncio.Event, sample_every: int, watch_event: str | None, until_id: int = 0,
+    url: str,
+    method: str,
+    body: bytes,
+    stats: Stats,
+    until: str | None,
+    stop_at: float,
+    ready: asyncio.Event,
+    sample_every: int,
+    watch_event: str | None,
+    until_id: int = 0,
     start_body: bytes = b"",
     stop_after: bool = False,
 ) -> None:
@@ -78,11 +88,17 @@ async def one_client(
     except OSError:
         stats.errors += 1
         return
-    headers = [f"{method} {path} HTTP/1.1", f"Host: {host}:{port}",
-               "Accept: text/event-stream", "Connection: keep-alive"]
+    headers = [
+        f"{method} {path} HTTP/1.1",
+        f"Host: {host}:{port}",
+        "Accept: text/event-stream",
+        "Connection: keep-alive",
+    ]
     if body:
-        headers += ["Content-Type: application/x-www-form-urlencoded",
-                    f"Content-Length: {len(body)}"]
+        headers += [
+            "Content-Type: application/x-www-form-urlencoded",
+            f"Content-Length: {len(body)}",
+        ]
     writer.write(("\r\n".join(headers) + "\r\n\r\n").encode() + body)
     await writer.drain()
     status = await reader.readline()
@@ -165,8 +181,10 @@ async def one_client(
 
 async def stop_round(host: str, port: int, session_id: str) -> None:
     reader, writer = await asyncio.open_connection(host, port)
-    writer.write(f"POST /api/sessions/{session_id}/stop HTTP/1.1\r\nHost: {host}:{port}\r\n"
-                 "Content-Length: 0\r\nConnection: close\r\n\r\n".encode())
+    writer.write(
+        f"POST /api/sessions/{session_id}/stop HTTP/1.1\r\nHost: {host}:{port}\r\n"
+        "Content-Length: 0\r\nConnection: close\r\n\r\n".encode()
+    )
     await reader.read()
     writer.close()
 
@@ -180,9 +198,20 @@ async def main_async(args: argparse.Namespace) -> dict[str, object]:
 
     async def guarded(i: int) -> None:
         async with sem:
-            await one_client(args.url, args.method, body, stats, args.until, stop_at, readies[i],
-                             args.sample_every, args.watch_event, args.until_id,
-                             args.start.encode(), args.stop_after)
+            await one_client(
+                args.url,
+                args.method,
+                body,
+                stats,
+                args.until,
+                stop_at,
+                readies[i],
+                args.sample_every,
+                args.watch_event,
+                args.until_id,
+                args.start.encode(),
+                args.stop_after,
+            )
 
     started = time.perf_counter()
     tasks = []
@@ -199,10 +228,18 @@ async def main_async(args: argparse.Namespace) -> dict[str, object]:
             for t in tasks:
                 t.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
-    return {"events": stats.events, "bytes": stats.bytes, "errors": stats.errors,
-            "connected": stats.connected, "last_id": stats.last_id,
-            "last_ids": stats.last_ids if args.per_client else [], "delays_ms": stats.delays_ms,
-            "first_event_s": stats.first_event_s, "elapsed_s": time.perf_counter() - started}
+    return {
+        "events": stats.events,
+        "bytes": stats.bytes,
+        "errors": stats.errors,
+        "connected": stats.connected,
+        "last_id": stats.last_id,
+        "last_ids": stats.last_ids if args.per_client else [],
+        "delays_ms": stats.delays_ms,
+        "first_event_s": stats.first_event_s,
+        "elapsed_s": time.perf_counter() - started,
+        "cpu_s": time.process_time(),
+    }
 
 
 def main() -> None:
@@ -214,8 +251,11 @@ def main() -> None:
     p.add_argument("--body", default="")
     p.add_argument("--until", default=None, help="stop a stream at this event name")
     p.add_argument("--until-id", type=int, default=0, help="stop a stream at this event id")
-    p.add_argument("--stop-after", action="store_true",
-                   help="stop the round (X-Session-Id) once the watched event arrives")
+    p.add_argument(
+        "--stop-after",
+        action="store_true",
+        help="stop the round (X-Session-Id) once the watched event arrives",
+    )
     p.add_argument("--per-client", action="store_true", help="report each client's last id")
     p.add_argument("--start", default="", help="form body of a round to start first")
     p.add_argument("--watch-event", default=None, help="time to the first event of this name")

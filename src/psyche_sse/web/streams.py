@@ -11,6 +11,7 @@ clients of a session wake on the same clock tick and read the same runs.
 
 from __future__ import annotations
 
+import asyncio
 import weakref
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
@@ -31,8 +32,11 @@ SSE_HEADERS = {
     "Connection": "keep-alive",
 }
 HEARTBEAT = b": heartbeat\n\n"
-# How often a streaming response looks whether its client is still there, at most.
-DISCONNECT_CHECK_SECONDS = 1.0
+# How often a streaming response looks whether its client is still there, at most. Writes
+# to a closed connection cost next to nothing (uvicorn drops them), the check does not
+# (a cancel scope, some 60 µs), so a gone client is noticed within this many seconds or at
+# the next heartbeat.
+DISCONNECT_CHECK_SECONDS = 10.0
 
 
 # Merged messages kept per format: clients that read the same run of deltas share its bytes.
@@ -135,9 +139,9 @@ async def follow(
         yield b"".join(messages)
         if batch[-1].type is EventType.AGENT_PROCESSING_UPDATE:
             # The turn is still streaming: let its next deltas gather into one message.
-            # Sleeping to the next tick of a shared clock wakes this session's clients
+            # Waiting for the next tick of a shared clock wakes this session's clients
             # together, so they read the same runs and share their encoding.
-            await anyio.sleep(interval - anyio.current_time() % interval)
+            await _ticks.wait(interval)
 
 
 def rounds_done(rounds: int) -> Callable[[Event], bool]:
@@ -170,7 +174,7 @@ class EventStream(Response):
     sse-starlette's ``EventSourceResponse`` runs four tasks per client (writer, heartbeat,
     disconnect watch, shutdown watch); an idle client then holds about 41 KB against 15 KB
     for this, and each message passes a cancel scope. Here the source makes its own
-    heartbeats (:func:`follow`), a gone client is noticed at the next write after a second
+    heartbeats (:func:`follow`), a gone client is noticed within ``DISCONNECT_CHECK_SECONDS``
     (uvicorn drops writes to a closed connection silently), and :func:`shutdown` ends every
     stream when the server stops.
     """
@@ -211,6 +215,31 @@ async def _disconnected(receive: Receive) -> bool:
         message = await receive()
         return bool(message.get("type") == "http.disconnect")
     return False
+
+
+class _Ticks:
+    """A clock shared by every stream: the streams waiting for the next tick of an interval
+    all wait on one event and one timer, rather than a timer each."""
+
+    def __init__(self) -> None:
+        self._next: dict[float, tuple[asyncio.AbstractEventLoop, anyio.Event]] = {}
+
+    async def wait(self, interval: float) -> None:
+        loop = asyncio.get_running_loop()
+        entry = self._next.get(interval)
+        if entry is None or entry[0] is not loop:  # none yet, or one of a loop now gone
+            entry = self._next[interval] = (loop, anyio.Event())
+            now = loop.time()
+            loop.call_at(now - now % interval + interval, self._fire, interval, entry)
+        await entry[1].wait()
+
+    def _fire(self, interval: float, entry: tuple[asyncio.AbstractEventLoop, anyio.Event]) -> None:
+        if self._next.get(interval) is entry:
+            del self._next[interval]
+        entry[1].set()
+
+
+_ticks = _Ticks()
 
 
 class _Shutdown:

@@ -457,6 +457,7 @@ def fanout(report: Report, sizes: tuple[int, ...] = (100, 500, 1000)) -> None:
             errors = sum(r["errors"] for r in results)
             report.figures[f"fanout_{n}_p99_ms"] = pct(delays, 99)
             clients_cpu = sum(r["cpu_s"] for r in results)
+            per_client = sum(r["events"] for r in results) / max(crowd.connected, 1) / elapsed
             rows.append(
                 [
                     n,
@@ -464,6 +465,8 @@ def fanout(report: Report, sizes: tuple[int, ...] = (100, 500, 1000)) -> None:
                     pct(delays, 50),
                     pct(delays, 99),
                     max(delays),
+                    per_client,
+                    elapsed,
                     f"{100 * cpu / elapsed:.0f}%",
                     rss.peak_kb / 1024,
                     f"{100 * clients_cpu / elapsed:.0f}%",
@@ -478,6 +481,8 @@ def fanout(report: Report, sizes: tuple[int, ...] = (100, 500, 1000)) -> None:
             "p50 ms",
             "p99 ms",
             "max ms",
+            "messages/s a client",
+            "round s",
             "server CPU",
             "peak RSS MB",
             "clients' CPU",
@@ -485,7 +490,8 @@ def fanout(report: Report, sizes: tuple[int, ...] = (100, 500, 1000)) -> None:
         ],
         rows,
         "Delay: a message's arrival minus its payload's timestamp (set when the event is "
-        "published; a merged message carries its newest delta's).",
+        "published; a merged message carries its newest delta's, and its oldest delta waited "
+        "up to one message interval more). CPU: of one core, over the round.",
     )
 
 

@@ -418,7 +418,7 @@ def throughput(report: Report, reps: int = 5) -> None:
         "events/s counts the round's events delivered (a merged message carries several "
         "deltas); the bare server sends each event as its own message, pre-encoded. A live "
         "round includes generating it through LiteLLM; a replay is the delivery path alone "
-        "(log, merging, encoding, sse-starlette), where a turn's deltas go as one message.",
+        "(log, merging, encoding, the response), where a turn's deltas go as one message.",
     )
 
 

@@ -149,6 +149,16 @@ def test_a_corrupt_database_is_one_line_and_exit_2(tmp_path: Path, command: list
     assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
 
 
+def test_an_unwritable_database_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    # A file under a plain file's name: no directory can be made there, not even by root.
+    (tmp_path / "a-file").write_text("")
+    db = tmp_path / "a-file" / "psyche.db"
+    result = run("serve", "--port", "1", PSYCHE_DB=str(db), timeout=20)
+    assert result.returncode == 2
+    assert str(db) in result.stderr and "cannot create its directory" in result.stderr
+    assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
 def test_a_reader_that_goes_away_ends_quietly() -> None:
     """``psyche-sse run --json ... | head -1``: no traceback when the pipe closes."""
     proc = subprocess.Popen(

@@ -224,3 +224,15 @@ async def test_a_reader_behind_a_closed_log_gets_its_tail_then_the_end() -> None
     bus.close(SID)
     assert await bus.read(SID, first.id, 1) == [last]
     assert await bus.read(SID, last.id, 1) is None
+
+
+async def test_a_reader_further_behind_than_the_bus_keeps_is_ended_not_skipped() -> None:
+    bus = MemoryBus(history_limit=100)
+    await bus.publish(SID, EventType.AGENT_PROCESSING_STARTED, started())
+    stream = follow(bus, SID, 0, JSON, max_per_second=30)
+    await anext(stream)
+    assert (await read(stream, 1))[0][0] == 1
+    for i in range(300):  # the oldest 200 of these are gone before the reader looks again
+        await bus.publish(SID, EventType.AGENT_PROCESSING_UPDATE, update(f"{i} "))
+    with anyio.fail_after(1), pytest.raises(StopAsyncIteration):
+        await anext(stream)

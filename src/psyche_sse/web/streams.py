@@ -121,6 +121,7 @@ async def follow(
     interval = 1.0 / max_per_second
     cursor = after
     _open_buses.add(bus)
+    started = False  # the first batch may jump ahead (ids continue past a restart's mark)
     while not _shutdown.is_set:
         batch = await bus.read(session_id, cursor, heartbeat)
         if batch is None or _shutdown.is_set:
@@ -128,6 +129,12 @@ async def follow(
         if not batch:
             yield HEARTBEAT
             continue
+        if started and batch[0].id != cursor + 1:
+            # This client fell further behind than the bus keeps (ids are dense within a
+            # log): end here rather than skip. It resumes from its Last-Event-ID, and a
+            # cursor the bus cannot replay from gets the stored history first.
+            return
+        started = True
         cursor = batch[-1].id
         # One write per batch, of messages shared with every client reading the same.
         messages = []

@@ -116,7 +116,9 @@ def _serve(args: argparse.Namespace) -> int:
     from .store import Store
     from .web.server import serve
 
-    # Fail here with one line rather than inside uvicorn's start-up with a traceback.
+    # Fail here with one line rather than inside uvicorn's start-up with a traceback, or
+    # later in every turn. (Only a provider's model costs LiteLLM's import here.)
+    _check_models(settings)
     Store.open(settings.db).close()
 
     serve(settings)
@@ -129,14 +131,13 @@ def _run(args: argparse.Namespace) -> int:
     settings = _settings(model=args.model, rounds=args.rounds)
 
     from .council import InputError, clean_situation
-    from .llm import ModelUnavailable, check_model, preload
+    from .llm import preload
 
     try:
         clean_situation(args.situation, settings.max_situation_chars)
-        for model in {settings.model_for(a) for a in _agent_ids()}:
-            check_model(model, settings.api_base)
-    except (InputError, ModelUnavailable) as exc:
+    except InputError as exc:
         raise UsageError(str(exc)) from exc
+    _check_models(settings)
     # Import LiteLLM now rather than inside the first turn, where it would hold up the loop.
     preload()
 
@@ -151,6 +152,17 @@ def _run(args: argparse.Namespace) -> int:
             raise BrokenPipeError from None
         raise
     return EXIT_INTERRUPTED if stopped else 0
+
+
+def _check_models(settings: Settings) -> None:
+    """Every agent's model can be routed, with its key set; else a :class:`UsageError`."""
+    from .llm import ModelUnavailable, check_model
+
+    try:
+        for model in sorted({settings.model_for(a) for a in _agent_ids()}):
+            check_model(model, settings.api_base)
+    except ModelUnavailable as exc:
+        raise UsageError(str(exc)) from exc
 
 
 def _agent_ids() -> list[str]:

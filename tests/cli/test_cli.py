@@ -104,6 +104,8 @@ def test_human_view_shows_each_agent_and_its_sentiment() -> None:
         (["run", "--model", "openai/gpt-4o-mini", "hi"], {}, "OPENAI_API_KEY"),
         (["run", "--rounds", "0", "hi"], {}, "--rounds"),
         (["run", "hi"], {"PSYCHE_STREAMING": "maybe"}, "streaming"),
+        (["serve", "--port", "1"], {"PSYCHE_MODEL": "openai/gpt-4o-mini"}, "OPENAI_API_KEY"),
+        (["serve", "--port", "1"], {"PSYCHE_MODEL_EGO": "psyche/nonsense"}, "unknown offline"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(

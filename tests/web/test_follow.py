@@ -13,7 +13,7 @@ from psyche_sse import events as ev
 from psyche_sse.bus import MemoryBus
 from psyche_sse.events import Event, EventType
 from psyche_sse.web import streams
-from psyche_sse.web.streams import JSON, coalesce, follow, rounds_done
+from psyche_sse.web.streams import JSON, follow, rounds_done, runs
 
 pytestmark = pytest.mark.anyio
 
@@ -71,7 +71,7 @@ async def read(stream: AsyncIterator[bytes], n: int) -> list[tuple[int, str, dic
     return out
 
 
-def test_coalesce_merges_runs_of_one_turn_only() -> None:
+def test_runs_merge_consecutive_deltas_of_one_turn_only() -> None:
     batch = [
         Event(1, EventType.AGENT_PROCESSING_STARTED, started("a")),
         Event(2, EventType.AGENT_PROCESSING_UPDATE, update("one ", "a")),
@@ -79,7 +79,7 @@ def test_coalesce_merges_runs_of_one_turn_only() -> None:
         Event(4, EventType.AGENT_PROCESSING_UPDATE, update("other", "b")),
         Event(5, EventType.AGENT_PROCESSING_UPDATE, update("three", "a", 0.3)),
     ]
-    out = coalesce(batch)
+    out = [ev.merge_updates(run) for run in runs(batch)]
     assert [e.id for e in out] == [1, 3, 4, 5]
     assert out[1].data["partial_content"] == "one two "
     assert out[1].data["progress"] == 0.2

@@ -98,11 +98,6 @@ def runs(batch: Iterable[Event]) -> list[list[Event]]:
     return out
 
 
-def coalesce(batch: Iterable[Event]) -> list[Event]:
-    """The batch with each run of consecutive deltas of one turn merged into one event."""
-    return [merge_updates(run) for run in runs(batch)]
-
-
 async def follow(
     bus: EventBus,
     session_id: str,

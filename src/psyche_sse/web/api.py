@@ -125,7 +125,6 @@ class Api:
         )
         return sse_response(
             stream,
-            self.ctx.settings,
             headers={"X-Session-Id": session.id, "X-Round-Id": round_id},
         )
 
@@ -197,7 +196,7 @@ class Api:
         """
         session = await self.ctx.session(request.path_params["session_id"])
         stream = await self.ctx.follow(session, event_cursor(request), JSON)
-        return sse_response(stream, self.ctx.settings)
+        return sse_response(stream)
 
     async def stop(self, request: Request) -> Response:
         """Stop the session's round, or with ``turn_id`` only that agent's turn."""

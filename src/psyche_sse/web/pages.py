@@ -165,8 +165,8 @@ class Pages:
             # A page from before a restart gets its conversation again, then the rest.
             stream = await self.ctx.follow(session, event_cursor(request), self.html)
         except HTTPError as exc:
-            return sse_response(self._gone(exc.message), self.ctx.settings)
-        return sse_response(stream, self.ctx.settings)
+            return sse_response(self._gone(exc.message))
+        return sse_response(stream)
 
     async def _gone(self, message: str) -> AsyncIterator[bytes]:
         notice = partial("#status", "innerHTML", Markup("<span>{}</span>").format(message))

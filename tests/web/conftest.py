@@ -43,8 +43,11 @@ class LiveServer:
         return httpx.Client(base_url=self.url, timeout=httpx.Timeout(15.0), **kwargs)  # type: ignore[arg-type]
 
 
-def start_server(db_dir: Path, **settings: str) -> LiveServer:
+def start_server(
+    db_dir: Path, env_extra: dict[str, str] | None = None, **settings: str
+) -> LiveServer:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PSYCHE_")}
+    env.update(env_extra or {})
     env.update(
         PSYCHE_HOST="127.0.0.1",
         PSYCHE_PORT="0",
@@ -143,11 +146,14 @@ def paced_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServe
 
 @pytest.fixture(scope="session")
 def failing_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    """Persona's model does not exist: its provider call fails, every time."""
+    """Persona's provider refuses every connection (port 9 on loopback: nothing listens), so
+    its call fails every time, while the others answer on the offline model."""
     server = start_server(
         tmp_path_factory.mktemp("failing"),
+        env_extra={"OPENAI_API_KEY": "sk-test-not-a-real-key"},
         offline_tps="0",
-        model_persona="psyche/no-such-model",
+        model_persona="openai/gpt-4o-mini",
+        api_base="http://127.0.0.1:9/v1",
         retry_attempts="1",
     )
     yield server

@@ -113,13 +113,12 @@ def _settings(**overrides: Any) -> Settings:
 
 def _serve(args: argparse.Namespace) -> int:
     settings = _settings(host=args.host, port=args.port)
-    from .store import Store
     from .web.server import serve
 
     # Fail here with one line rather than inside uvicorn's start-up with a traceback, or
     # later in every turn. (Only a provider's model costs LiteLLM's import here.)
     _check_models(settings)
-    Store.open(settings.db).close()
+    _check_store(settings)
 
     serve(settings)
     return 0
@@ -138,6 +137,7 @@ def _run(args: argparse.Namespace) -> int:
     except InputError as exc:
         raise UsageError(str(exc)) from exc
     _check_models(settings)
+    _check_store(settings)
     # Import LiteLLM now rather than inside the first turn, where it would hold up the loop.
     preload()
 
@@ -163,6 +163,13 @@ def _check_models(settings: Settings) -> None:
             check_model(model, settings.api_base)
     except ModelUnavailable as exc:
         raise UsageError(str(exc)) from exc
+
+
+def _check_store(settings: Settings) -> None:
+    """The database opens (a :class:`~psyche_sse.store.StoreError` otherwise)."""
+    from .store import Store
+
+    Store.open(settings.db).close()
 
 
 def _agent_ids() -> list[str]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -12,6 +11,7 @@ from pathlib import Path
 
 import anyio
 import pytest
+from tests.saved import saved_partial
 
 from psyche_sse.config import Settings
 from psyche_sse.engine import Engine
@@ -32,23 +32,6 @@ async def main() -> None:
 
 anyio.run(main)
 """
-
-
-def saved_partial(db: Path) -> str | None:
-    """The partial text of a running turn, once one is saved."""
-    try:
-        conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
-    except sqlite3.Error:
-        return None
-    try:
-        row = conn.execute(
-            "SELECT text FROM turns WHERE status = 'running' AND text <> ''"
-        ).fetchone()
-    except sqlite3.Error:  # not created yet
-        return None
-    finally:
-        conn.close()
-    return row[0] if row else None
 
 
 def crash(db: Path) -> tuple[str, str]:

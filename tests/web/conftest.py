@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import re
 import signal
-import sqlite3
 import subprocess
 import sys
 import threading
@@ -108,24 +107,6 @@ def kill_server(server: LiveServer) -> None:
     server.process.send_signal(signal.SIGKILL)
     server.process.wait(timeout=10)
     stop_server(server)  # closes its pipes
-
-
-def saved_partial(db: Path) -> str | None:
-    """The partial text of a running turn, once the server has saved one (every couple of
-    seconds while a turn streams)."""
-    try:
-        conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
-    except sqlite3.Error:
-        return None
-    try:
-        row = conn.execute(
-            "SELECT text FROM turns WHERE status = 'running' AND text <> ''"
-        ).fetchone()
-    except sqlite3.Error:  # no table yet
-        return None
-    finally:
-        conn.close()
-    return str(row[0]) if row else None
 
 
 @pytest.fixture(scope="session")

@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
+from tests.saved import saved_partial
 from tests.web.conftest import (
     LiveServer,
     SeededServer,
     kill_server,
-    saved_partial,
     start_server,
     stop_server,
 )

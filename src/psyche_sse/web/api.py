@@ -17,7 +17,7 @@ from ..store import Transcript as StoredTranscript
 from .context import Context
 from .errors import HTTPError
 from .inputs import event_cursor, int_field, query_int, read_fields, text_field
-from .streams import JSON, follow, rounds_done, sse_response
+from .streams import JSON, rounds_done, sse_response
 
 DEFAULT_PAGE = 20
 MAX_PAGE = 100
@@ -114,15 +114,7 @@ class Api:
                 status_code=202,
                 headers={"Location": events_url},
             )
-        stream = follow(
-            self.ctx.engine.bus,
-            session.id,
-            after,
-            JSON,
-            max_per_second=self.ctx.settings.max_deltas_per_second,
-            heartbeat=self.ctx.settings.heartbeat,
-            until=rounds_done(rounds),
-        )
+        stream = await self.ctx.follow(session, after, JSON, until=rounds_done(rounds))
         return sse_response(
             stream,
             headers={"X-Session-Id": session.id, "X-Round-Id": round_id},

@@ -236,3 +236,31 @@ async def test_a_reader_further_behind_than_the_bus_keeps_is_ended_not_skipped()
         await bus.publish(SID, EventType.AGENT_PROCESSING_UPDATE, update(f"{i} "))
     with anyio.fail_after(1), pytest.raises(StopAsyncIteration):
         await anext(stream)
+
+
+async def test_an_event_stream_stops_once_its_client_has_gone(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(streams, "DISCONNECT_CHECK_SECONDS", 0.0)
+    closed = anyio.Event()
+
+    async def source() -> AsyncIterator[bytes]:
+        try:
+            while True:
+                yield b": heartbeat\n\n"
+        finally:
+            closed.set()
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.disconnect"}
+
+    sent: list[dict[str, Any]] = []
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {"type": "http", "method": "GET", "headers": []}
+    with anyio.fail_after(2):
+        await streams.sse_response(source())(scope, receive, send)
+    assert closed.is_set()
+    assert [m["type"] for m in sent] == ["http.response.start", "http.response.body"]

@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import anyio
+from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
@@ -194,7 +195,7 @@ class EventStream(Response):
                 now = anyio.current_time()
                 if now - checked >= DISCONNECT_CHECK_SECONDS:
                     checked = now
-                    if await _disconnected(receive):
+                    if await Request(scope, receive).is_disconnected():
                         return
             await send({"type": "http.response.body", "body": b"", "more_body": False})
         except OSError:
@@ -204,15 +205,6 @@ class EventStream(Response):
             if closing is not None:
                 with anyio.CancelScope(shield=True):
                     await closing()
-
-
-async def _disconnected(receive: Receive) -> bool:
-    """Whether the client has gone, without waiting: a receive cancelled before it blocks."""
-    with anyio.CancelScope() as scope:
-        scope.cancel()
-        message = await receive()
-        return bool(message.get("type") == "http.disconnect")
-    return False
 
 
 class _Ticks:

@@ -12,6 +12,7 @@ the in-process implementation. A Redis Streams bus would implement the same meth
 
 from __future__ import annotations
 
+import math
 from collections import OrderedDict, deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -111,17 +112,11 @@ class MemoryBus:
         return event
 
     async def subscribe(self, session_id: str, after: int = 0) -> AsyncIterator[list[Event]]:
-        log = self._log(session_id)
         cursor = after
-        while True:
-            batch = log.after(cursor)
-            if batch:
+        while (batch := await self.read(session_id, cursor, math.inf)) is not None:
+            if batch:  # empty only when woken by :meth:`wake`
                 cursor = batch[-1].id
                 yield batch
-                continue
-            if log.closed:
-                return
-            await log.changed.wait()
 
     async def read(self, session_id: str, after: int, wait: float) -> list[Event] | None:
         log = self._closed.get(session_id) or self._log(session_id)

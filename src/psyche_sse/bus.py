@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import math
 from collections import OrderedDict, deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -54,17 +55,59 @@ class EventBus(Protocol):
         subscriber can resume from any cursor from ``first_id() - 1`` to ``last_id()``."""
         ...
 
+    def start_at(self, session_id: str, next_id: int) -> None:
+        """Continue a session's numbering from ``next_id`` (a session loaded from the store)."""
+        ...
+
+    def retain(self, session_id: str) -> AbstractContextManager[None]:
+        """While open, every event published from now on is kept, whatever the history
+        limit: a reader that must first fetch something slow (the stored history) then
+        resumes where that left off without a gap."""
+        ...
+
+    def watch(self, session_id: str) -> AbstractContextManager[None]:
+        """Count a follower of the session while open (see :meth:`followers`)."""
+        ...
+
+    def followers(self, session_id: str) -> int:
+        """How many followers are watching the session now."""
+        ...
+
+    def close(self, session_id: str) -> None:
+        """End every subscription of the session and forget its events."""
+        ...
+
+
+@dataclass(eq=False)
+class _Hold:
+    at: int  # the oldest id kept for its holder
+
 
 @dataclass
 class _Log:
     limit: int
-    events: deque[Event] = field(init=False)
     next_id: int = 1
+    events: deque[Event] = field(default_factory=deque)
     changed: anyio.Event = field(default_factory=anyio.Event)
     closed: bool = False
+    holds: list[_Hold] = field(default_factory=list)  # kept from, whatever the limit
+    followers: int = 0
 
-    def __post_init__(self) -> None:
-        self.events = deque(maxlen=self.limit)
+    def append(self, event: Event) -> None:
+        self.events.append(event)
+        if len(self.events) > self.limit:
+            self.trim()
+
+    def trim(self) -> None:
+        """Down to the limit, but for the events someone holds."""
+        events = self.events
+        keep_from = min(h.at for h in self.holds) if self.holds else math.inf
+        while len(events) > self.limit and events[0].id < keep_from:
+            events.popleft()
+
+    def release(self, hold: _Hold) -> None:
+        self.holds.remove(hold)
+        self.trim()
 
     def after(self, cursor: int) -> list[Event]:
         if not self.events or self.events[-1].id <= cursor:
@@ -96,30 +139,37 @@ class MemoryBus:
         log = self._logs.get(session_id)
         if log is None:
             log = self._logs[session_id] = _Log(self._limit, next_id=self._first_id)
+            self._closed.pop(session_id, None)  # a session back after :meth:`close`
         return log
 
     def start_at(self, session_id: str, next_id: int) -> None:
-        """Continue a session's numbering (for instance after a restart)."""
         log = self._log(session_id)
-        log.next_id = max(log.next_id, next_id)
+        if not log.events and next_id > log.next_id:
+            log.next_id = next_id
 
     async def publish(self, session_id: str, kind: EventType, data: dict[str, Any]) -> Event:
         log = self._log(session_id)
         event = Event(id=log.next_id, type=kind, data=data)
         log.next_id += 1
-        log.events.append(event)
+        log.append(event)
         log.notify()
         return event
 
     async def subscribe(self, session_id: str, after: int = 0) -> AsyncIterator[list[Event]]:
-        cursor = after
-        while (batch := await self.read(session_id, cursor, math.inf)) is not None:
-            if batch:  # empty only when woken by :meth:`wake`
-                cursor = batch[-1].id
-                yield batch
+        # The log keeps what this subscriber has not read yet, however far behind it is.
+        hold = _Hold(after + 1)
+        log = self._log(session_id)
+        log.holds.append(hold)
+        try:
+            while (batch := await self.read(session_id, hold.at - 1, math.inf)) is not None:
+                if batch:  # empty only when woken by :meth:`wake`
+                    hold.at = batch[-1].id + 1
+                    yield batch
+        finally:
+            log.release(hold)
 
     async def read(self, session_id: str, after: int, wait: float) -> list[Event] | None:
-        log = self._closed.get(session_id) or self._log(session_id)
+        log = self._logs.get(session_id) or self._closed.get(session_id) or self._log(session_id)
         batch = log.after(after)
         if batch or log.closed:
             return batch or None
@@ -145,8 +195,30 @@ class MemoryBus:
             return 1
         return log.events[0].id if log.events else log.next_id
 
+    @contextmanager
+    def retain(self, session_id: str) -> Iterator[None]:
+        log = self._log(session_id)
+        hold = _Hold(log.next_id)
+        log.holds.append(hold)
+        try:
+            yield
+        finally:
+            log.release(hold)
+
+    @contextmanager
+    def watch(self, session_id: str) -> Iterator[None]:
+        log = self._log(session_id)
+        log.followers += 1
+        try:
+            yield
+        finally:
+            log.followers -= 1
+
+    def followers(self, session_id: str) -> int:
+        log = self._logs.get(session_id)
+        return log.followers if log else 0
+
     def close(self, session_id: str) -> None:
-        """End every subscription of the session and forget its log."""
         log = self._logs.pop(session_id, None)
         if log is not None:
             # Kept a while, closed, so a reader still behind gets its last events, then the

@@ -73,6 +73,11 @@ class Settings(BaseSettings):
     db: Path = Path("var/psyche.db")
     heartbeat: float = Field(default=15.0, gt=0)
     history_events: int = Field(default=20_000, ge=100)
+    # Rounds running at once on this server; more are refused (429) until one ends.
+    max_running_rounds: int = Field(default=64, ge=1, le=100_000)
+    # Seconds a session with nothing running and no viewer stays in memory; then it lives
+    # only in the store, and comes back from there when asked for.
+    session_idle: float = Field(default=30.0, gt=0)
     max_deltas_per_second: float = Field(default=30.0, gt=0)
     # One log line per HTTP request (uvicorn's access log); off by default, as in gunicorn.
     access_log: bool = False

@@ -174,6 +174,7 @@ class Council:
                     ev.round_complete(
                         session_id,
                         round_id,
+                        index=index,
                         status=status,
                         turns=len(results),
                         duration_ms=int((time.perf_counter() - started) * 1000),

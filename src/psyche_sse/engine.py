@@ -27,6 +27,7 @@ from .config import Settings
 from .council import Council, InputError, clean_situation
 from .events import Event, EventType, utc_now
 from .llm import LLMClient
+from .memory import release_memory
 from .sentiment import Sentiment
 from .store import Recorder, SessionHistory, SessionSummary, Store, Transcript
 from .store import queries as q
@@ -41,6 +42,14 @@ class SessionNotFound(LookupError):
 
 class RoundInProgress(RuntimeError):
     pass
+
+
+class TooManyRounds(RuntimeError):
+    """The server runs ``settings.max_running_rounds`` rounds already."""
+
+    def __init__(self, running: int) -> None:
+        super().__init__(f"{running} rounds are running, the most this server runs at once")
+        self.running = running
 
 
 MAX_TITLE_CHARS = 200
@@ -73,6 +82,7 @@ class Session:
     scope: anyio.CancelScope | None = None
     current_round: str | None = None
     finished: anyio.Event | None = None  # set when the running round has wound down
+    idle_since: float | None = None  # when the sweep first saw it idle (engine's clock)
 
     @property
     def running(self) -> bool:
@@ -98,6 +108,7 @@ class Engine:
     ) -> None:
         self.settings = settings
         self.bus: EventBus = bus or MemoryBus(settings.history_events)
+        self.running = 0  # rounds running now, capped by ``settings.max_running_rounds``
         self.llm = llm or LLMClient(settings)
         self.sessions: dict[str, Session] = {}
         self.recorder: Recorder | None = None
@@ -115,6 +126,7 @@ class Engine:
             recorder = Recorder(self._store, save_interval=self.save_interval)
             self.recorder = await stack.enter_async_context(recorder)
             self._tg = await stack.enter_async_context(anyio.create_task_group())
+            self._tg.start_soon(self._sweep_idle)
             self._exit = stack.pop_all()
         return self
 
@@ -205,8 +217,7 @@ class Engine:
                 )
         session = Session(history.id, council, rounds=list(history.round_ids))
         session.title = history.title
-        if isinstance(self.bus, MemoryBus):
-            self.bus.start_at(history.id, history.event_hwm + 1)
+        self.bus.start_at(history.id, history.event_hwm + 1)
         if self.recorder is not None:
             self.recorder.adopt(history.id, history.event_hwm)
         self.sessions[history.id] = session
@@ -229,6 +240,40 @@ class Engine:
             return event
 
         return publish
+
+    # --- idle sessions leave memory ------------------------------------------------------
+
+    async def _sweep_idle(self) -> None:
+        idle = self.settings.session_idle
+        while True:
+            await anyio.sleep(min(idle, 5.0) / 2)
+            await self.evict_idle(idle)
+
+    async def evict_idle(self, idle: float) -> int:
+        """Forget the sessions that have run nothing and had no viewer for ``idle`` seconds.
+
+        They live on in the store and come back on demand (:meth:`load_session`), their
+        numbering continuing where it stopped. Returns how many left.
+        """
+        now = anyio.current_time()
+        gone = []
+        for session in list(self.sessions.values()):
+            if session.running or self.bus.followers(session.id):
+                session.idle_since = None
+            elif session.idle_since is None:
+                session.idle_since = now
+            elif now - session.idle_since >= idle:
+                gone.append(session.id)
+        for session_id in gone:
+            del self.sessions[session_id]
+            last = self.bus.last_id(session_id)
+            self.bus.close(session_id)
+            if self.recorder is not None:
+                await self.recorder.forget(session_id, last)
+        if gone:
+            log.debug("%d idle sessions left memory", len(gone))
+            release_memory()
+        return len(gone)
 
     # --- stored sessions: what the web layer reads and changes --------------------------
 
@@ -285,8 +330,7 @@ class Engine:
                 with anyio.move_on_after(10):
                     await session.finished.wait()
         self.sessions.pop(session_id, None)
-        if isinstance(self.bus, MemoryBus):
-            self.bus.close(session_id)
+        self.bus.close(session_id)
         if not await self._recorder().delete(session_id) and session is None:
             raise SessionNotFound(session_id)
 
@@ -298,6 +342,8 @@ class Engine:
         session = self.session(session_id)
         if session.running:
             raise RoundInProgress(f"session {session.id} already has a round running")
+        if self.running >= self.settings.max_running_rounds:
+            raise TooManyRounds(self.running)
         round_id = new_id()
         session.scope = anyio.CancelScope()
         session.finished = anyio.Event()
@@ -317,6 +363,7 @@ class Engine:
         """Run ``rounds`` rounds (the first with ``round_id``) until done or stopped."""
         assert session.scope is not None, "call prepare_round first"
         publish = self.publisher(session.id)
+        self.running += 1
         try:
             with session.scope:
                 for index in range(rounds):
@@ -334,6 +381,7 @@ class Engine:
                         rounds=rounds,
                     )
         finally:
+            self.running -= 1
             session.scope = None
             session.current_round = None
             if session.finished is not None:

@@ -143,12 +143,14 @@ def round_complete(
     session_id: str,
     round_id: str,
     *,
+    index: int,
     status: TurnStatus,
     duration_ms: int,
     turns: int,
 ) -> dict[str, Any]:
     return {
         **_base(EventType.ROUND_COMPLETE, session_id, round_id),
+        "index": index,
         "status": status.value,
         "duration_ms": duration_ms,
         "turns": turns,

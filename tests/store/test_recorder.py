@@ -159,7 +159,9 @@ async def test_a_complete_turn_stores_every_field(tmp_path: Path) -> None:
             )
             await feed(
                 EventType.ROUND_COMPLETE,
-                ev.round_complete("s", "r", status=TurnStatus.ERROR, duration_ms=130, turns=1),
+                ev.round_complete(
+                    "s", "r", index=1, status=TurnStatus.ERROR, duration_ms=130, turns=1
+                ),
             )
         transcript = await store.transcript("s")
         history = await store.session_history("s", keep=5)

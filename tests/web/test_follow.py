@@ -13,7 +13,7 @@ from psyche_sse import events as ev
 from psyche_sse.bus import MemoryBus
 from psyche_sse.events import Event, EventType
 from psyche_sse.web import streams
-from psyche_sse.web.streams import JSON, follow, rounds_done, runs
+from psyche_sse.web.streams import JSON, run_done, runs
 
 pytestmark = pytest.mark.anyio
 
@@ -44,6 +44,17 @@ def started(turn: str = "t1") -> dict[str, Any]:
         interaction_count=0,
         has_memory=False,
     )
+
+
+async def no_history() -> Event:
+    raise AssertionError("this stream should not need the stored history")
+
+
+def follow(
+    bus: MemoryBus, session_id: str, after: int, fmt: streams.Format, **kwargs: Any
+) -> AsyncIterator[bytes]:
+    kwargs.setdefault("history", no_history)
+    return streams.follow(bus, session_id, after, fmt, **kwargs)
 
 
 def parse(chunk: bytes) -> tuple[int, str, dict[str, Any]] | None:
@@ -143,14 +154,34 @@ async def test_each_event_is_encoded_once_and_shared() -> None:
     assert chunks[0] is chunks[1] is JSON(event)
 
 
-async def test_a_round_stream_ends_after_its_round_complete() -> None:
+async def test_a_run_stream_ends_after_its_last_round_complete() -> None:
     bus = MemoryBus()
-    await bus.publish(SID, EventType.ROUND_STARTED, {"type": "round_started"})
-    await bus.publish(SID, EventType.ROUND_COMPLETE, {"status": "ok"})
-    await bus.publish(SID, EventType.ROUND_STARTED, {"type": "round_started"})
-    chunks = [c async for c in follow(bus, SID, 0, JSON, max_per_second=30, until=rounds_done(1))]
+    for index in (1, 2):
+        await bus.publish(SID, EventType.ROUND_STARTED, {"index": index})
+        await bus.publish(SID, EventType.ROUND_COMPLETE, {"index": index, "status": "ok"})
+    await bus.publish(SID, EventType.ROUND_STARTED, {"index": 3})
+    chunks = [c async for c in follow(bus, SID, 0, JSON, max_per_second=30, until=run_done(1, 2))]
     messages = b"".join(chunks).split(b"\n\n")[:-1]
-    assert len(messages) == 3  # the retry field, round_started, round_complete
+    assert len(messages) == 5  # the retry field, then the two rounds
+
+
+def test_a_run_ends_with_a_stopped_round_or_a_history_that_shows_its_end() -> None:
+    done = run_done(2, 3)  # rounds 2, 3 and 4 of the session
+
+    def complete(index: int, status: str) -> Event:
+        return Event(1, EventType.ROUND_COMPLETE, {"index": index, "status": status})
+
+    def history(*rounds: tuple[int, str]) -> Event:
+        transcript = {"rounds": [{"index": i, "status": s} for i, s in rounds]}
+        return Event(1, EventType.SESSION_HISTORY, {"transcript": transcript})
+
+    assert not done(complete(1, "cancelled"))  # a round before the run
+    assert not done(complete(3, "error"))
+    assert done(complete(3, "cancelled"))
+    assert done(complete(4, "ok"))
+    assert not done(history((1, "ok"), (2, "ok"), (3, "running")))
+    assert done(history((1, "ok"), (2, "ok"), (3, "ok"), (4, "error")))
+    assert done(history((1, "ok"), (2, "cancelled")))
 
 
 async def test_a_merged_message_is_encoded_once_for_all_readers() -> None:
@@ -226,16 +257,86 @@ async def test_a_reader_behind_a_closed_log_gets_its_tail_then_the_end() -> None
     assert await bus.read(SID, last.id, 1) is None
 
 
-async def test_a_reader_further_behind_than_the_bus_keeps_is_ended_not_skipped() -> None:
+def stored_history(bus: MemoryBus, *, publish_meanwhile: int = 0) -> Any:
+    """A ``history`` callback: a snapshot at the bus's newest event, read while the model
+    publishes ``publish_meanwhile`` more deltas (a slow database under a fast model)."""
+    calls: list[int] = []
+
+    async def history() -> Event:
+        last = bus.last_id(SID)
+        calls.append(last)
+        for i in range(publish_meanwhile):
+            await bus.publish(SID, EventType.AGENT_PROCESSING_UPDATE, update(f"m{i} "))
+        return Event(last, EventType.SESSION_HISTORY, {"type": "session_history"})
+
+    history.calls = calls  # type: ignore[attr-defined]
+    return history
+
+
+async def test_a_reader_further_behind_than_the_bus_keeps_gets_the_history_not_a_gap() -> None:
     bus = MemoryBus(history_limit=100)
     await bus.publish(SID, EventType.AGENT_PROCESSING_STARTED, started())
-    stream = follow(bus, SID, 0, JSON, max_per_second=30)
+    history = stored_history(bus)
+    stream = follow(bus, SID, 0, JSON, max_per_second=30, history=history)
     await anext(stream)
     assert (await read(stream, 1))[0][0] == 1
     for i in range(300):  # the oldest 200 of these are gone before the reader looks again
         await bus.publish(SID, EventType.AGENT_PROCESSING_UPDATE, update(f"{i} "))
-    with anyio.fail_after(1), pytest.raises(StopAsyncIteration):
+    (snapshot,) = await read(stream, 1)
+    assert snapshot[:2] == (301, "session_history")
+    await bus.publish(SID, EventType.AGENT_PROCESSING_UPDATE, update("next"))
+    (msg,) = await read(stream, 1)
+    assert msg[0] == 302 and msg[2]["partial_content"] == "next"
+    await stream.aclose()
+
+
+async def test_events_published_while_the_history_is_read_are_all_delivered() -> None:
+    # 250 deltas land while the history is read, more than the 100 the bus keeps: they are
+    # kept for this reader until it takes them, so the history and the live events join.
+    bus = MemoryBus(history_limit=100)
+    for i in range(150):
+        await bus.publish(SID, EventType.AGENT_PROCESSING_UPDATE, update(f"{i} "))
+    history = stored_history(bus, publish_meanwhile=250)
+    stream = follow(bus, SID, 1, JSON, max_per_second=30, history=history)
+    await anext(stream)
+    snapshot, merged = await read(stream, 2)
+    assert snapshot[:2] == (150, "session_history")
+    assert merged[0] == 400
+    assert merged[2]["partial_content"] == "".join(f"m{i} " for i in range(250))
+    assert len(bus.history(SID)) == 100  # and the bus is back to its limit after
+    await bus.publish(SID, EventType.AGENT_PROCESSING_UPDATE, update("x"))
+    assert len(bus.history(SID)) == 100
+    await stream.aclose()
+
+
+async def test_a_cursor_the_bus_cannot_replay_from_gets_the_history_first() -> None:
+    bus = MemoryBus(history_limit=100)
+    for i in range(150):
+        await bus.publish(SID, EventType.AGENT_PROCESSING_UPDATE, update(f"{i} "))
+    history = stored_history(bus)
+    for after in (10, 999):  # older than the bus keeps; beyond the newest
+        stream = follow(bus, SID, after, JSON, max_per_second=30, history=history)
         await anext(stream)
+        assert (await read(stream, 1))[0][:2] == (150, "session_history")
+        await stream.aclose()
+    replay = follow(bus, SID, 140, JSON, max_per_second=30, history=history)
+    await anext(replay)
+    assert (await read(replay, 1))[0][0] == 150  # within what it keeps: a plain replay
+    await replay.aclose()
+    assert history.calls == [150, 150]
+
+
+async def test_a_subscriber_never_misses_an_event_however_far_behind() -> None:
+    bus = MemoryBus(history_limit=10)
+    await bus.publish(SID, EventType.AGENT_PROCESSING_STARTED, started())
+    subscription = bus.subscribe(SID)
+    assert [e.id for e in await anext(subscription)] == [1]
+    for i in range(50):
+        await bus.publish(SID, EventType.AGENT_PROCESSING_UPDATE, update(f"{i} "))
+    assert [e.id for e in await anext(subscription)] == list(range(2, 52))
+    await subscription.aclose()
+    await bus.publish(SID, EventType.AGENT_PROCESSING_UPDATE, update("x"))
+    assert len(bus.history(SID)) == 10
 
 
 async def test_an_event_stream_stops_once_its_client_has_gone(
@@ -264,3 +365,21 @@ async def test_an_event_stream_stops_once_its_client_has_gone(
         await streams.sse_response(source())(scope, receive, send)
     assert closed.is_set()
     assert [m["type"] for m in sent] == ["http.response.start", "http.response.body"]
+
+
+@pytest.mark.parametrize(
+    "anyio_backend", [pytest.param(("asyncio", {"use_uvloop": True}), id="uvloop")]
+)
+async def test_the_shared_tick_fires_once_per_interval_under_uvloop(anyio_backend: Any) -> None:
+    # uvloop's clock has millisecond resolution: a wait that starts just as a tick fires must
+    # wait for the next tick, not be woken again by the one that fired.
+    interval = 1 / 30
+    ticks = streams._Ticks()
+    wakes: list[float] = []
+    began = anyio.current_time()
+    while anyio.current_time() - began < 1.0:
+        await ticks.wait(interval)
+        wakes.append(anyio.current_time())
+    assert len(wakes) <= 31
+    gaps = [b - a for a, b in zip(wakes, wakes[1:], strict=False)]
+    assert min(gaps) > interval / 2

@@ -44,6 +44,15 @@ def reserve_ids(
     )
 
 
+def release_ids(conn: sqlite3.Connection, *, session_id: str, reserved: int, last_id: int) -> None:
+    """Give back the ids reserved above ``last_id``, the last one published, unless more
+    were reserved since (the mark is no longer ``reserved``)."""
+    conn.execute(
+        "UPDATE sessions SET event_hwm = ? WHERE id = ? AND event_hwm = ? AND ? < ?",
+        (last_id, session_id, reserved, last_id, reserved),
+    )
+
+
 def touch_session(conn: sqlite3.Connection, *, session_id: str, updated: str) -> None:
     conn.execute("UPDATE sessions SET updated = ? WHERE id = ?", (updated, session_id))
 

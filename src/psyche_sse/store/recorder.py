@@ -187,6 +187,24 @@ class Recorder:
         """A stored session is back in memory: its ids up to ``event_hwm`` are reserved."""
         self._reserved[session_id] = max(self._reserved.get(session_id, 0), event_hwm)
 
+    async def forget(self, session_id: str, last_id: int) -> None:
+        """The session left memory after event ``last_id``, with nothing running: drop what
+        is kept of it here, and give back the ids reserved beyond ``last_id``, so that it
+        numbers on from ``last_id + 1`` when it comes back."""
+        async with self._reserve_lock:
+            reserved = self._reserved.pop(session_id, None)
+            self._last_id.pop(session_id, None)
+            if reserved is not None and last_id and session_id not in self._deleted:
+                self._writes.append(
+                    partial(
+                        queries.release_ids,
+                        session_id=session_id,
+                        reserved=reserved,
+                        last_id=last_id,
+                    )
+                )
+                self._wake.set()
+
     async def call(self, session_id: str | None, fn: Read[T]) -> T:
         """Run ``fn`` after every write observed so far, with the id of the last event of
         ``session_id`` those writes include (None: none observed in this process)."""

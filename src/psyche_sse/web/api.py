@@ -17,7 +17,7 @@ from ..store import Transcript as StoredTranscript
 from .context import Context
 from .errors import HTTPError
 from .inputs import event_cursor, int_field, query_int, read_fields, text_field
-from .streams import JSON, rounds_done, sse_response
+from .streams import JSON, run_done, sse_response
 
 DEFAULT_PAGE = 20
 MAX_PAGE = 100
@@ -103,18 +103,19 @@ class Api:
         session_id = text_field(fields, "session_id")
         rounds = int_field(fields, "rounds", low=1, high=20) or 1
         seed = int_field(fields, "seed", low=0, high=2**31 - 1)
-        session, round_id, after = await self.ctx.start_round(
-            situation, session_id, rounds=rounds, seed=seed
-        )
+        started = await self.ctx.start_round(situation, session_id, rounds=rounds, seed=seed)
+        session, round_id = started.session, started.round_id
         ids = {"session_id": session.id, "round_id": round_id}
         if _prefers_json(request):
-            events_url = _events_url(session.id, after)
+            events_url = _events_url(session.id, started.after)
             return JSONResponse(
                 {**ids, "events_url": events_url},
                 status_code=202,
                 headers={"Location": events_url},
             )
-        stream = await self.ctx.follow(session, after, JSON, until=rounds_done(rounds))
+        stream = self.ctx.follow(
+            session, started.after, JSON, until=run_done(started.first_index, rounds)
+        )
         return sse_response(
             stream,
             headers={"X-Session-Id": session.id, "X-Round-Id": round_id},
@@ -187,7 +188,7 @@ class Api:
         gets the whole history as one ``session_history`` event.
         """
         session = await self.ctx.session(request.path_params["session_id"])
-        stream = await self.ctx.follow(session, event_cursor(request), JSON)
+        stream = self.ctx.follow(session, event_cursor(request), JSON)
         return sse_response(stream)
 
     async def stop(self, request: Request) -> Response:

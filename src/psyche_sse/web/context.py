@@ -4,16 +4,30 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from ..config import Settings
 from ..council import InputError
-from ..engine import Engine, RoundInProgress, Session, SessionNotFound
+from ..engine import Engine, RoundInProgress, Session, SessionNotFound, TooManyRounds
 from ..events import Event, EventType, session_history
 from ..store import Transcript as StoredTranscript
 from .errors import HTTPError
 from .render import Renderer
 from .streams import Format, follow
 from .transcript import Transcript
+
+# What a client over the cap on running rounds is told to wait, in seconds.
+RETRY_AFTER_SECONDS = 5
+
+
+class Started(NamedTuple):
+    """A run just started: its session, first round, the id its events follow, and the
+    number of its first round in the session."""
+
+    session: Session
+    round_id: str
+    after: int
+    first_index: int
 
 
 def _not_found() -> HTTPError:
@@ -59,20 +73,7 @@ class Context:
         except SessionNotFound:
             raise _not_found() from None
 
-    async def catch_up(self, session: Session, after: int) -> StoredTranscript | None:
-        """What a stream resuming after event ``after`` must send before the bus's events.
-
-        None when the bus still holds every event after ``after``. Otherwise (the id is
-        from before a restart, or older than the history kept in memory, or beyond the
-        newest) the session's history from the store, to be sent whole: the stream then
-        goes on after its ``last_event_id``.
-        """
-        bus = self.engine.bus
-        if bus.first_id(session.id) - 1 <= after <= bus.last_id(session.id):
-            return None
-        return await self.stored(session)
-
-    async def follow(
+    def follow(
         self,
         session: Session,
         after: int,
@@ -82,25 +83,29 @@ class Context:
     ) -> AsyncIterator[bytes]:
         """The session's stream after event ``after``, live, in ``fmt``.
 
-        When the bus cannot replay from ``after`` (see :meth:`catch_up`), the stream opens
-        with a ``session_history`` message: the whole conversation as the store has it, with
-        the id of the last event it reflects; the events after that id follow.
+        When the bus cannot replay from ``after`` (the id is from before a restart, older
+        than the history kept in memory, or beyond the newest), or the client falls further
+        behind than the bus keeps, the stream sends a ``session_history`` message: the whole
+        conversation as the store has it, with the id of the last event it reflects; the
+        events after that id follow.
         """
-        preamble = b""
-        history = await self.catch_up(session, after)
-        if history is not None:
-            after = history.last_event_id
-            data = session_history(session.id, transcript=history.to_dict(), last_event_id=after)
-            preamble = fmt(Event(after, EventType.SESSION_HISTORY, data))
+        engine = self.engine
+
+        async def history() -> Event:
+            stored = await engine.transcript(session.id)  # SessionNotFound: deleted since
+            last = stored.last_event_id
+            data = session_history(session.id, transcript=stored.to_dict(), last_event_id=last)
+            return Event(last, EventType.SESSION_HISTORY, data)
+
         return follow(
-            self.engine.bus,
+            engine.bus,
             session.id,
             after,
             fmt,
+            history=history,
             max_per_second=self.settings.max_deltas_per_second,
             heartbeat=self.settings.heartbeat,
             until=until,
-            preamble=preamble,
         )
 
     async def rename(self, session: Session, title: str) -> str:
@@ -126,8 +131,8 @@ class Context:
         *,
         rounds: int = 1,
         seed: int | None = None,
-    ) -> tuple[Session, str, int]:
-        """Start a round: (session, round id, the id its events follow). Errors as HTTP."""
+    ) -> Started:
+        """Start a run of ``rounds`` rounds. Errors as HTTP."""
         engine = self.engine
         if session_id is not None:
             await self.session(session_id)  # loaded without blocking, if it must be
@@ -144,4 +149,12 @@ class Context:
                 "a round is already running in this session; wait for it or stop it",
                 code="round_in_progress",
             ) from None
-        return session, round_id, after
+        except TooManyRounds as exc:
+            raise HTTPError(
+                429,
+                f"the council is busy: {exc.running} rounds are running, the most this "
+                "server runs at once; try again in a few seconds",
+                code="too_many_rounds",
+                headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+            ) from None
+        return Started(session, round_id, after, len(session.rounds) + 1)

@@ -30,6 +30,7 @@ _TITLES = {
     413: "Too large",
     415: "Unsupported content type",
     422: "Not accepted",
+    429: "Too many rounds",
     500: "Something went wrong",
     503: "Unavailable",
 }
@@ -42,6 +43,7 @@ _CODES = {
     413: "too_large",
     415: "unsupported_media_type",
     422: "invalid",
+    429: "too_many_requests",
     500: "internal_error",
     503: "unavailable",
 }
@@ -50,11 +52,19 @@ _CODES = {
 class HTTPError(Exception):
     """An error with a status and a message meant for the person who sent the request."""
 
-    def __init__(self, status: int, message: str, *, code: str | None = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        code: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
         self.code = code or _CODES.get(status, "error")
+        self.headers = headers or {}
 
 
 def wants_json(request: Request) -> bool:
@@ -105,7 +115,9 @@ def handlers(renderer: Renderer) -> dict[Any, Handler]:
 
     async def on_http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPError)
-        return error_response(renderer, request, exc.status, exc.message, exc.code)
+        response = error_response(renderer, request, exc.status, exc.message, exc.code)
+        response.headers.update(exc.headers)
+        return response
 
     async def on_starlette_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)

@@ -105,9 +105,9 @@ class Pages:
         situation = text_field(fields, "situation") or ""
         session_id = text_field(fields, "session_id")
         try:
-            session, _, _ = await self.ctx.start_round(situation, session_id)
+            session = (await self.ctx.start_round(situation, session_id)).session
         except HTTPError as exc:
-            if is_htmx(request) or exc.status not in (400, 409):
+            if is_htmx(request) or exc.status not in (400, 409, 429):
                 raise
             # Without JavaScript: the page again, with the message and the text kept.
             title = ""
@@ -117,15 +117,18 @@ class Pages:
                 running, title = known.running, known.title
             else:
                 transcript, running = None, False
-            return self._page(
+            page = self._page(
                 session_id,
                 transcript,
                 title=title,
                 running=running,
-                situation=situation if exc.status == 400 else "",
+                # Kept to send again, unless another round is running in this session.
+                situation=situation if exc.status != 409 else "",
                 error=exc.message,
                 status_code=exc.status,
             )
+            page.headers.update(exc.headers)
+            return page
         page_url = f"/s/{session.id}"
         if not is_htmx(request):
             return RedirectResponse(page_url, status_code=303)
@@ -163,7 +166,7 @@ class Pages:
         try:
             session = await self.ctx.session(session_id)
             # A page from before a restart gets its conversation again, then the rest.
-            stream = await self.ctx.follow(session, event_cursor(request), self.html)
+            stream = self.ctx.follow(session, event_cursor(request), self.html)
         except HTTPError as exc:
             return sse_response(self._gone(exc.message))
         return sse_response(stream)

@@ -12,9 +12,10 @@ clients of a session wake on the same clock tick and read the same runs.
 from __future__ import annotations
 
 import asyncio
+import math
 import weakref
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import anyio
@@ -24,6 +25,7 @@ from starlette.types import Receive, Scope, Send
 
 from ..bus import EventBus
 from ..events import Event, EventType, encode_sse, merge_updates
+from ..store import RUNNING
 
 RETRY_MS = 2000
 SSE_HEADERS = {
@@ -98,64 +100,107 @@ def runs(batch: Iterable[Event]) -> list[list[Event]]:
     return out
 
 
+History = Callable[[], Awaitable[Event]]
+"""Fetches a ``session_history`` event: the conversation as stored, its id the last event
+it reflects."""
+
+
 async def follow(
     bus: EventBus,
     session_id: str,
     after: int,
     fmt: Format,
     *,
+    history: History,
     max_per_second: float,
     heartbeat: float = 15.0,
     until: Callable[[Event], bool] | None = None,
-    preamble: bytes = b"",
 ) -> AsyncIterator[bytes]:
     """The session's events with ids above ``after``, encoded, live, with a heartbeat comment
     after ``heartbeat`` quiet seconds; ends when ``until`` says so after an event, when the
-    server shuts down, or never."""
-    yield preamble + f"retry: {RETRY_MS}\n\n".encode()
+    server shuts down, or never.
+
+    Whenever the bus cannot hand over every event after the cursor (the cursor is from before
+    a restart, older than the history kept, beyond the newest; or this client fell further
+    behind than the bus keeps), the stream sends ``history()`` instead, then goes on after its
+    id: the client never misses an event silently.
+    """
+    yield f"retry: {RETRY_MS}\n\n".encode()
     interval = 1.0 / max_per_second
     cursor = after
     _open_buses.add(bus)
-    started = False  # the first batch may jump ahead (ids continue past a restart's mark)
-    while not _shutdown.is_set:
-        batch = await bus.read(session_id, cursor, heartbeat)
-        if batch is None or _shutdown.is_set:
-            return
-        if not batch:
-            yield HEARTBEAT
-            continue
-        if started and batch[0].id != cursor + 1:
-            # This client fell further behind than the bus keeps (ids are dense within a
-            # log): end here rather than skip. It resumes from its Last-Event-ID, and a
-            # cursor the bus cannot replay from gets the stored history first.
-            return
-        started = True
-        cursor = batch[-1].id
-        # One write per batch, of messages shared with every client reading the same.
-        messages = []
-        for run in runs(batch):
-            messages.append(fmt.run(run))
-            if until is not None and until(run[-1]):
-                yield b"".join(messages)
+    with bus.watch(session_id):
+        behind = not bus.first_id(session_id) - 1 <= cursor <= bus.last_id(session_id)
+        while not _shutdown.is_set:
+            head = b""
+            if behind:
+                behind = False
+                try:
+                    snapshot, batch = await _resync(bus, session_id, history)
+                except LookupError:
+                    return  # the session is gone
+                cursor = snapshot.id
+                head = fmt(snapshot)
+                if until is not None and until(snapshot):
+                    yield head
+                    return
+            else:
+                read = await bus.read(session_id, cursor, heartbeat)
+                if read is None:
+                    return
+                batch = read
+                if batch and batch[0].id != cursor + 1:
+                    behind = True  # this client fell further behind than the bus keeps
+                    continue
+            if _shutdown.is_set:
                 return
-        yield b"".join(messages)
-        if batch[-1].type is EventType.AGENT_PROCESSING_UPDATE:
-            # The turn is still streaming: let its next deltas gather into one message.
-            # Waiting for the next tick of a shared clock wakes this session's clients
-            # together, so they read the same runs and share their encoding.
-            await _ticks.wait(interval)
+            if not batch:
+                yield head or HEARTBEAT
+                continue
+            cursor = batch[-1].id
+            # One write per batch, of messages shared with every client reading the same.
+            messages = [head] if head else []
+            for run in runs(batch):
+                messages.append(fmt.run(run))
+                if until is not None and until(run[-1]):
+                    yield b"".join(messages)
+                    return
+            yield b"".join(messages)
+            if batch[-1].type is EventType.AGENT_PROCESSING_UPDATE:
+                # The turn is still streaming: let its next deltas gather into one message.
+                # Waiting for the next tick of a shared clock wakes this session's clients
+                # together, so they read the same runs and share their encoding.
+                await _ticks.wait(interval)
 
 
-def rounds_done(rounds: int) -> Callable[[Event], bool]:
-    """``until`` for a run of ``rounds`` rounds: the last one complete, or one stopped."""
-    remaining = rounds
+async def _resync(bus: EventBus, session_id: str, history: History) -> tuple[Event, list[Event]]:
+    """The stored history and the events the bus holds after it.
+
+    Events published while the history is read are kept (:meth:`EventBus.retain`) until they
+    are taken here, so the two join with no gap whatever the history limit and the pace.
+    """
+    with bus.retain(session_id):
+        snapshot = await history()
+        return snapshot, bus.history(session_id, snapshot.id)
+
+
+def run_done(first_index: int, rounds: int) -> Callable[[Event], bool]:
+    """``until`` for a run of ``rounds`` rounds from round number ``first_index``: its last
+    round complete, or one of its rounds stopped; told by an event or by a history."""
+    last_index = first_index + rounds - 1
+
+    def ends(index: int, status: str) -> bool:
+        return index >= last_index or (index >= first_index and status == "cancelled")
 
     def done(event: Event) -> bool:
-        nonlocal remaining
-        if event.type is not EventType.ROUND_COMPLETE:
-            return False
-        remaining -= 1
-        return remaining <= 0 or event.data.get("status") == "cancelled"
+        if event.type is EventType.ROUND_COMPLETE:
+            return ends(int(event.data.get("index", last_index)), str(event.data.get("status")))
+        if event.type is EventType.SESSION_HISTORY:
+            rounds_ = event.data.get("transcript", {}).get("rounds", [])
+            return any(
+                r["status"] != RUNNING and ends(int(r["index"]), str(r["status"])) for r in rounds_
+            )
+        return False
 
     return done
 
@@ -209,18 +254,28 @@ class EventStream(Response):
 
 class _Ticks:
     """A clock shared by every stream: the streams waiting for the next tick of an interval
-    all wait on one event and one timer, rather than a timer each."""
+    all wait on one event and one timer, rather than a timer each.
+
+    Ticks are numbered (tick ``k`` is due at ``k * interval`` on the loop's clock) and each
+    one fires once: a wait that starts at the instant a tick fired waits for the next one,
+    even where the clock reads a little early (uvloop's has millisecond resolution).
+    """
 
     def __init__(self) -> None:
         self._next: dict[float, tuple[asyncio.AbstractEventLoop, anyio.Event]] = {}
+        self._last: dict[float, tuple[asyncio.AbstractEventLoop, int]] = {}
 
     async def wait(self, interval: float) -> None:
         loop = asyncio.get_running_loop()
         entry = self._next.get(interval)
         if entry is None or entry[0] is not loop:  # none yet, or one of a loop now gone
             entry = self._next[interval] = (loop, anyio.Event())
-            now = loop.time()
-            loop.call_at(now - now % interval + interval, self._fire, interval, entry)
+            tick = math.floor(loop.time() / interval) + 1
+            last = self._last.get(interval)
+            if last is not None and last[0] is loop and tick <= last[1]:
+                tick = last[1] + 1
+            self._last[interval] = (loop, tick)
+            loop.call_at(tick * interval, self._fire, interval, entry)
         await entry[1].wait()
 
     def _fire(self, interval: float, entry: tuple[asyncio.AbstractEventLoop, anyio.Event]) -> None:

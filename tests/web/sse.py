@@ -66,9 +66,30 @@ def start_round(client: httpx.Client, situation: str, **fields: Any) -> dict[str
     return body
 
 
-def follow_round(client: httpx.Client, url: str, **headers: str) -> list[Msg]:
-    with connect_sse(client, "GET", url, headers=headers) as source:
-        return until_round_complete(source)
+def round_over(history: Msg) -> bool:
+    """Whether a ``session_history`` shows the session's newest round finished."""
+    rounds = history.data["transcript"]["rounds"]
+    return bool(rounds) and rounds[-1]["status"] != "running"
+
+
+def follow_round(
+    client: httpx.Client, url: str, *, reconnects: int = 20, **headers: str
+) -> list[Msg]:
+    """Everything until the round's ``round_complete``, followed as a browser does: when the
+    stream ends first, connect again with the last id seen; a ``session_history`` (sent
+    when the server cannot replay from that id) stands for what came before it, and ends
+    the round when it shows the round finished."""
+    out: list[Msg] = []
+    for _ in range(reconnects):
+        with connect_sse(client, "GET", url, headers=headers) as source:
+            for msg in messages(source):
+                out.append(msg)
+                headers["Last-Event-ID"] = str(msg.id)
+                if msg.type == "round_complete":
+                    return out
+                if msg.type == "session_history" and round_over(msg):
+                    return out
+    raise AssertionError(f"the round did not complete in {reconnects} connections")
 
 
 def finished_session(client: httpx.Client, situation: str) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import AsyncIterator
 from typing import Any
@@ -381,5 +382,5 @@ async def test_the_shared_tick_fires_once_per_interval_under_uvloop(anyio_backen
         await ticks.wait(interval)
         wakes.append(anyio.current_time())
     assert len(wakes) <= 31
-    gaps = [b - a for a, b in zip(wakes, wakes[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(wakes)]
     assert min(gaps) > interval / 2

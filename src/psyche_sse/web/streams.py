@@ -131,6 +131,7 @@ async def follow(
     _open_buses.add(bus)
     with bus.watch(session_id):
         behind = not bus.first_id(session_id) - 1 <= cursor <= bus.last_id(session_id)
+        streaming = False  # the last message was a delta: the next waits for a tick
         while not _shutdown.is_set:
             head = b""
             if behind:
@@ -145,10 +146,18 @@ async def follow(
                     yield head
                     return
             else:
-                read = await bus.read(session_id, cursor, heartbeat)
-                if read is None:
-                    return
-                batch = read
+                # Right after a tick, what came since is taken as it is; otherwise wait.
+                batch = bus.history(session_id, cursor) if streaming else []
+                if not batch:
+                    read = await bus.read(session_id, cursor, heartbeat)
+                    if read is None:
+                        return
+                    batch = read
+                    if batch and streaming:
+                        # It came between two ticks: it goes out on the next one, so a
+                        # streaming turn costs a client one message a tick at most.
+                        await _ticks.wait(interval)
+                        batch += bus.history(session_id, batch[-1].id)
                 if batch and batch[0].id != cursor + 1:
                     behind = True  # this client fell further behind than the bus keeps
                     continue
@@ -166,7 +175,8 @@ async def follow(
                     yield b"".join(messages)
                     return
             yield b"".join(messages)
-            if batch[-1].type is EventType.AGENT_PROCESSING_UPDATE:
+            streaming = batch[-1].type is EventType.AGENT_PROCESSING_UPDATE
+            if streaming:
                 # The turn is still streaming: let its next deltas gather into one message.
                 # Waiting for the next tick of a shared clock wakes this session's clients
                 # together, so they read the same runs and share their encoding.

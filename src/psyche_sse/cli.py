@@ -1,6 +1,7 @@
 """The ``psyche-sse`` command: ``run`` streams a round to the terminal, ``serve`` the web app.
 
 Heavy imports (LiteLLM, the web stack) happen inside the commands, so ``--help`` is quick.
+Exit codes: 0 done, 1 a turn failed, 2 bad input or set-up, 130 interrupted.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import logging
 import os
 import signal
 import sys
+from collections import Counter
 from typing import TYPE_CHECKING, Any, TextIO
 
 if TYPE_CHECKING:
@@ -18,6 +20,7 @@ if TYPE_CHECKING:
     from .events import Event
 
 PROG = "psyche-sse"
+EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 
@@ -138,6 +141,11 @@ def _run(args: argparse.Namespace) -> int:
         raise UsageError(str(exc)) from exc
     _check_models(settings)
     _check_store(settings)
+    if not args.verbose:
+        # The run names what failed itself, at the end, each distinct error once; the
+        # warnings behind it (one per attempt, one per turn) are there with -v.
+        for name in ("psyche_sse.council", "psyche_sse.llm.client"):
+            logging.getLogger(name).setLevel(logging.ERROR)
     # Import LiteLLM now rather than inside the first turn, where it would hold up the loop.
     preload()
 
@@ -151,7 +159,13 @@ def _run(args: argparse.Namespace) -> int:
         if group.subgroup(BrokenPipeError) is not None:
             raise BrokenPipeError from None
         raise
-    return EXIT_INTERRUPTED if stopped else 0
+    if stopped:
+        return EXIT_INTERRUPTED
+    summary = view.failures.summary()
+    if summary is not None:
+        print(f"{PROG}: error: {summary}", file=sys.stderr)
+        return EXIT_FAILED
+    return 0
 
 
 def _check_models(settings: Settings) -> None:
@@ -207,18 +221,60 @@ async def _run_async(settings: Settings, situation: str, seed: int | None, view:
         return stopped
 
 
+class Failures:
+    """What failed in a run: its turns, and each distinct error once, with its count."""
+
+    def __init__(self) -> None:
+        self.turns = 0
+        self.failed = 0
+        self.rounds = 0
+        self.rounds_failed = 0
+        self.errors: Counter[str] = Counter()
+
+    def add(self, event: Event) -> None:
+        data = event.data
+        if event.type == "agent_processing_complete":
+            meta = data["metadata"]
+            self.turns += 1
+            if meta["status"] == "error":
+                self.failed += 1
+                message = str(meta.get("error") or "failed")
+                error_class = meta.get("error_class")
+                if error_class and f"({error_class})" not in message:
+                    message += f" ({error_class})"
+                self.errors[message] += 1
+        elif event.type == "round_complete":
+            self.rounds += 1
+            if data["status"] == "error":
+                self.rounds_failed += 1
+
+    def summary(self) -> str | None:
+        """One line, when a round failed; None when none did."""
+        if not self.rounds_failed:
+            return None
+        where = f" in {self.rounds_failed} of {self.rounds} rounds" if self.rounds > 1 else ""
+        several = len(self.errors) > 1
+        errors = "; ".join(
+            f"{message} ×{count}" if several and count > 1 else message
+            for message, count in self.errors.most_common()
+        )
+        return f"{self.failed} of {self.turns} turns failed{where}: {errors}"
+
+
 class View:
     def __init__(self, out: TextIO) -> None:
         import anyio
 
         self.out = out
         self.done = anyio.Event()
+        self.failures = Failures()
 
     async def follow(self, bus: EventBus, session_id: str, rounds: int) -> None:
         remaining = rounds
         try:
             async for batch in bus.subscribe(session_id):
                 for event in batch:
+                    self.failures.add(event)
                     self.show(event)
                     if event.type == "round_complete":
                         remaining -= 1
@@ -254,6 +310,7 @@ class TextView(View):
         self.tty = out.isatty()
         self.colour = self.tty and "NO_COLOR" not in os.environ
         self.waiting: str | None = None
+        self.streamed = ""  # the text of the current turn so far
         self._spin = 0
 
     def _paint(
@@ -307,6 +364,7 @@ class TextView(View):
             )
         elif kind == "agent_processing_started":
             colour = BY_ID[data["agent_id"]].colour
+            self.streamed = ""
             self.waiting = self._paint(f"{data['agent_id']} is thinking…", colour)
             if self.tty:
                 self.out.write(f"{self.SPINNER[0]} {self.waiting}")
@@ -315,12 +373,17 @@ class TextView(View):
                 self._clear_spinner()
                 self._header(data["agent_id"])
             self.out.write(data["partial_content"])
+            self.streamed += data["partial_content"]
         elif kind == "agent_processing_complete":
             meta = data["metadata"]
+            final = data["final_content"]
             if self.waiting is not None:
                 self._clear_spinner()
                 self._header(data["agent_id"])
-                self.out.write(data["final_content"])
+                self.out.write(final)
+            elif final.startswith(self.streamed):
+                # What the end of a turn adds to its text: a line saying it was cut off.
+                self.out.write(final[len(self.streamed) :])
             sentiment = data["sentiment"]
             facts = [
                 f"{sentiment['label']} ({sentiment['score']:+.2f})",

@@ -61,6 +61,23 @@ def clean_situation(text: str, max_chars: int) -> str:
     return text
 
 
+def final_text(agent_id: str, text: str, status: TurnStatus, error: LLMError | None) -> str:
+    """A turn's ``final_content``: its text, and a line saying why it is missing or short.
+
+    The line is not streamed: the deltas are the text the provider sent, nothing else.
+    """
+    if status is TurnStatus.ERROR:
+        if not text:
+            return f"[{agent_id} is experiencing technical difficulties]"
+        if isinstance(error, StreamBroken) and error.error_class != "Timeout":
+            return f"{text}\n\n[{agent_id}'s reply was cut off by the provider]"
+        why = f": {error.message}" if error is not None else ""
+        return f"{text}\n\n[{agent_id}'s reply was cut off{why}]"
+    if status is TurnStatus.CANCELLED and not text:
+        return f"[{agent_id} was stopped]"
+    return text
+
+
 class Network:
     """Communication paths between agents. Emergency paths can be switched on and off."""
 
@@ -284,19 +301,17 @@ class Council:
         text: str = reply.text
         if error is not None:
             log.warning("%s: %s (%s)", archetype.agent_id, error.message, error.error_class)
+        final = final_text(archetype.agent_id, text, status, error)
         if status is TurnStatus.OK or text:
+            # What the agent is remembered to have said is what was published (and stored,
+            # and remembered again by a session restored from the store).
             agent.interaction_count += 1
-            agent.lengths.record(len(text))
-            agent.remember(situation, text)
-            self.latest[archetype.agent_id] = text
+            agent.lengths.record(len(final))
+            agent.remember(situation, final)
+            self.latest[archetype.agent_id] = final
         sentiment = await anyio.to_thread.run_sync(analyse, text) if text else None
         if sentiment is not None:
             agent.sentiments.append(sentiment)
-        final = text
-        if not text and status is TurnStatus.ERROR:
-            final = f"[{archetype.agent_id} is experiencing technical difficulties]"
-        elif not text and status is TurnStatus.CANCELLED:
-            final = f"[{archetype.agent_id} was stopped]"
         extra: dict[str, Any] = {"attempts": reply.attempts}
         if reply.reasoning:
             extra["reasoning"] = reply.reasoning

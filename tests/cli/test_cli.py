@@ -5,13 +5,17 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from tests.fakes import FakeProvider
 
 EXE = [sys.executable, "-m", "psyche_sse"]
+AGENTS = ["Shadow", "Persona", "Anima/Animus", "Self", "Ego"]
 
 
 def env(**extra: str) -> dict[str, str]:
@@ -176,3 +180,66 @@ def test_a_reader_that_goes_away_ends_quietly() -> None:
     assert proc.wait(timeout=20) == 0
     assert first["type"] == "round_started"
     assert "Traceback" not in err and "Broken pipe" not in err
+
+
+# --- a round whose turns fail ----------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def fake() -> Iterator[FakeProvider]:
+    with FakeProvider().running() as server:
+        yield server
+
+
+def against(api_base: str) -> dict[str, str]:
+    """The environment of a run against an OpenAI-compatible server, with quick retries."""
+    return {
+        "OPENAI_API_KEY": "sk-test-not-a-real-key",
+        "PSYCHE_API_BASE": api_base,
+        "PSYCHE_RETRY_ATTEMPTS": "2",
+        "PSYCHE_RETRY_BASE": "0.01",
+        "PSYCHE_RETRY_CAP": "0.02",
+    }
+
+
+@pytest.mark.parametrize("json_view", [False, True])
+def test_a_round_whose_turns_all_fail_exits_1_with_one_line(json_view: bool) -> None:
+    # A port with nothing listening: bound, never listened on, so nobody else can take it.
+    with socket.socket() as unused:
+        unused.bind(("127.0.0.1", 0))
+        base = f"http://127.0.0.1:{unused.getsockname()[1]}/v1"
+        view = ["--json"] if json_view else []
+        result = run("run", *view, "--model", "openai/gpt-4o-mini", "hi", **against(base))
+    assert result.returncode == 1, result.stderr
+    # Ten attempts by five turns failed the same way: said once, in one line.
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith("psyche-sse: error: 5 of 5 turns failed")
+    assert line.count("InternalServerError") == 1 and "Traceback" not in line
+    if json_view:
+        events = [json.loads(x) for x in result.stdout.splitlines()]
+        assert events[-1]["type"] == "round_complete" and events[-1]["status"] == "error"
+    else:
+        assert all(
+            f"[{name} is experiencing technical difficulties]" in result.stdout for name in AGENTS
+        )
+
+
+def test_each_distinct_error_is_named_once_with_its_count(fake: FakeProvider) -> None:
+    # Shadow's key is refused (no retry); Persona's and Ego's replies end after three words;
+    # Anima/Animus's and Self's streams end before a word, and they are asked again without
+    # streaming.
+    fake.behave(fail=(401,), clean_cut=(3, 0, 0, 3))
+    result = run("run", "--model", "openai/gpt-4o-mini", "hi", **against(fake.openai_base))
+    assert result.returncode == 1, result.stderr
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith("psyche-sse: error: 3 of 5 turns failed: ")
+    assert line.count("AuthenticationError") == 1 and line.count("IncompleteStream") == 1
+    assert "(IncompleteStream) ×2" in line
+    assert "[Persona's reply was cut off by the provider]" in result.stdout
+
+
+def test_a_round_that_succeeds_against_a_provider_exits_0(fake: FakeProvider) -> None:
+    fake.behave()
+    result = run("run", "--model", "openai/gpt-4o-mini", "hi", **against(fake.openai_base))
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == "" and result.stdout.count(" · native · ") == 5

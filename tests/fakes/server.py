@@ -56,6 +56,10 @@ class Behaviour:
     chunk_delay: float = 0.0
     # Close the connection after this many content chunks, with no end of stream.
     cut_after: int | None = None
+    # Clean cuts for the next streamed requests, one each: after this many content chunks the
+    # HTTP response ends properly, but the protocol's end never comes (OpenAI: no
+    # finish_reason, no usage, no [DONE]; Ollama: no object with "done": true).
+    clean_cut: tuple[int, ...] = ()
     # After this many content chunks send nothing more until the client goes away.
     hold_after: int | None = None
 
@@ -105,6 +109,7 @@ class FakeProvider:
         self._cond = threading.Condition()
         self._requests: list[Recorded] = []
         self._fails_used = 0
+        self._cuts_used = 0
         self.behaviour = Behaviour()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closing: asyncio.Event | None = None
@@ -127,13 +132,13 @@ class FakeProvider:
         """Answer the next requests like this (fields of :class:`Behaviour`)."""
         with self._cond:
             self.behaviour = replace(Behaviour(), **changes)
-            self._fails_used = 0
+            self._fails_used = self._cuts_used = 0
             return self.behaviour
 
     def reset(self) -> None:
         with self._cond:
             self.behaviour = Behaviour()
-            self._fails_used = 0
+            self._fails_used = self._cuts_used = 0
             self._requests = []
 
     @property
@@ -209,22 +214,26 @@ class FakeProvider:
                 setattr(record, key, value)
             self._cond.notify_all()
 
-    def _plan(self, record: Recorded) -> tuple[Behaviour, int | None]:
-        """The behaviour for this request, and the failure status it gets, if any."""
+    def _plan(self, record: Recorded) -> tuple[Behaviour, int | None, int | None]:
+        """The behaviour for this request, the failure status it gets, if any, and after how
+        many content chunks its stream ends cleanly, if it does."""
         with self._cond:
             self._requests.append(record)
             self._cond.notify_all()
             b = self.behaviour
             if not record.chat:
-                return b, None
+                return b, None, None
             if b.fail_always is not None:
-                return b, b.fail_always
+                return b, b.fail_always, None
             if self._fails_used < len(b.fail):
                 self._fails_used += 1
-                return b, b.fail[self._fails_used - 1]
+                return b, b.fail[self._fails_used - 1], None
             if b.refuse_stream and record.stream:
-                return b, 400
-            return b, None
+                return b, 400, None
+            if record.stream and self._cuts_used < len(b.clean_cut):
+                self._cuts_used += 1
+                return b, None, b.clean_cut[self._cuts_used - 1]
+            return b, None, None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -244,9 +253,9 @@ class FakeProvider:
             body = {"_raw": raw.decode("latin-1")}
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
         record = Recorded(scope["method"], scope["path"], body, headers)
-        behaviour, failure = self._plan(record)
+        behaviour, failure, clean_cut = self._plan(record)
         try:
-            await self._answer(record, behaviour, failure, receive, send)
+            await self._answer(record, behaviour, failure, clean_cut, receive, send)
         finally:
             self._update(record, over=True)
 
@@ -255,6 +264,7 @@ class FakeProvider:
         record: Recorded,
         b: Behaviour,
         failure: int | None,
+        clean_cut: int | None,
         receive: Receive,
         send: Send,
     ) -> None:
@@ -266,6 +276,8 @@ class FakeProvider:
                 await self._json(send, record, failure, chat.error(failure, why))
             elif record.stream:
                 frames = chat.stream(record.body, b.content(), list(b.reasoning))
+                if clean_cut is not None:
+                    frames.content, frames.tail = frames.content[:clean_cut], []
                 await self._stream(record, b, frames, receive, send)
             else:
                 await self._json(send, record, 200, chat.whole(record.body, b.content()))

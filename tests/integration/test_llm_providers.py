@@ -146,8 +146,18 @@ def check_turns(events: list[Event]) -> list[dict[str, Any]]:
             assert d["metadata"]["progress"] == 1.0
             if d["metadata"]["status"] == "ok":
                 assert d["final_content"] == text[tid]
+            elif d["metadata"]["status"] == "error" and text[tid]:
+                # A failed turn keeps its partial text, and says on a line of its own that it
+                # was cut off.
+                kept, marker = (
+                    d["final_content"][: len(text[tid])],
+                    d["final_content"][len(text[tid]) :],
+                )
+                assert kept == text[tid], "a failed turn keeps its partial text"
+                assert marker.startswith(f"\n\n[{d['agent_id']}'s reply was cut off"), marker
+                assert marker.endswith("]") and "\n" not in marker.strip()
             elif text[tid]:
-                assert d["final_content"] == text[tid], "a failed turn keeps its partial text"
+                assert d["final_content"] == text[tid], "a stopped turn keeps its partial text"
     assert all(t["completes"] == 1 for t in turns.values()), turns
     return list(turns.values())
 
@@ -455,6 +465,69 @@ async def test_a_stream_cut_mid_way_fails_with_the_partial_text(
     assert out.reply.attempts == 1 and len(fake.chats) == 1
 
 
+ALL_WIRES = [OPENAI, "ollama_chat/llama3", "ollama/llama3"]
+
+
+@pytest.mark.parametrize("model", ALL_WIRES)
+async def test_a_stream_that_ends_without_finishing_fails_with_the_partial_text(
+    fake: FakeProvider, network: Connections, model: str
+) -> None:
+    # The server ends the response properly, mid-reply: no finish reason, no [DONE] (no
+    # "done": true for Ollama). LiteLLM makes up a finish of its own; it is not one.
+    fake.behave(clean_cut=(4,))
+    out = await complete(settings_for(fake, model))
+    assert isinstance(out.error, StreamBroken)
+    assert out.error.error_class == "IncompleteStream"
+    assert out.pieces == PIECES[:4] and out.reply.text == "".join(PIECES[:4])
+    assert out.error.partial == out.reply.text
+    assert out.reply.attempts == 1 and len(fake.chats) == 1  # no retry after the first token
+    [seen] = fake.chats
+    assert seen.finished and not seen.disconnected and seen.chunks_sent == 4
+
+
+@pytest.mark.parametrize("model", ALL_WIRES)
+async def test_a_stream_that_ends_before_its_first_token_is_retried(
+    fake: FakeProvider, network: Connections, model: str
+) -> None:
+    fake.behave(clean_cut=(0,))
+    out = await complete(settings_for(fake, model, streaming="native"))
+    assert out.error is None and out.text == out.reply.text == DEFAULT_REPLY
+    assert out.reply.attempts == 2 and out.reply.streaming == "native"
+    assert chat_log(fake) == [(True, 200), (True, 200)]
+    assert [r.chunks_sent for r in fake.chats] == [0, len(PIECES)]
+
+
+async def test_streams_that_keep_ending_before_their_first_token_fail_retryably(
+    fake: FakeProvider, network: Connections
+) -> None:
+    fake.behave(clean_cut=(0, 0, 0))
+    out = await complete(settings_for(fake, streaming="native", retry_attempts=3))
+    assert out.error is not None and not isinstance(out.error, StreamBroken)
+    assert out.error.error_class == "IncompleteStream" and out.error.retryable
+    assert out.reply.attempts == 3 and out.pieces == [] and out.reply.text == ""
+    assert chat_log(fake) == [(True, 200)] * 3
+
+
+async def test_auto_falls_back_when_a_stream_ends_before_its_first_token(
+    fake: FakeProvider, network: Connections
+) -> None:
+    fake.behave(clean_cut=(0,))
+    out = await complete(settings_for(fake))
+    assert out.error is None and out.reply.streaming == "simulated"
+    assert out.text == DEFAULT_REPLY
+    assert chat_log(fake) == [(True, 200), (False, 200)]
+
+
+@pytest.mark.parametrize("model", [OPENAI, "ollama_chat/llama3"])
+async def test_an_empty_reply_that_finishes_is_not_a_cut(
+    fake: FakeProvider, network: Connections, model: str
+) -> None:
+    fake.behave(pieces=())
+    out = await complete(settings_for(fake, model, streaming="native"))
+    assert out.error is None and out.pieces == [] and out.reply.text == ""
+    assert out.reply.attempts == 1 and len(fake.chats) == 1
+
+
 @pytest.mark.parametrize("model", [OPENAI, "ollama_chat/llama3"])
 async def test_cancelling_a_turn_closes_the_connection_at_once(
     fake: FakeProvider, network: Connections, model: str
@@ -593,8 +666,40 @@ async def test_a_round_whose_streams_are_cut(fake: FakeProvider, network: Connec
     turns = check_turns(await run_round(settings_for(fake)))
     for t in turns:
         assert t["meta"]["status"] == "error" and t["meta"]["partial"] is True
-        assert t["final"] == t["streamed"] == "".join(PIECES[:5])
+        assert t["streamed"] == "".join(PIECES[:5])
+        assert (
+            t["final"] == t["streamed"] + f"\n\n[{t['agent']}'s reply was cut off by the provider]"
+        )
     assert len(fake.chats) == 5
+
+
+@pytest.mark.parametrize("model", [OPENAI, "ollama_chat/llama3"])
+async def test_a_round_whose_streams_end_without_finishing(
+    fake: FakeProvider, network: Connections, model: str
+) -> None:
+    fake.behave(clean_cut=(5,) * 5)
+    events = await run_round(settings_for(fake, model))
+    turns = check_turns(events)
+    for t in turns:
+        meta = t["meta"]
+        assert meta["status"] == "error" and meta["partial"] is True
+        assert meta["error_class"] == "IncompleteStream" and meta["attempts"] == 1
+        assert t["streamed"] == "".join(PIECES[:5])
+        assert (
+            t["final"] == t["streamed"] + f"\n\n[{t['agent']}'s reply was cut off by the provider]"
+        )
+    assert len(fake.chats) == 5 and all(r.finished for r in fake.chats)
+    assert events[-1].data["status"] == "error"
+
+
+async def test_a_round_whose_first_stream_ends_before_its_first_token(
+    fake: FakeProvider, network: Connections
+) -> None:
+    fake.behave(clean_cut=(0,))
+    turns = check_turns(await run_round(settings_for(fake, streaming="native")))
+    assert [t["meta"]["attempts"] for t in turns] == [2, 1, 1, 1, 1]
+    assert all(t["meta"]["status"] == "ok" and t["final"] == DEFAULT_REPLY for t in turns)
+    assert len(fake.chats) == 6
 
 
 async def test_a_round_without_first_tokens_times_out(

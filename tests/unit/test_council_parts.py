@@ -1,4 +1,4 @@
-"""Sentiment thresholds, progress, who hears whom, prompts, settings."""
+"""Sentiment thresholds, progress, who hears whom, prompts, final texts, settings."""
 
 from __future__ import annotations
 
@@ -6,7 +6,9 @@ import pytest
 
 from psyche_sse.archetypes import ARCHETYPES, BY_ID
 from psyche_sse.config import ConfigError, Settings, load_settings
-from psyche_sse.council import InputError, Network, clean_situation
+from psyche_sse.council import InputError, Network, clean_situation, final_text
+from psyche_sse.events import TurnStatus
+from psyche_sse.llm import LLMError, StreamBroken
 from psyche_sse.progress import LengthHistory, ProgressEstimate
 from psyche_sse.prompts import build_messages
 from psyche_sse.sentiment import NEUTRAL_FALLBACK, Sentiment, analyse, label_for
@@ -87,6 +89,33 @@ def test_prompt_has_situation_memory_and_others() -> None:
     assert "Ego" in system["content"]
     for part in ("I lost my job", "I said x", "Self: be whole", "question"):
         assert part in user["content"]
+
+
+CUT = StreamBroken("the provider failed", error_class="IncompleteStream", partial="Half a")
+STALLED = StreamBroken("the stream stalled", error_class="Timeout", partial="Half a")
+FAILED = LLMError("the provider failed (InternalServerError)", error_class="InternalServerError")
+
+
+@pytest.mark.parametrize(
+    ("text", "status", "error", "final"),
+    [
+        ("All of it.", TurnStatus.OK, None, "All of it."),
+        ("", TurnStatus.ERROR, FAILED, "[Shadow is experiencing technical difficulties]"),
+        ("Half a", TurnStatus.ERROR, CUT, "Half a\n\n[Shadow's reply was cut off by the provider]"),
+        (
+            "Half a",
+            TurnStatus.ERROR,
+            STALLED,
+            "Half a\n\n[Shadow's reply was cut off: the stream stalled]",
+        ),
+        ("", TurnStatus.CANCELLED, None, "[Shadow was stopped]"),
+        ("Half a", TurnStatus.CANCELLED, None, "Half a"),
+    ],
+)
+def test_final_text_keeps_the_text_and_says_what_happened(
+    text: str, status: TurnStatus, error: LLMError | None, final: str
+) -> None:
+    assert final_text("Shadow", text, status, error) == final
 
 
 @pytest.mark.parametrize("bad", ["", "   \n\t ", "\x00\x01"])

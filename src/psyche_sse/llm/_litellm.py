@@ -98,6 +98,24 @@ def describe_model(model: str) -> None:
     _described.add(model)
 
 
+def provider_finished(stream: object) -> bool:
+    """Whether the provider ended a finished stream with a finish reason of its own.
+
+    At the end of a stream LiteLLM hands out a last chunk with ``finish_reason="stop"``
+    whether or not the provider sent one, so a reply the provider cut off cleanly (no
+    finish reason, no ``[DONE]``; for Ollama no ``"done": true``) looks finished. Its stream
+    wrapper keeps what the provider really said. An object without that record (not
+    LiteLLM's wrapper) is taken at its word.
+    """
+    if not hasattr(stream, "received_finish_reason"):
+        return True
+    said = (
+        getattr(stream, "received_finish_reason", None),
+        getattr(stream, "intermittent_finish_reason", None),
+    )
+    return any(reason is not None for reason in said)
+
+
 async def aclose() -> None:
     """Close LiteLLM's cached async HTTP clients, if LiteLLM was ever imported."""
     if _module is None:

@@ -96,6 +96,15 @@ def classify(exc: BaseException) -> LLMError:
     return LLMError(f"the provider {detail} ({name})", error_class=name, retryable=transient)
 
 
+def _cut_off() -> LLMError:
+    """A stream the provider ended without saying the reply was finished."""
+    return LLMError(
+        "the provider ended the stream before the reply was finished",
+        error_class="IncompleteStream",
+        retryable=True,
+    )
+
+
 def _content(chunk: Any) -> tuple[str, str]:
     """(answer text, reasoning text) of one LiteLLM stream chunk."""
     choices = getattr(chunk, "choices", None) or []
@@ -231,6 +240,11 @@ class ReplyStream:
             with anyio.fail_after(wait):
                 chunk = await stream.__anext__()
         except StopAsyncIteration:
+            if not _litellm.provider_finished(stream):
+                cut = _cut_off()
+                raise StreamBroken(
+                    cut.message, error_class=cut.error_class, partial=self.reply.text
+                ) from None
             raise
         except Exception as exc:
             err = classify(exc)
@@ -312,6 +326,9 @@ class ReplyStream:
                     if text or thought:
                         first.append((text, thought))
                         break
+                else:
+                    if not _litellm.provider_finished(stream):
+                        raise _cut_off()
         except BaseException as exc:
             if stream is not None:
                 with anyio.CancelScope(shield=True):

@@ -88,6 +88,12 @@ class Settings(BaseSettings):
     # 400, which is what defeats DNS rebinding. Comma-separated in the environment. Empty:
     # the loopback names plus ``host`` when that is one address. ``*`` allows any host.
     allowed_hosts: Annotated[tuple[str, ...], NoDecode] = ()
+    # Slow and idle clients. Open connections at most (each SSE viewer holds one; beyond
+    # it, requests get a 503); seconds an idle keep-alive connection is kept; seconds a
+    # client has to send a request's headers before its connection is closed.
+    max_connections: int = Field(default=4096, ge=1)
+    keep_alive_timeout: int = Field(default=5, ge=1, le=3600)
+    header_timeout: float = Field(default=10.0, gt=0, le=3600)
 
     # Per-agent overrides from the environment (PSYCHE_MODEL_SHADOW, ...).
     model_shadow: str | None = None

@@ -298,7 +298,7 @@ def encode(body: tuple[str, object], known: str) -> bytes:
 
 
 @settings(
-    max_examples=250,
+    max_examples=600,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )

@@ -10,14 +10,22 @@ import os
 import re
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, ValidationError, field_validator
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
 StreamingMode = Literal["auto", "native", "simulated"]
 
 OFFLINE_MODEL = "psyche/offline"
+LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "[::1]")
+# Addresses that bind every interface: they name no host a client would use.
+_WILDCARD_ADDRESSES = ("", "0.0.0.0", "::", "[::]", "*")
 
 
 class ConfigError(Exception):
@@ -81,6 +89,16 @@ class Settings(BaseSettings):
     max_deltas_per_second: float = Field(default=30.0, gt=0)
     # One log line per HTTP request (uvicorn's access log); off by default, as in gunicorn.
     access_log: bool = False
+    # Host names (the Host header, port ignored) the service answers for; any other gets a
+    # 400, which is what defeats DNS rebinding. Comma-separated in the environment. Empty:
+    # the loopback names plus ``host`` when that is one address. ``*`` allows any host.
+    allowed_hosts: Annotated[tuple[str, ...], NoDecode] = ()
+    # Slow and idle clients. Open connections at most (each SSE viewer holds one; beyond
+    # it, requests get a 503); seconds an idle keep-alive connection is kept; seconds a
+    # client has to send a request's headers before its connection is closed.
+    max_connections: int = Field(default=4096, ge=1)
+    keep_alive_timeout: int = Field(default=5, ge=1, le=3600)
+    header_timeout: float = Field(default=10.0, gt=0, le=3600)
 
     # Per-agent overrides from the environment (PSYCHE_MODEL_SHADOW, ...).
     model_shadow: str | None = None
@@ -96,6 +114,23 @@ class Settings(BaseSettings):
             if not name.strip():
                 raise ValueError(f"empty model name for {agent}")
         return value
+
+    @field_validator("allowed_hosts", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    def allowed_host_names(self) -> tuple[str, ...]:
+        """The host names requests may name: ``allowed_hosts``, or its default."""
+        if self.allowed_hosts:
+            return self.allowed_hosts
+        host = self.host.strip()
+        if host in _WILDCARD_ADDRESSES:
+            return LOOPBACK_HOSTS
+        name = f"[{host}]" if ":" in host and not host.startswith("[") else host
+        return LOOPBACK_HOSTS if name in LOOPBACK_HOSTS else (*LOOPBACK_HOSTS, name)
 
     def model_for(self, agent_id: str) -> str:
         override = getattr(self, f"model_{agent_env_suffix(agent_id).lower()}", None)

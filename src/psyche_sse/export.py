@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from .archetypes import BY_ID
+from .links import neutralise_markdown_links
 from .store.records import RoundRecord, Transcript, TurnRecord
 
 JSON_FORMAT = "psyche-sse/transcript"
@@ -68,8 +69,10 @@ def from_json(text: str) -> Transcript:
 
 
 def _md(text: str) -> str:
-    """Text safe in Markdown: no raw HTML gets through; Markdown itself is kept."""
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    """Text safe in Markdown: no raw HTML gets through, no link runs a script (the page's
+    rule, :mod:`psyche_sse.links`); Markdown itself is kept."""
+    escaped = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return neutralise_markdown_links(escaped)
 
 
 def _md_quote(text: str) -> str:

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import re
 
 import pytest
 
 from psyche_sse.config import Settings
 from psyche_sse.engine import Engine
 from psyche_sse.export import FORMATS, export, filename, from_json, to_html, to_markdown
+from psyche_sse.links import SAFE_SCHEMES, is_safe_url
 from psyche_sse.store import RoundRecord, Transcript, TurnRecord
 
 EVIL = '<script>alert("x")</script> & <img src=x onerror=alert(1)>'
@@ -100,3 +103,60 @@ async def test_a_recorded_round_survives_the_json_round_trip(settings: Settings)
     assert from_json(export(recorded, "json").body.decode()) == recorded
     page = export(recorded, "html").body.decode()
     assert all(t.agent_id in page for t in recorded.rounds[0].turns)
+
+
+UNSAFE_LINKS = [
+    "[click](javascript:alert(1))",
+    "[click]( JavaScript:alert(document.cookie) )",
+    "[click](vbscript:msgbox(1))",
+    "![pic](data:text/html;base64,PHNjcmlwdD4=)",
+    '[click](data:text/html,x "title")',
+    "[click](javascript\\:alert(1))",  # the backslash escape goes when the link is read
+    "[ref]\n\n[ref]: javascript:alert(1)",
+    "[ref]\n\n[ref]:\n  vbscript:x",
+]
+
+
+@pytest.mark.parametrize("markdown", UNSAFE_LINKS)
+def test_markdown_neutralises_links_the_page_would_drop(markdown: str) -> None:
+    from markdown_it import MarkdownIt
+
+    text = to_markdown(replace_text(transcript(), markdown))
+    # Whatever reads the file, no link in it has a scheme the page does not keep. (This
+    # renderer drops some such links itself: look at the hrefs it would have written.)
+    md = MarkdownIt("commonmark")
+    md.validateLink = lambda url: True  # type: ignore[method-assign]
+    html = md.render(text)
+    hrefs = re.findall(r'(?:href|src)="([^"]*)"', html)
+    assert all(is_safe_url(h) for h in hrefs), hrefs
+    assert "click" in text or "pic" in text or "[ref]" in text  # the words stay
+
+
+@pytest.mark.parametrize(
+    "markdown",
+    [
+        "[site](https://example.com/a_(b))",
+        "[mail](mailto:me@example.com)",
+        "[here](#section)",
+        "[up](../x.html)",
+        "the javascript: protocol is a word here, and so is data:",
+    ],
+)
+def test_markdown_keeps_safe_links_and_prose(markdown: str) -> None:
+    assert markdown.replace("&", "&amp;") in to_markdown(replace_text(transcript(), markdown))
+
+
+def test_the_page_and_the_export_share_one_rule() -> None:
+    from psyche_sse.web import markdown as page_markdown
+
+    assert page_markdown.SAFE_SCHEMES is SAFE_SCHEMES
+    for url in ("javascript:x", "JAVA\tSCRIPT:x", " data:x", "vbscript:x", "file:///etc/passwd"):
+        assert not is_safe_url(url), url
+    for url in ("https://x", "http://x", "mailto:a@b", "/a:b", "#top", "x.html", ""):
+        assert is_safe_url(url), url
+
+
+def replace_text(original: Transcript, text: str) -> Transcript:
+    rnd = original.rounds[0]
+    turn = dataclasses.replace(rnd.turns[0], text=text)
+    return dataclasses.replace(original, rounds=(dataclasses.replace(rnd, turns=(turn,)),))

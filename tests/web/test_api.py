@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import socket
 import subprocess
+import time
 
 import httpx
 import pytest
@@ -11,6 +13,7 @@ from httpx_sse import connect_sse
 from tests.web.conftest import LiveServer
 from tests.web.sse import (
     assert_whole_round,
+    finished_session,
     follow_round,
     messages,
     start_round,
@@ -191,3 +194,31 @@ def test_a_heartbeat_keeps_an_idle_stream_open(fast_server: LiveServer) -> None:
             assert next(lines).startswith("retry: ")
             seen = [line for line, _ in zip(lines, range(4), strict=False)]
     assert ": heartbeat" in seen
+
+
+def head(server: LiveServer, path: str) -> tuple[bytes, float]:
+    """What a HEAD request gets, and how long the server took to close the connection
+    (it is asked to, once the response is over); fails when it has not within 5 s."""
+    host, port = server.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=5) as sock:
+        began = time.monotonic()
+        sock.sendall(f"HEAD {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode())
+        received = b""
+        while chunk := sock.recv(65536):  # b"" once the server has closed it
+            received += chunk
+        return received, time.monotonic() - began
+
+
+@pytest.mark.parametrize("route", ["/api/sessions/{sid}/events", "/s/{sid}/stream"])
+def test_head_on_an_event_stream_gets_the_headers_and_ends(
+    fast_server: LiveServer, route: str
+) -> None:
+    with fast_server.client() as client:
+        sid = finished_session(client, "Only the headers, please")
+    # A quiet session's stream: a GET would stay open for its next events.
+    response, took = head(fast_server, route.format(sid=sid))
+    status, _, rest = response.partition(b"\r\n")
+    assert status == b"HTTP/1.1 200 OK"
+    assert b"content-type: text/event-stream" in rest.lower()
+    assert rest.endswith(b"\r\n\r\n")  # headers, no body
+    assert took < 5

@@ -10,6 +10,7 @@ import pytest
 
 from psyche_sse.config import Settings
 from psyche_sse.web import create_app
+from psyche_sse.web.security import CONTENT_SECURITY_POLICY
 
 pytestmark = pytest.mark.anyio
 
@@ -46,6 +47,16 @@ async def test_an_unexpected_error_on_the_api_is_json(tmp_path: Path) -> None:
     assert response.status_code == 500
     assert response.json()["error"]["code"] == "internal_error"
     assert "secret internals" not in response.text
+
+
+@pytest.mark.parametrize("path", ["/s/abc", "/api/sessions/abc", "/nothing-here"])
+async def test_every_error_has_the_security_headers(tmp_path: Path, path: str) -> None:
+    async with client(tmp_path) as c:
+        response = await c.get(path)
+    assert response.status_code in (404, 500)
+    assert response.headers["content-security-policy"] == CONTENT_SECURITY_POLICY
+    assert response.headers["x-content-type-options"] == "nosniff"
+    assert response.headers["referrer-policy"] == "same-origin"
 
 
 async def test_a_cross_site_post_is_refused(tmp_path: Path) -> None:

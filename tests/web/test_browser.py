@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Locator, Page, expect, sync_playwright
 
 from tests.saved import saved_partial
 from tests.web.conftest import (
@@ -66,16 +66,19 @@ def page(browser: Browser, console_errors: list[str]) -> Iterator[Page]:
     assert console_errors == [], console_errors
 
 
+def live_card(page: Page, agent: str) -> Locator:
+    return page.locator(".turn-live", has=page.locator(f'.name:text-is("{agent}")'))
+
+
 def live_text(page: Page, agent: str) -> str:
-    card = page.locator(".turn-live", has_text=f"{agent} is thinking…")
-    return str(card.locator(".turn-text").text_content() or "")
+    return str(live_card(page, agent).locator(".turn-text").text_content() or "")
 
 
 def wait_for_live_text(page: Page, agent: str, longer_than: int) -> str:
     """Wait until the agent's streaming text is longer than ``longer_than``; return it."""
     page.wait_for_function(
         """([agent, n]) => [...document.querySelectorAll('.turn-live')]
-            .some(c => c.textContent.includes(agent + ' is thinking')
+            .some(c => c.querySelector('.name').textContent === agent
                 && c.querySelector('.turn-text').textContent.length > n)""",
         arg=[agent, longer_than],
         timeout=WAIT_MS,
@@ -105,6 +108,9 @@ def test_a_round_live_in_the_browser(server: LiveServer, browser: Browser, page:
     expect(page.locator("#situation")).to_be_disabled()
     expect(page.locator(".stop-button")).to_be_visible()
     first = wait_for_live_text(page, "Shadow", 0)
+    # Once its text has begun, the card no longer says it is thinking.
+    label = live_card(page, "Shadow").locator(".thinking")
+    assert label.evaluate("e => getComputedStyle(e).display", timeout=2_000) == "none"
     grown = wait_for_live_text(page, "Shadow", len(first) + 20)
     assert grown.startswith(first)
     expect(page).to_have_url(f"{server.url}/s/" + page.url.rsplit("/", 1)[-1])

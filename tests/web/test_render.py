@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -121,6 +122,24 @@ def test_started_shows_the_thinking_card_hidden_from_the_log(renderer: Renderer)
     assert 'class="turn turn-live"' in html
     assert 'aria-hidden="true"' in html
     assert "<strong>Shadow</strong>: processing…" in html
+
+
+STYLESHEET = (Path(__file__).parents[2] / "src/psyche_sse/static/psyche.css").read_text()
+
+
+def test_the_thinking_label_goes_with_the_first_delta(renderer: Renderer) -> None:
+    card = str(renderer.event_html(started()))
+    delta = str(renderer.event_html(update("Well")))
+    # The label sits in the card beside its text element, empty until the first delta
+    # swaps text into it; from then on the stylesheet hides the label.
+    assert '<span class="thinking">' in card
+    assert '<div id="turn-t1-text" class="turn-text"></div>' in card
+    assert '<hx-partial hx-target="#turn-t1-text" hx-swap="beforeend">Well' in delta
+    assert ".turn-live:has(> .turn-text:not(:empty)) .thinking {\n  display: none;" in STYLESHEET
+    # A page rendered once the text has begun has no label at all.
+    transcript = Transcript.from_events(SID, [round_started(), started(), update("Well", 3)])
+    page = str(renderer.round_(SID, transcript.rounds[0]))
+    assert "is thinking" not in page and "Well" in page
 
 
 def test_the_final_reply_is_sanitised_markdown_with_its_facts(renderer: Renderer) -> None:

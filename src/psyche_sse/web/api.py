@@ -16,7 +16,16 @@ from ..store import SessionSummary
 from ..store import Transcript as StoredTranscript
 from .context import Context
 from .errors import HTTPError
-from .inputs import event_cursor, int_field, query_int, read_fields, text_field
+from .inputs import (
+    check_text,
+    event_cursor,
+    id_field,
+    int_field,
+    path_session_id,
+    query_int,
+    read_fields,
+    text_field,
+)
 from .streams import JSON, run_done, sse_response
 
 DEFAULT_PAGE = 20
@@ -100,7 +109,7 @@ class Api:
         fields = await read_fields(request)
         situation = text_field(fields, "situation", required=True)
         assert situation is not None
-        session_id = text_field(fields, "session_id")
+        session_id = id_field(fields, "session_id")
         rounds = int_field(fields, "rounds", low=1, high=20) or 1
         seed = int_field(fields, "seed", low=0, high=2**31 - 1)
         started = await self.ctx.start_round(situation, session_id, rounds=rounds, seed=seed)
@@ -149,22 +158,23 @@ class Api:
 
     async def session(self, request: Request) -> Response:
         """The session's whole transcript (running turns with their text so far)."""
-        session = await self.ctx.session(request.path_params["session_id"])
+        session = await self.ctx.session(path_session_id(request))
         return JSONResponse(session_json(session, await self.ctx.stored(session)))
 
     async def rename(self, request: Request) -> Response:
         """``{"title": ...}``: the new title (one line, at most 200 characters)."""
-        session = await self.ctx.session(request.path_params["session_id"])
+        session = await self.ctx.session(path_session_id(request))
         fields = await read_fields(request)
         title = fields.get("title")
         if not isinstance(title, str):
             raise HTTPError(422, 'send the new title as a string: {"title": "..."}')
+        check_text("title", title)
         stored = await self.ctx.rename(session, title)
         return JSONResponse({"session_id": session.id, "title": stored})
 
     async def delete(self, request: Request) -> Response:
         """Delete the session for good; a round it is running is stopped first."""
-        session = await self.ctx.session(request.path_params["session_id"])
+        session = await self.ctx.session(path_session_id(request))
         await self.ctx.delete(session)
         return Response(status_code=204)
 
@@ -173,7 +183,7 @@ class Api:
         fmt = request.path_params["fmt"]
         if fmt not in FORMATS:
             raise HTTPError(404, f"there is no {fmt!r} export; use {', '.join(FORMATS)}")
-        session = await self.ctx.session(request.path_params["session_id"])
+        session = await self.ctx.session(path_session_id(request))
         file = export(await self.ctx.stored(session), fmt)
         return Response(
             file.body,
@@ -187,14 +197,14 @@ class Api:
         A client the bus cannot replay to (its id is from before a restart, say) first
         gets the whole history as one ``session_history`` event.
         """
-        session = await self.ctx.session(request.path_params["session_id"])
+        session = await self.ctx.session(path_session_id(request))
         stream = self.ctx.follow(session, event_cursor(request), JSON)
         return sse_response(stream)
 
     async def stop(self, request: Request) -> Response:
         """Stop the session's round, or with ``turn_id`` only that agent's turn."""
-        session = await self.ctx.session(request.path_params["session_id"])
+        session = await self.ctx.session(path_session_id(request))
         fields = await read_fields(request, allow_empty=True)
-        turn_id = text_field(fields, "turn_id")
+        turn_id = id_field(fields, "turn_id")
         stopped = self.ctx.engine.stop(session.id, turn_id)
         return JSONResponse({"session_id": session.id, "turn_id": turn_id, "stopped": stopped})

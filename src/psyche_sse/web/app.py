@@ -14,9 +14,10 @@ from functools import partial
 
 import anyio
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.routing import Mount
 from starlette.staticfiles import StaticFiles
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp
 
 from ..config import Settings
 from ..engine import Engine
@@ -25,63 +26,18 @@ from .api import Api
 from .context import Context
 from .pages import Pages
 from .render import Renderer
+from .security import AllowedHosts, SameOriginWrites, SecurityHeaders
 from .sessions import SessionPages
 
 log = logging.getLogger(__name__)
 
-# Defence in depth behind the escaping: no inline or foreign script can run in the page.
-# Inline style attributes carry the archetype colours, hence 'unsafe-inline' for styles.
-CONTENT_SECURITY_POLICY = (
-    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
-    "img-src 'self' data:; connect-src 'self'; base-uri 'none'; form-action 'self'; "
-    "frame-ancestors 'none'"
-)
-SECURITY_HEADERS = [
-    (b"content-security-policy", CONTENT_SECURITY_POLICY.encode()),
-    (b"x-content-type-options", b"nosniff"),
-    (b"referrer-policy", b"same-origin"),
-]
 
+class App(Starlette):
+    """Starlette, with :class:`SecurityHeaders` outside its ``ServerErrorMiddleware``:
+    user middleware sits inside that one, so a 500 would otherwise go out without them."""
 
-class SecurityHeaders:
-    """Adds :data:`SECURITY_HEADERS` to every response (pure ASGI: streams pass through)."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-
-        async def send_with_headers(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                message = {**message, "headers": [*message.get("headers", []), *SECURITY_HEADERS]}
-            await send(message)
-
-        await self.app(scope, receive, send_with_headers)
-
-
-class SameOriginWrites:
-    """Refuses a browser's cross-site POST (a page elsewhere starting or stopping rounds).
-
-    Browsers name the page a request comes from in ``Origin``; scripts and curl send none,
-    so they are not affected.
-    """
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["method"] not in ("GET", "HEAD", "OPTIONS"):
-            headers = dict(scope["headers"])
-            origin = headers.get(b"origin", b"").decode("latin-1")
-            host = headers.get(b"host", b"").decode("latin-1")
-            if origin and origin.split("://", 1)[-1] != host:
-                response = errors.json_error(403, "cross-site requests are not accepted")
-                await response(scope, receive, send)
-                return
-        await self.app(scope, receive, send)
+    def build_middleware_stack(self) -> ASGIApp:
+        return SecurityHeaders(super().build_middleware_stack())
 
 
 def _preload() -> None:
@@ -94,7 +50,7 @@ def _preload() -> None:
         log.warning("could not warm up LiteLLM at start-up", exc_info=True)
 
 
-def create_app(settings: Settings, engine: Engine | None = None) -> Starlette:
+def create_app(settings: Settings, engine: Engine | None = None) -> App:
     renderer = Renderer(settings)
     ctx = Context(settings, renderer, engine)
 
@@ -124,12 +80,14 @@ def create_app(settings: Settings, engine: Engine | None = None) -> Starlette:
         *SessionPages(ctx).routes(),
         Mount("/static", app=static, name="static"),
     ]
-    app = Starlette(
+    app = App(
         routes=routes,
+        middleware=[
+            Middleware(AllowedHosts, hosts=settings.allowed_host_names()),
+            Middleware(SameOriginWrites),
+        ],
         exception_handlers=errors.handlers(renderer),
         lifespan=lifespan,
     )
-    app.add_middleware(SameOriginWrites)
-    app.add_middleware(SecurityHeaders)
     app.state.context = ctx
     return app

@@ -1,4 +1,10 @@
-"""Reading what a client sent: a JSON object or form fields, checked and bounded."""
+"""Reading what a client sent: a JSON object or form fields, checked and bounded.
+
+Nothing a client sends reaches the engine, the store or a template unchecked: text is
+valid Unicode (no lone surrogates, which JSON can carry and UTF-8 cannot encode) and
+bounded, numbers are short, ids have an id's shape. Anything else is a 400 (a 404 for an
+id in a path: there is nothing at that address).
+"""
 
 from __future__ import annotations
 
@@ -14,6 +20,24 @@ from .errors import HTTPError
 JSON_TYPES = ("application/json",)
 FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 MAX_BODY_BYTES = 1 << 20
+# Any one text field; the engine applies its own, lower limits after cleaning the text.
+MAX_TEXT_CHARS = 100_000
+# Python's int() refuses strings of more than 4,300 digits with a ValueError; no field
+# of ours needs more than a few.
+MAX_INT_DIGITS = 30
+# A session's, round's or turn's id: ours are hex, and anything of this shape may be one.
+ID_SHAPE = re.compile(r"[0-9A-Za-z_-]{1,64}")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+class _NumberTooLong(ValueError):
+    pass
+
+
+def _bounded_int(digits: str) -> int:
+    if len(digits) > MAX_INT_DIGITS + 1:  # one for a minus sign
+        raise _NumberTooLong
+    return int(digits)
 
 
 def media_type(request: Request) -> str:
@@ -34,8 +58,14 @@ async def read_fields(request: Request, *, allow_empty: bool = False) -> dict[st
         if not body.strip() and allow_empty:
             return {}
         try:
-            value = json.loads(body)
-        except (UnicodeDecodeError, json.JSONDecodeError):
+            value = json.loads(body, parse_int=_bounded_int)
+        except _NumberTooLong:
+            raise HTTPError(
+                400, f"a number in the JSON body has more than {MAX_INT_DIGITS} digits"
+            ) from None
+        except RecursionError:
+            raise HTTPError(400, "the JSON body is nested too deeply") from None
+        except (UnicodeDecodeError, ValueError):  # json.JSONDecodeError is a ValueError
             raise HTTPError(400, "the body is not valid JSON") from None
         if not isinstance(value, dict):
             raise HTTPError(400, "the JSON body must be an object")
@@ -68,7 +98,18 @@ async def _read_body(request: Request) -> bytes:
     return b"".join(chunks)
 
 
-def text_field(fields: dict[str, Any], name: str, *, required: bool = False) -> str | None:
+def check_text(name: str, value: str, *, max_chars: int = MAX_TEXT_CHARS) -> str:
+    """``value``, when it is text we can store and show; a 400 otherwise."""
+    if _SURROGATE.search(value):
+        raise HTTPError(400, f"the field {name!r} is not valid text (it has a lone surrogate)")
+    if len(value) > max_chars:
+        raise HTTPError(400, f"the field {name!r} is too long (the limit is {max_chars})")
+    return value
+
+
+def text_field(
+    fields: dict[str, Any], name: str, *, required: bool = False, max_chars: int = MAX_TEXT_CHARS
+) -> str | None:
     """A text field; empty counts as absent."""
     value = fields.get(name)
     if value is None or value == "":
@@ -77,6 +118,26 @@ def text_field(fields: dict[str, Any], name: str, *, required: bool = False) -> 
         return None
     if not isinstance(value, str):
         raise HTTPError(400, f"the field {name!r} must be a string")
+    return check_text(name, value, max_chars=max_chars)
+
+
+def id_field(fields: dict[str, Any], name: str) -> str | None:
+    """An id (``session_id``, ``turn_id``): letters, digits, ``-`` and ``_``, at most 64."""
+    value = text_field(fields, name, max_chars=1000)
+    if value is not None and not ID_SHAPE.fullmatch(value):
+        raise HTTPError(
+            400,
+            f"the field {name!r} is not an id (letters, digits, - and _; at most 64)",
+            code=f"invalid_{name}",
+        )
+    return value
+
+
+def path_session_id(request: Request) -> str:
+    """The session id in the request's path; a 404 when it cannot be one."""
+    value = str(request.path_params["session_id"])
+    if not ID_SHAPE.fullmatch(value):
+        raise HTTPError(404, "there is no session with this id", code="session_not_found")
     return value
 
 
@@ -86,7 +147,7 @@ def int_field(fields: dict[str, Any], name: str, *, low: int, high: int) -> int 
         return None
     if isinstance(value, str):
         try:
-            value = int(value)
+            value = _bounded_int(value.strip())
         except ValueError:
             raise HTTPError(400, f"the field {name!r} must be a whole number") from None
     if isinstance(value, bool) or not isinstance(value, int):

@@ -1,7 +1,8 @@
 """Model text to safe HTML: markdown rendered with raw HTML off, then sanitised.
 
 Raw HTML in the text is shown as text (markdown-it escapes it); nh3 then keeps only the
-tags markdown produces, so nothing a model or a person writes can run in the page.
+tags markdown produces, and links only with the targets :mod:`psyche_sse.links` allows, so
+nothing a model or a person writes can run in the page.
 """
 
 from __future__ import annotations
@@ -9,6 +10,8 @@ from __future__ import annotations
 import nh3
 from markdown_it import MarkdownIt
 from markupsafe import Markup
+
+from ..links import SAFE_SCHEMES
 
 _ALLOWED_TAGS = {
     "p",
@@ -52,7 +55,7 @@ class MarkdownRenderer:
             html,
             tags=_ALLOWED_TAGS,
             attributes=_ALLOWED_ATTRIBUTES,
-            url_schemes={"http", "https", "mailto"},
+            url_schemes=set(SAFE_SCHEMES),
             link_rel="noopener noreferrer nofollow",
         )
         return Markup(clean)  # sanitised just above

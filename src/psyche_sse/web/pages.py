@@ -18,7 +18,7 @@ from starlette.routing import BaseRoute, Route
 from ..events import encode_sse
 from .context import Context
 from .errors import HTTPError, is_htmx
-from .inputs import event_cursor, read_fields, text_field
+from .inputs import event_cursor, id_field, path_session_id, read_fields, text_field
 from .render import HTML_FORMAT, partial
 from .streams import Format, sse_response
 from .transcript import Transcript
@@ -89,7 +89,7 @@ class Pages:
         return self._page(None, None)
 
     async def session_page(self, request: Request) -> Response:
-        session = await self.ctx.session(request.path_params["session_id"])
+        session = await self.ctx.session(path_session_id(request))
         transcript = await self.ctx.transcript(session)
         return self._page(
             session.id,
@@ -101,10 +101,11 @@ class Pages:
     # --- actions ----------------------------------------------------------------------------
 
     async def post_round(self, request: Request) -> Response:
-        fields = await read_fields(request)
-        situation = text_field(fields, "situation") or ""
-        session_id = text_field(fields, "session_id")
+        situation, session_id = "", None
         try:
+            fields = await read_fields(request)
+            session_id = id_field(fields, "session_id")
+            situation = text_field(fields, "situation") or ""
             session = (await self.ctx.start_round(situation, session_id)).session
         except HTTPError as exc:
             if is_htmx(request) or exc.status not in (400, 409, 429):
@@ -146,9 +147,9 @@ class Pages:
         return HTMLResponse(str(swaps), headers=headers)
 
     async def stop(self, request: Request) -> Response:
-        session = await self.ctx.session(request.path_params["session_id"])
+        session = await self.ctx.session(path_session_id(request))
         fields = await read_fields(request, allow_empty=True)
-        self.ctx.engine.stop(session.id, text_field(fields, "turn_id"))
+        self.ctx.engine.stop(session.id, id_field(fields, "turn_id"))
         if is_htmx(request):
             return Response(status_code=204)
         return RedirectResponse(f"/s/{session.id}", status_code=303)
@@ -162,9 +163,8 @@ class Pages:
         For a session that does not exist the stream says so in the page and then sends
         ``end``, the event the page's ``hx-sse:close`` names, so htmx does not reconnect.
         """
-        session_id = request.path_params["session_id"]
         try:
-            session = await self.ctx.session(session_id)
+            session = await self.ctx.session(path_session_id(request))
             # A page from before a restart gets its conversation again, then the rest.
             stream = self.ctx.follow(session, event_cursor(request), self.html)
         except HTTPError as exc:

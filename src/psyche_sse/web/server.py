@@ -1,10 +1,12 @@
-"""``psyche-sse serve``: the app under uvicorn."""
+"""``psyche-sse serve``: the app under uvicorn, with limits for slow and idle clients."""
 
 from __future__ import annotations
 
+import asyncio
 import socket
 
 import uvicorn
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from ..config import Settings
 from . import streams
@@ -23,12 +25,69 @@ class Server(uvicorn.Server):
         await super().shutdown(sockets)
 
 
+class HeaderDeadline(HttpToolsProtocol):
+    """uvicorn's HTTP/1.1 protocol (httptools), with a deadline for a request's headers.
+
+    uvicorn times a connection only between requests (``timeout_keep_alive``, armed when a
+    response ends), and any byte received disarms that timer. So a client that connects and
+    sends nothing, or sends its headers a byte at a time, or never ends them, would hold its
+    connection, and a place under ``limit_concurrency``, for ever. Here each request's
+    headers must be complete within :attr:`header_timeout` seconds of the connection
+    opening or of the previous response ending, or the connection is closed.
+    """
+
+    header_timeout: float = 10.0
+    _deadline: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._await_headers()
+
+    def on_headers_complete(self) -> None:
+        self._cancel_deadline()
+        super().on_headers_complete()
+
+    def on_response_complete(self) -> None:
+        # A request already waiting in the pipeline has its headers; otherwise the next
+        # request's headers are due.
+        waiting = bool(self.pipeline)
+        super().on_response_complete()
+        if not waiting and not self.transport.is_closing():
+            self._await_headers()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._cancel_deadline()
+        super().connection_lost(exc)
+
+    def _await_headers(self) -> None:
+        self._cancel_deadline()
+        self._deadline = self.loop.call_later(self.header_timeout, self._headers_late)
+
+    def _cancel_deadline(self) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+
+    def _headers_late(self) -> None:
+        self._deadline = None
+        if not self.transport.is_closing():
+            self.transport.close()
+
+
+def http_protocol(header_timeout: float) -> type[HeaderDeadline]:
+    """The protocol class uvicorn builds each connection with, with this deadline."""
+    return type("HttpProtocol", (HeaderDeadline,), {"header_timeout": header_timeout})
+
+
 def serve(settings: Settings) -> None:
     config = uvicorn.Config(
         create_app(settings),
         host=settings.host,
         port=settings.port,
+        http=http_protocol(settings.header_timeout),
         lifespan="on",
+        limit_concurrency=settings.max_connections,
+        timeout_keep_alive=settings.keep_alive_timeout,
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
         log_level="info",
         access_log=settings.access_log,

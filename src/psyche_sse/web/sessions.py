@@ -19,7 +19,7 @@ from ..engine import MAX_TITLE_CHARS, Session
 from ..store import INTERRUPTED, SessionSummary
 from .context import Context
 from .errors import HTTPError
-from .inputs import query_int, read_fields
+from .inputs import check_text, path_session_id, query_int, read_fields
 
 PAGE_SIZE = 20
 MAX_PAGES = 50_000
@@ -116,7 +116,7 @@ class SessionPages:
     # --- rename -------------------------------------------------------------------------
 
     async def rename_page(self, request: Request) -> Response:
-        session = await self.ctx.session(request.path_params["session_id"])
+        session = await self.ctx.session(path_session_id(request))
         transcript = await self.ctx.stored(session)
         return self._rename_form(
             session, transcript.title, safe_next(request.query_params.get("next"), session.id)
@@ -136,17 +136,18 @@ class SessionPages:
         )
 
     async def rename(self, request: Request) -> Response:
-        session = await self.ctx.session(request.path_params["session_id"])
-        fields = await read_fields(request)
-        title = fields.get("title")
-        next_url = safe_next(fields.get("next"), session.id)
+        session = await self.ctx.session(path_session_id(request))
+        typed, next_url = "", "/sessions"
         try:
-            await self.ctx.rename(session, title if isinstance(title, str) else "")
+            fields = await read_fields(request)
+            next_url = safe_next(fields.get("next"), session.id)
+            title = fields.get("title")
+            typed = check_text("title", title) if isinstance(title, str) else ""
+            await self.ctx.rename(session, typed)
         except HTTPError as exc:
-            if exc.status != 422:
+            if exc.status not in (400, 422):
                 raise
-            # The form again, with the message and what was typed.
-            typed = title if isinstance(title, str) else ""
+            # The form again, with the message and what was typed (when it can be shown).
             return self._rename_form(session, typed, next_url, exc.message, exc.status)
         return RedirectResponse(next_url, status_code=303)
 
@@ -154,7 +155,7 @@ class SessionPages:
 
     async def delete_page(self, request: Request) -> Response:
         """The confirmation: what would be deleted, and the one button that deletes it."""
-        session = await self.ctx.session(request.path_params["session_id"])
+        session = await self.ctx.session(path_session_id(request))
         transcript = await self.ctx.stored(session)
         return self._render(
             "delete.html",
@@ -167,7 +168,7 @@ class SessionPages:
         )
 
     async def delete(self, request: Request) -> Response:
-        session = await self.ctx.session(request.path_params["session_id"])
+        session = await self.ctx.session(path_session_id(request))
         fields = await read_fields(request, allow_empty=True)
         if fields.get("confirm") != "yes":
             # Not from the confirmation page: show it instead of deleting.

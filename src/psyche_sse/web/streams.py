@@ -245,6 +245,9 @@ class EventStream(Response):
         await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
         checked = anyio.current_time()
         try:
+            if scope["method"] == "HEAD":  # the headers only: this body would never end
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
+                return
             async for chunk in self.source:
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
                 now = anyio.current_time()

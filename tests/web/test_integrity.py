@@ -189,8 +189,11 @@ def capped(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
 
 @pytest.fixture(scope="module")
 def forgetful(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    """Sessions leave memory after half a second idle."""
-    server = start_server(tmp_path_factory.mktemp("idle"), offline_tps="0", session_idle="0.5")
+    """Sessions leave memory after half a second idle; a viewer that has gone is noticed at
+    the next heartbeat, every 0.3 s."""
+    server = start_server(
+        tmp_path_factory.mktemp("idle"), offline_tps="0", session_idle="0.5", heartbeat="0.3"
+    )
     yield server
     stop_server(server)
 

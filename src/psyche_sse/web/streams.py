@@ -251,7 +251,7 @@ class EventStream(Response):
             async for chunk in self.source:
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
                 now = anyio.current_time()
-                if now - checked >= DISCONNECT_CHECK_SECONDS:
+                if chunk is HEARTBEAT or now - checked >= DISCONNECT_CHECK_SECONDS:
                     checked = now
                     if await Request(scope, receive).is_disconnected():
                         return

@@ -34,6 +34,9 @@ test: install browser ## install everything and run the whole test suite
 test-fast: install ## run the suite without the browser tests
 	$(BIN)/python -m pytest -m "not browser"
 
+docs: install browser ## retake the screenshots in docs/ (the browser tests, writing there)
+	PSYCHE_SCREENSHOTS=$(CURDIR)/docs $(BIN)/python -m pytest -m browser -k round_live
+
 lint: install ## ruff (lint and format check) and mypy
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
@@ -49,4 +52,4 @@ bench: install ## run the benchmarks and print the figures
 clean: ## remove the virtualenv and caches
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build dist src/*.egg-info
 
-.PHONY: help install browser run test test-fast lint format bench clean
+.PHONY: help install browser run test test-fast docs lint format bench clean

@@ -221,10 +221,11 @@ class MemoryBus:
     def close(self, session_id: str) -> None:
         log = self._logs.pop(session_id, None)
         if log is not None:
-            # Kept a while, closed, so a reader still behind gets its last events, then the
-            # end (ids are never reused).
-            self._closed[session_id] = log
-            if len(self._closed) > CLOSED_KEPT:
-                self._closed.popitem(last=False)
             log.closed = True
-            log.notify()
+            if log.followers:
+                # Kept a while, closed, so a reader still behind gets its last events, then
+                # the end (ids are never reused).
+                self._closed[session_id] = log
+                if len(self._closed) > CLOSED_KEPT:
+                    self._closed.popitem(last=False)
+                log.notify()

@@ -85,7 +85,7 @@ class Settings(BaseSettings):
     max_running_rounds: int = Field(default=64, ge=1, le=100_000)
     # Seconds a session with nothing running and no viewer stays in memory; then it lives
     # only in the store, and comes back from there when asked for.
-    session_idle: float = Field(default=30.0, gt=0)
+    session_idle: float = Field(default=10.0, gt=0)
     max_deltas_per_second: float = Field(default=30.0, gt=0)
     # One log line per HTTP request (uvicorn's access log); off by default, as in gunicorn.
     access_log: bool = False

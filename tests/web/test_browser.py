@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,8 +23,9 @@ from tests.web.sse import finished_session
 pytestmark = pytest.mark.browser
 
 CHROMIUM = Path("/usr/bin/chromium")
-SCREENSHOT = Path(__file__).parents[2] / "docs" / "screenshot.png"
-SCREENSHOT_PHONE = Path(__file__).parents[2] / "docs" / "screenshot-phone.png"
+# Screenshots go to a temporary folder, or to PSYCHE_SCREENSHOTS (``make docs`` names docs/):
+# the test suite leaves the tree as it found it.
+SCREENSHOTS = "PSYCHE_SCREENSHOTS"
 WAIT_MS = 30_000
 AGENTS = ["Shadow", "Persona", "Anima/Animus", "Self", "Ego"]
 
@@ -47,6 +49,13 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     server = start_server(tmp_path_factory.mktemp("browser"), offline_tps="50")
     yield server
     stop_server(server)
+
+
+@pytest.fixture(scope="module")
+def shots(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where the screenshots go."""
+    named = os.environ.get(SCREENSHOTS)
+    return Path(named) if named else tmp_path_factory.mktemp("screenshots")
 
 
 @pytest.fixture
@@ -96,7 +105,9 @@ def send(page: Page, situation: str) -> None:
     page.press("#situation", "Enter")
 
 
-def test_a_round_live_in_the_browser(server: LiveServer, browser: Browser, page: Page) -> None:
+def test_a_round_live_in_the_browser(
+    server: LiveServer, browser: Browser, page: Page, shots: Path
+) -> None:
     page.goto(server.url)
     expect(page.locator("#conversation")).to_have_attribute("role", "log")
     expect(page.locator(".badge-offline")).to_have_text("Offline demo model")
@@ -132,8 +143,7 @@ def test_a_round_live_in_the_browser(server: LiveServer, browser: Browser, page:
     # At the bottom while Self speaks: the view follows the text.
     wait_for_live_text(page, "Self", 60)
     assert scroll_state(page) < 2
-    SCREENSHOT.parent.mkdir(exist_ok=True)
-    page.screenshot(path=str(SCREENSHOT))
+    page.screenshot(path=str(shots / "screenshot.png"))
     # The reader scrolls up: what they read stays where it is while the text grows.
     page.mouse.move(550, 300)
     page.mouse.wheel(0, -250)
@@ -165,8 +175,7 @@ def test_a_round_live_in_the_browser(server: LiveServer, browser: Browser, page:
     assert " ".join(final_text.split()).startswith(" ".join(continued.split()))
 
     expect(second.locator(".turn-final")).to_have_count(5, timeout=WAIT_MS)
-    SCREENSHOT_PHONE.parent.mkdir(exist_ok=True)
-    second.screenshot(path=str(SCREENSHOT_PHONE))
+    second.screenshot(path=str(shots / "screenshot-phone.png"))
     phone.close()
 
 

@@ -222,10 +222,10 @@ class MemoryBus:
         log = self._logs.pop(session_id, None)
         if log is not None:
             log.closed = True
-            if log.followers:
+            if log.followers or log.holds:
                 # Kept a while, closed, so a reader still behind gets its last events, then
                 # the end (ids are never reused).
                 self._closed[session_id] = log
                 if len(self._closed) > CLOSED_KEPT:
                     self._closed.popitem(last=False)
-                log.notify()
+            log.notify()

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, Locator, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Locator, Page, Route, expect, sync_playwright
 
 from tests.saved import saved_partial
 from tests.web.conftest import (
@@ -248,6 +248,23 @@ def test_sessions_list_rename_and_delete_without_javascript(
     page.goto(f"{fast_server.url}/s/{session_id}")
     expect(page.locator(".error-page h1")).to_have_text("Not found")
     context.close()
+
+
+def test_the_page_connects_its_stream_when_the_sse_extension_loads_late(
+    fast_server: LiveServer, page: Page
+) -> None:
+    """htmx must not start before its SSE extension is registered, however the two scripts'
+    downloads end: a slow extension once left a page that never opened its stream."""
+    with fast_server.client() as client:
+        session_id = finished_session(client, "Slow scripts")
+
+    def slow(route: Route) -> None:
+        time.sleep(0.5)  # a slow network, for this one file
+        route.continue_()
+
+    page.route("**/vendor/hx-sse-*.js*", slow)
+    with page.expect_request(f"**/s/{session_id}/stream*", timeout=WAIT_MS):
+        page.goto(f"{fast_server.url}/s/{session_id}")
 
 
 def test_a_session_reads_without_javascript(

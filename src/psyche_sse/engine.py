@@ -108,7 +108,6 @@ class Engine:
     ) -> None:
         self.settings = settings
         self.bus: EventBus = bus or MemoryBus(settings.history_events)
-        self.running = 0  # rounds running now, capped by ``settings.max_running_rounds``
         self.llm = llm or LLMClient(settings)
         self.sessions: dict[str, Session] = {}
         self.recorder: Recorder | None = None
@@ -241,6 +240,12 @@ class Engine:
 
         return publish
 
+    @property
+    def running(self) -> int:
+        """Sessions with a run going, from :meth:`prepare_round` until it ends: capped by
+        ``settings.max_running_rounds``."""
+        return sum(1 for session in self.sessions.values() if session.running)
+
     # --- idle sessions leave memory ------------------------------------------------------
 
     async def _sweep_idle(self) -> None:
@@ -363,7 +368,6 @@ class Engine:
         """Run ``rounds`` rounds (the first with ``round_id``) until done or stopped."""
         assert session.scope is not None, "call prepare_round first"
         publish = self.publisher(session.id)
-        self.running += 1
         try:
             with session.scope:
                 for index in range(rounds):
@@ -381,7 +385,6 @@ class Engine:
                         rounds=rounds,
                     )
         finally:
-            self.running -= 1
             session.scope = None
             session.current_round = None
             if session.finished is not None:

@@ -8,7 +8,7 @@ import anyio
 import pytest
 
 from psyche_sse.config import Settings
-from psyche_sse.engine import Engine, SessionNotFound
+from psyche_sse.engine import Engine, SessionNotFound, TooManyRounds
 from psyche_sse.events import Event
 from psyche_sse.store import queries
 
@@ -190,3 +190,36 @@ async def test_stopping_saves_the_partial_text(db: Path) -> None:
     (turn,) = rnd.turns
     assert rnd.status == turn.status == "cancelled"
     assert turn.text and not turn.text.startswith("[")
+
+
+async def test_the_cap_on_running_rounds_counts_rounds_not_yet_started(db: Path) -> None:
+    # Three requests in one burst: the rounds' tasks have not run yet when the third asks.
+    settings = Settings(offline_tps=0, db=db, max_running_rounds=2)
+    async with Engine(settings) as engine:
+        first, _ = engine.start_round("One")
+        engine.start_round("Two")
+        with pytest.raises(TooManyRounds):
+            engine.start_round("Three")
+        engine.stop(first.id)
+        assert first.finished is not None
+        with anyio.fail_after(10):
+            await first.finished.wait()
+        engine.start_round("Three, once one has ended")
+        assert engine.running == 2
+        for session in list(engine.sessions.values()):
+            engine.stop(session.id)
+
+
+async def test_an_idle_session_leaves_memory_and_numbers_on_when_it_comes_back(
+    settings: Settings,
+) -> None:
+    async with Engine(settings) as engine:
+        sid = await run(engine, "Gone for a while")
+        last = engine.bus.last_id(sid)
+        assert await engine.evict_idle(0) == 0  # seen idle once: not yet
+        assert await engine.evict_idle(0) == 1
+        assert sid not in engine.sessions and engine.bus.history(sid) == []
+        assert (await engine.transcript(sid)).last_event_id == last
+        await run(engine, "Back again", sid)
+        events = engine.bus.history(sid)
+    assert events[0].id == last + 1 and events[0].data["index"] == 2

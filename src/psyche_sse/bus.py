@@ -17,16 +17,16 @@ from collections import OrderedDict, deque
 from collections.abc import AsyncIterator, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Protocol
 
 import anyio
 
-from .events import Event, EventType
+from .events import Event, Payload
 
 
 class EventBus(Protocol):
-    async def publish(self, session_id: str, kind: EventType, data: dict[str, Any]) -> Event:
-        """Append an event to the session's log and wake its subscribers."""
+    async def publish(self, payload: Payload) -> Event:
+        """Append an event to its session's log and wake its subscribers."""
         ...
 
     def subscribe(self, session_id: str, after: int = 0) -> AsyncIterator[list[Event]]:
@@ -147,9 +147,9 @@ class MemoryBus:
         if not log.events and next_id > log.next_id:
             log.next_id = next_id
 
-    async def publish(self, session_id: str, kind: EventType, data: dict[str, Any]) -> Event:
-        log = self._log(session_id)
-        event = Event(id=log.next_id, type=kind, data=data)
+    async def publish(self, payload: Payload) -> Event:
+        log = self._log(payload.session_id)
+        event = Event(log.next_id, payload)
         log.next_id += 1
         log.append(event)
         log.notify()

@@ -132,7 +132,8 @@ def _run(args: argparse.Namespace) -> int:
         raise UsageError("--rounds must be between 1 and 20")
     settings = _settings(model=args.model, rounds=args.rounds)
 
-    from .council import InputError, clean_situation
+    from .council import clean_situation
+    from .errors import InputError
     from .llm import preload
 
     try:
@@ -198,7 +199,7 @@ async def _run_async(settings: Settings, situation: str, seed: int | None, view:
     from .engine import Engine
 
     async with Engine(settings) as engine:
-        session, round_id, text = engine.prepare_round(situation)
+        session, round_id, text = engine.rounds.prepare(situation)
         stopped = False
 
         async def watch_signals(scope: anyio.CancelScope) -> None:
@@ -210,12 +211,12 @@ async def _run_async(settings: Settings, situation: str, seed: int | None, view:
                         return
                     stopped = True
                     view.notice("stopping…")
-                    engine.stop(session.id)
+                    engine.rounds.stop(session.id)
 
         async with anyio.create_task_group() as tg:
             tg.start_soon(watch_signals, tg.cancel_scope)
             tg.start_soon(view.follow, engine.bus, session.id, settings.rounds)
-            await engine.run_round(session, round_id, text, rounds=settings.rounds, seed=seed)
+            await engine.rounds.run(session, round_id, text, rounds=settings.rounds, seed=seed)
             await view.done.wait()
             tg.cancel_scope.cancel()
         return stopped
@@ -232,20 +233,22 @@ class Failures:
         self.errors: Counter[str] = Counter()
 
     def add(self, event: Event) -> None:
-        data = event.data
-        if event.type == "agent_processing_complete":
-            meta = data["metadata"]
+        from .events import AgentComplete, RoundComplete
+        from .transcript import Status
+
+        payload = event.payload
+        if isinstance(payload, AgentComplete):
+            meta = payload.metadata
             self.turns += 1
-            if meta["status"] == "error":
+            if meta.status is Status.ERROR:
                 self.failed += 1
-                message = str(meta.get("error") or "failed")
-                error_class = meta.get("error_class")
-                if error_class and f"({error_class})" not in message:
-                    message += f" ({error_class})"
+                message = meta.error or "failed"
+                if meta.error_class and f"({meta.error_class})" not in message:
+                    message += f" ({meta.error_class})"
                 self.errors[message] += 1
-        elif event.type == "round_complete":
+        elif isinstance(payload, RoundComplete):
             self.rounds += 1
-            if data["status"] == "error":
+            if payload.status is Status.ERROR:
                 self.rounds_failed += 1
 
     def summary(self) -> str | None:
@@ -270,15 +273,18 @@ class View:
         self.failures = Failures()
 
     async def follow(self, bus: EventBus, session_id: str, rounds: int) -> None:
+        from .events import RoundComplete
+        from .transcript import Status
+
         remaining = rounds
         try:
             async for batch in bus.subscribe(session_id):
                 for event in batch:
                     self.failures.add(event)
                     self.show(event)
-                    if event.type == "round_complete":
+                    if isinstance(event.payload, RoundComplete):
                         remaining -= 1
-                        if remaining == 0 or event.data["status"] == "cancelled":
+                        if remaining == 0 or event.payload.status is Status.CANCELLED:
                             return
         finally:
             self.finish()
@@ -352,57 +358,55 @@ class TextView(View):
 
     def show(self, event: Event) -> None:
         from .archetypes import BY_ID
+        from .events import AgentComplete, AgentStarted, AgentUpdate, RoundComplete, RoundStarted
+        from .transcript import Status, seconds
 
-        data = event.data
-        kind = event.type
-        if kind == "round_started":
+        payload = event.payload
+        if isinstance(payload, RoundStarted):
             self.out.write(
-                self._paint(f"Round {data['index']}", bold=True)
+                self._paint(f"Round {payload.index}", bold=True)
                 + " · "
-                + self._paint(data["situation"], dim=True)
+                + self._paint(payload.situation, dim=True)
                 + "\n\n"
             )
-        elif kind == "agent_processing_started":
-            colour = BY_ID[data["agent_id"]].colour
+        elif isinstance(payload, AgentStarted):
+            colour = BY_ID[payload.agent_id].colour
             self.streamed = ""
-            self.waiting = self._paint(f"{data['agent_id']} is thinking…", colour)
+            self.waiting = self._paint(f"{payload.agent_id} is thinking…", colour)
             if self.tty:
                 self.out.write(f"{self.SPINNER[0]} {self.waiting}")
-        elif kind == "agent_processing_update":
+        elif isinstance(payload, AgentUpdate):
             if self.waiting is not None:
                 self._clear_spinner()
-                self._header(data["agent_id"])
-            self.out.write(data["partial_content"])
-            self.streamed += data["partial_content"]
-        elif kind == "agent_processing_complete":
-            meta = data["metadata"]
-            final = data["final_content"]
+                self._header(payload.agent_id)
+            self.out.write(payload.partial_content)
+            self.streamed += payload.partial_content
+        elif isinstance(payload, AgentComplete):
+            meta = payload.metadata
+            final = payload.final_content
             if self.waiting is not None:
                 self._clear_spinner()
-                self._header(data["agent_id"])
+                self._header(payload.agent_id)
                 self.out.write(final)
             elif final.startswith(self.streamed):
                 # What the end of a turn adds to its text: a line saying it was cut off.
                 self.out.write(final[len(self.streamed) :])
-            sentiment = data["sentiment"]
+            sentiment = payload.sentiment
             facts = [
-                f"{sentiment['label']} ({sentiment['score']:+.2f})",
-                meta.get("streaming") or "-",
-                f"{meta['duration_ms'] / 1000:.1f}s",
+                f"{sentiment.label} ({sentiment.score:+.2f})",
+                meta.streaming or "-",
+                seconds(meta.duration_ms) or "",
             ]
             line = "  " + " · ".join(facts)
-            if meta["status"] != "ok":
-                line += f" · {meta['status']}"
-                if meta.get("error"):
-                    line += f": {meta['error']}"
+            if meta.status is not Status.OK:
+                line += f" · {meta.status}"
+                if meta.error:
+                    line += f": {meta.error}"
             self.out.write("\n" + self._paint(line, dim=True) + "\n\n")
-        elif kind == "round_complete":
+        elif isinstance(payload, RoundComplete):
+            took = seconds(payload.duration_ms)
             self.out.write(
-                self._paint(
-                    f"Round complete ({data['status']}, {data['duration_ms'] / 1000:.1f}s)",
-                    dim=True,
-                )
-                + "\n"
+                self._paint(f"Round complete ({payload.status}, {took})", dim=True) + "\n"
             )
         self.out.flush()
 

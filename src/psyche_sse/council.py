@@ -13,22 +13,34 @@ import uuid
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
 
 import anyio
 
-from . import events as ev
 from .archetypes import ARCHETYPES, Archetype
 from .config import Settings
-from .events import Event, EventType, TurnStatus
-from .llm import CompletionRequest, LLMClient, LLMError, StreamBroken
+from .errors import InputError, LLMError, StreamBroken
+from .events import (
+    AgentComplete,
+    AgentStarted,
+    AgentUpdate,
+    CompleteMeta,
+    Ending,
+    Event,
+    Payload,
+    RoundComplete,
+    RoundContext,
+    RoundStarted,
+    TurnContext,
+)
+from .llm import CompletionRequest, LLMClient, Reply
 from .progress import LengthHistory, ProgressEstimate
 from .prompts import build_messages
-from .sentiment import Sentiment, analyse
+from .sentiment import NEUTRAL_FALLBACK, analyse
+from .transcript import Status
 
 log = logging.getLogger(__name__)
 
-Publish = Callable[[EventType, dict[str, Any]], Awaitable[Event]]
+Publish = Callable[[Payload], Awaitable[Event]]
 
 NORMAL_PATHS: tuple[tuple[str, str], ...] = (
     ("Shadow", "Persona"),
@@ -45,10 +57,6 @@ EMERGENCY_PATHS: tuple[tuple[str, str], ...] = (
 )
 
 
-class InputError(ValueError):
-    """Input a person gave that we cannot use; the message says why, in one line."""
-
-
 def clean_situation(text: str, max_chars: int) -> str:
     """The situation as we will use it, or :class:`InputError`."""
     text = "".join(ch for ch in text if ch in "\n\t" or ch.isprintable()).strip()
@@ -61,19 +69,19 @@ def clean_situation(text: str, max_chars: int) -> str:
     return text
 
 
-def final_text(agent_id: str, text: str, status: TurnStatus, error: LLMError | None) -> str:
+def final_text(agent_id: str, text: str, status: Status, error: LLMError | None) -> str:
     """A turn's ``final_content``: its text, and a line saying why it is missing or short.
 
     The line is not streamed: the deltas are the text the provider sent, nothing else.
     """
-    if status is TurnStatus.ERROR:
+    if status is Status.ERROR:
         if not text:
             return f"[{agent_id} is experiencing technical difficulties]"
         if isinstance(error, StreamBroken) and error.error_class != "Timeout":
             return f"{text}\n\n[{agent_id}'s reply was cut off by the provider]"
         why = f": {error.message}" if error is not None else ""
         return f"{text}\n\n[{agent_id}'s reply was cut off{why}]"
-    if status is TurnStatus.CANCELLED and not text:
+    if status is Status.CANCELLED and not text:
         return f"[{agent_id} was stopped]"
     return text
 
@@ -103,7 +111,6 @@ class AgentState:
     interaction_count: int = 0
     memory: deque[tuple[str, str]] = field(init=False)
     lengths: LengthHistory = field(default_factory=LengthHistory)
-    sentiments: list[Sentiment] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.memory = deque(maxlen=self.memory_rounds)
@@ -115,14 +122,6 @@ class AgentState:
     def remember(self, situation: str, reply: str) -> None:
         if self.memory_rounds:
             self.memory.append((situation, reply))
-
-
-@dataclass
-class TurnResult:
-    agent_id: str
-    turn_id: str
-    status: TurnStatus
-    text: str
 
 
 class Council:
@@ -144,200 +143,143 @@ class Council:
         return True
 
     async def run_round(
-        self,
-        publish: Publish,
-        *,
-        session_id: str,
-        round_id: str,
-        situation: str,
-        index: int = 1,
-        seed: int | None = None,
-        rounds: int = 1,
-    ) -> list[TurnResult]:
+        self, publish: Publish, ctx: RoundContext, *, seed: int | None = None
+    ) -> Status:
+        """Run one round: each agent's turn in council order. Its status: error when a
+        turn failed."""
         started = time.perf_counter()
-        await publish(
-            EventType.ROUND_STARTED,
-            ev.round_started(
-                session_id,
-                round_id,
-                situation=situation,
-                index=index,
-                agents=[a.agent_id for a in ARCHETYPES],
-                rounds=rounds,
-            ),
-        )
-        results: list[TurnResult] = []
-        status = TurnStatus.OK
+        await publish(RoundStarted.of(ctx, (a.agent_id for a in ARCHETYPES)))
+        turns = 0
+        status: Ending = Status.OK
         try:
             for archetype in ARCHETYPES:
-                result = await self._turn(
-                    publish,
-                    self.agents[archetype.agent_id],
-                    session_id=session_id,
-                    round_id=round_id,
-                    situation=situation,
-                    seed=seed,
-                )
-                results.append(result)
-                if result.status is TurnStatus.ERROR:
-                    status = TurnStatus.ERROR
+                turn_status = await self._turn(publish, ctx, self.agents[archetype.agent_id], seed)
+                turns += 1
+                if turn_status is Status.ERROR:
+                    status = Status.ERROR
         except anyio.get_cancelled_exc_class():
-            status = TurnStatus.CANCELLED
+            status = Status.CANCELLED
             raise
         finally:
             with anyio.CancelScope(shield=True):
                 await publish(
-                    EventType.ROUND_COMPLETE,
-                    ev.round_complete(
-                        session_id,
-                        round_id,
-                        index=index,
+                    RoundComplete(
+                        session_id=ctx.session_id,
+                        round_id=ctx.round_id,
+                        index=ctx.index,
                         status=status,
-                        turns=len(results),
+                        turns=turns,
                         duration_ms=int((time.perf_counter() - started) * 1000),
-                    ),
+                    )
                 )
-        return results
+        return status
 
     async def _turn(
-        self,
-        publish: Publish,
-        agent: AgentState,
-        *,
-        session_id: str,
-        round_id: str,
-        situation: str,
-        seed: int | None,
-    ) -> TurnResult:
+        self, publish: Publish, round_ctx: RoundContext, agent: AgentState, seed: int | None
+    ) -> Status:
         archetype = agent.archetype
-        turn_id = uuid.uuid4().hex[:12]
-        model = self.settings.model_for(archetype.agent_id)
+        ctx = round_ctx.turn(
+            uuid.uuid4().hex[:12], archetype, self.settings.model_for(archetype.agent_id)
+        )
         others = [
             (name, self.latest[name])
             for name in self.network.hears(archetype.agent_id)
             if name in self.latest
         ]
         request = CompletionRequest(
-            model=model,
-            messages=build_messages(archetype, situation, memory=list(agent.memory), others=others),
+            model=ctx.model,
+            messages=build_messages(
+                archetype, ctx.situation, memory=list(agent.memory), others=others
+            ),
             temperature=archetype.temperature,
             max_tokens=self.settings.max_tokens,
             seed=None if seed is None else seed + agent.interaction_count,
         )
         await publish(
-            EventType.AGENT_PROCESSING_STARTED,
-            ev.agent_started(
-                session_id,
-                round_id,
-                agent_id=archetype.agent_id,
-                agent_type=archetype.agent_type,
-                situation=situation,
-                turn_id=turn_id,
-                model=model,
-                interaction_count=agent.interaction_count,
-                has_memory=agent.has_memory,
-            ),
+            AgentStarted.of(
+                ctx, interaction_count=agent.interaction_count, has_memory=agent.has_memory
+            )
         )
 
         progress = ProgressEstimate(agent.lengths.average)
         stream = self.llm.stream(request)
-        status = TurnStatus.CANCELLED
+        status: Ending = Status.CANCELLED
         error: LLMError | None = None
         try:
             with anyio.CancelScope() as scope:
-                self._turn_scopes[turn_id] = scope
+                self._turn_scopes[ctx.turn_id] = scope
                 try:
                     async with stream:
                         async for delta in stream:
                             await publish(
-                                EventType.AGENT_PROCESSING_UPDATE,
-                                ev.agent_update(
-                                    session_id,
-                                    round_id,
-                                    agent_id=archetype.agent_id,
-                                    partial_content=delta,
+                                AgentUpdate.of(
+                                    ctx,
+                                    delta,
                                     progress=progress.add(delta),
-                                    turn_id=turn_id,
                                     streaming=stream.reply.streaming or "native",
-                                ),
+                                )
                             )
-                    status = TurnStatus.OK
+                    status = Status.OK
                 except LLMError as exc:
-                    status, error = TurnStatus.ERROR, exc
+                    status, error = Status.ERROR, exc
                 except Exception as exc:
                     log.exception("%s: the turn failed", archetype.agent_id)
-                    status = TurnStatus.ERROR
+                    status = Status.ERROR
                     error = LLMError("internal error", error_class=type(exc).__name__)
         finally:
-            self._turn_scopes.pop(turn_id, None)
+            self._turn_scopes.pop(ctx.turn_id, None)
             with anyio.CancelScope(shield=True):
-                await self._complete(
-                    publish,
-                    agent,
-                    stream.reply,
-                    status,
-                    error,
-                    session_id=session_id,
-                    round_id=round_id,
-                    situation=situation,
-                    turn_id=turn_id,
-                )
-        return TurnResult(archetype.agent_id, turn_id, status, stream.reply.text)
+                await self._complete(publish, ctx, agent, stream.reply, status, error)
+        return status
 
     async def _complete(
         self,
         publish: Publish,
+        ctx: TurnContext,
         agent: AgentState,
-        reply: Any,
-        status: TurnStatus,
+        reply: Reply,
+        status: Ending,
         error: LLMError | None,
-        *,
-        session_id: str,
-        round_id: str,
-        situation: str,
-        turn_id: str,
     ) -> None:
-        archetype = agent.archetype
-        text: str = reply.text
+        text = reply.text
         if error is not None:
-            log.warning("%s: %s (%s)", archetype.agent_id, error.message, error.error_class)
-        final = final_text(archetype.agent_id, text, status, error)
-        if status is TurnStatus.OK or text:
-            # What the agent is remembered to have said is what was published (and stored,
-            # and remembered again by a session restored from the store).
+            log.warning("%s: %s (%s)", ctx.agent_id, error.message, error.error_class)
+        final = final_text(ctx.agent_id, text, status, error)
+        # A reply joins the agent's memory when it has something to remember. What it is
+        # remembered to have said is what was published (and stored, and remembered again
+        # by a session restored from the store).
+        remembered = status is Status.OK or bool(text)
+        if remembered:
             agent.interaction_count += 1
             agent.lengths.record(len(final))
-            agent.remember(situation, final)
-            self.latest[archetype.agent_id] = final
-        sentiment = await anyio.to_thread.run_sync(analyse, text) if text else None
-        if sentiment is not None:
-            agent.sentiments.append(sentiment)
-        extra: dict[str, Any] = {"attempts": reply.attempts}
-        if reply.reasoning:
-            extra["reasoning"] = reply.reasoning
-        if error is not None:
-            extra["error_class"] = error.error_class
-            extra["error"] = error.message
-            extra["partial"] = isinstance(error, StreamBroken)
+            agent.remember(ctx.situation, final)
+            self.latest[ctx.agent_id] = final
+        sentiment = await anyio.to_thread.run_sync(analyse, text) if text else NEUTRAL_FALLBACK
         await publish(
-            EventType.AGENT_PROCESSING_COMPLETE,
-            ev.agent_complete(
-                session_id,
-                round_id,
-                agent_id=archetype.agent_id,
-                agent_type=archetype.agent_type,
+            AgentComplete(
+                session_id=ctx.session_id,
+                round_id=ctx.round_id,
+                agent_id=ctx.agent_id,
                 final_content=final,
-                sentiment=(sentiment or Sentiment(0.0, 0.5)).payload(),
-                situation=situation,
-                interaction_count=agent.interaction_count,
-                has_memory=agent.has_memory,
-                turn_id=turn_id,
-                status=status,
-                streaming=reply.streaming,
-                model=reply.model,
-                usage=reply.usage,
-                duration_ms=reply.elapsed_ms(),
-                first_token_ms=reply.first_token_ms,
-                extra=extra,
-            ),
+                sentiment=sentiment.scores(),
+                metadata=CompleteMeta(
+                    situation=ctx.situation,
+                    interaction_count=agent.interaction_count,
+                    has_memory=agent.has_memory,
+                    agent_type=ctx.agent.agent_type,
+                    turn_id=ctx.turn_id,
+                    status=status,
+                    streaming=reply.streaming,
+                    model=reply.model,
+                    usage=dict(reply.usage) if reply.usage else None,
+                    duration_ms=reply.elapsed_ms(),
+                    first_token_ms=reply.first_token_ms,
+                    attempts=reply.attempts,
+                    reasoning=reply.reasoning or None,
+                    error_class=error.error_class if error else None,
+                    error=error.message if error else None,
+                    partial=isinstance(error, StreamBroken) if error else None,
+                    remembered=remembered,
+                ),
+            )
         )

@@ -1,19 +1,29 @@
-"""The event protocol: event types, their payloads, and their JSON and SSE encodings.
+"""The event protocol: one frozen dataclass per event type, and its SSE encoding.
 
-Every payload carries ``type``, ``timestamp``, ``session_id`` and ``round_id`` at its top
-level. An :class:`Event` is a payload with its per-session sequence id; it renders itself to
-JSON once and caches the result, so every subscriber of a format shares the same bytes.
+Every event's JSON form carries ``type``, ``timestamp``, ``session_id`` and ``round_id`` at
+its top level, then its own fields, in the order of its class's fields (:mod:`.plain` makes
+the JSON, and the published schema, from these classes). Each event type also knows how it
+changes a :class:`~psyche_sse.transcript.Transcript` (its ``apply``), so folding events into
+a conversation is one call whatever the type.
+
+An :class:`Event` is a payload with its per-session sequence id; it renders itself to JSON
+once and caches the result, so every subscriber of a format shares the same bytes.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any
+from typing import Annotated, Any, Literal
+
+from .archetypes import Archetype
+from .plain import OMIT_NONE, json_schema, plain, unplain
+from .sentiment import SentimentScores
+from .transcript import Round, Status, Transcript, Turn
 
 
 class EventType(StrEnum):
@@ -22,21 +32,346 @@ class EventType(StrEnum):
     AGENT_PROCESSING_UPDATE = "agent_processing_update"
     AGENT_PROCESSING_COMPLETE = "agent_processing_complete"
     ROUND_COMPLETE = "round_complete"
-    NETWORK_UPDATE = "network_update"
-    SYSTEM_STATUS = "system_status"
-    EMERGENCY_STATUS = "emergency_status"
     # Never published: a stream sends it first to a client it cannot replay to.
     SESSION_HISTORY = "session_history"
 
 
-class TurnStatus(StrEnum):
-    OK = "ok"
-    ERROR = "error"
-    CANCELLED = "cancelled"
+Ending = Literal[Status.OK, Status.ERROR, Status.CANCELLED]
+"""How a turn or a round ends, in an event."""
 
 
 def utc_now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+# --- who an event is about ------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class RoundContext:
+    """One round of a run: what its events carry about it."""
+
+    session_id: str
+    round_id: str
+    situation: str
+    index: int = 1
+    rounds: int = 1
+
+    def turn(self, turn_id: str, agent: Archetype, model: str) -> TurnContext:
+        return TurnContext(self.session_id, self.round_id, turn_id, agent, self.situation, model)
+
+
+@dataclass(frozen=True, slots=True)
+class TurnContext:
+    """One agent's turn in a round: its ids, its agent and the situation it answers."""
+
+    session_id: str
+    round_id: str
+    turn_id: str
+    agent: Archetype
+    situation: str
+    model: str
+
+    @property
+    def agent_id(self) -> str:
+        return self.agent.agent_id
+
+
+# --- the events -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Payload:
+    type: EventType
+    timestamp: str = field(default_factory=utc_now)
+    session_id: str
+    round_id: str | None
+
+    @property
+    def turn_id(self) -> str | None:
+        return None
+
+    def apply(self, transcript: Transcript) -> Round | Turn | None:
+        """Fold this event into ``transcript``; the round or turn it changed."""
+        return None
+
+    def _round(self, transcript: Transcript) -> Round | None:
+        return transcript.round(self.round_id)
+
+    def _turn(self, transcript: Transcript) -> Turn | None:
+        round_ = transcript.round(self.round_id)
+        return round_.turn(self.turn_id or "") if round_ is not None else None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RoundStarted(_Payload):
+    type: Literal[EventType.ROUND_STARTED] = EventType.ROUND_STARTED
+    round_id: str
+    situation: str
+    index: int
+    agents: tuple[str, ...]
+    rounds: int = 1
+
+    @classmethod
+    def of(cls, ctx: RoundContext, agents: Iterable[str]) -> RoundStarted:
+        return cls(
+            session_id=ctx.session_id,
+            round_id=ctx.round_id,
+            situation=ctx.situation,
+            index=ctx.index,
+            agents=tuple(agents),
+            rounds=ctx.rounds,
+        )
+
+    def apply(self, transcript: Transcript) -> Round:
+        round_ = Round(
+            id=self.round_id, index=self.index, situation=self.situation, started=self.timestamp
+        )
+        transcript.rounds.append(round_)
+        return round_
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RoundComplete(_Payload):
+    type: Literal[EventType.ROUND_COMPLETE] = EventType.ROUND_COMPLETE
+    round_id: str
+    index: int
+    status: Ending
+    duration_ms: int
+    turns: int
+
+    def apply(self, transcript: Transcript) -> Round | None:
+        round_ = self._round(transcript)
+        if round_ is not None:
+            round_.status = self.status
+            round_.finished = self.timestamp
+            round_.duration_ms = self.duration_ms
+        return round_
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StartedMeta:
+    interaction_count: int
+    has_memory: bool
+    turn_id: str
+    round_id: str
+    model: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AgentStarted(_Payload):
+    type: Literal[EventType.AGENT_PROCESSING_STARTED] = EventType.AGENT_PROCESSING_STARTED
+    round_id: str
+    agent_id: str
+    agent_type: str
+    situation: str
+    metadata: StartedMeta
+
+    @classmethod
+    def of(cls, ctx: TurnContext, *, interaction_count: int, has_memory: bool) -> AgentStarted:
+        return cls(
+            session_id=ctx.session_id,
+            round_id=ctx.round_id,
+            agent_id=ctx.agent.agent_id,
+            agent_type=ctx.agent.agent_type,
+            situation=ctx.situation,
+            metadata=StartedMeta(
+                interaction_count=interaction_count,
+                has_memory=has_memory,
+                turn_id=ctx.turn_id,
+                round_id=ctx.round_id,
+                model=ctx.model,
+            ),
+        )
+
+    @property
+    def turn_id(self) -> str:
+        return self.metadata.turn_id
+
+    def apply(self, transcript: Transcript) -> Turn | None:
+        round_ = self._round(transcript)
+        if round_ is None:  # its start is older than the history folded
+            return None
+        turn = Turn(
+            id=self.turn_id,
+            agent_id=self.agent_id,
+            agent_type=self.agent_type,
+            started=self.timestamp,
+            model=self.metadata.model,
+            interaction_count=self.metadata.interaction_count,
+            has_memory=self.metadata.has_memory,
+        )
+        round_.turns.append(turn)
+        return turn
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class UpdateMeta:
+    chunk_size: int
+    turn_id: str
+    streaming: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AgentUpdate(_Payload):
+    type: Literal[EventType.AGENT_PROCESSING_UPDATE] = EventType.AGENT_PROCESSING_UPDATE
+    round_id: str
+    agent_id: str
+    partial_content: str
+    progress: float
+    metadata: UpdateMeta
+
+    @classmethod
+    def of(cls, ctx: TurnContext, delta: str, *, progress: float, streaming: str) -> AgentUpdate:
+        return cls(
+            session_id=ctx.session_id,
+            round_id=ctx.round_id,
+            agent_id=ctx.agent.agent_id,
+            partial_content=delta,
+            progress=round(progress, 4),
+            metadata=UpdateMeta(chunk_size=len(delta), turn_id=ctx.turn_id, streaming=streaming),
+        )
+
+    @property
+    def turn_id(self) -> str:
+        return self.metadata.turn_id
+
+    def apply(self, transcript: Transcript) -> Turn | None:
+        turn = self._turn(transcript)
+        if turn is not None:
+            turn.text += self.partial_content
+            turn.streaming = self.metadata.streaming
+        return turn
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CompleteMeta:
+    situation: str
+    interaction_count: int
+    has_memory: bool
+    agent_type: str
+    turn_id: str
+    status: Ending
+    streaming: str | None
+    model: str
+    usage: dict[str, int] | None
+    duration_ms: int
+    first_token_ms: int | None
+    progress: float = 1.0
+    attempts: int = 1
+    reasoning: str | None = field(default=None, metadata=OMIT_NONE)
+    error_class: str | None = field(default=None, metadata=OMIT_NONE)
+    error: str | None = field(default=None, metadata=OMIT_NONE)
+    partial: bool | None = field(default=None, metadata=OMIT_NONE)
+    remembered: bool = False
+    """Whether the reply joined the agent's memory (it is heard by the next rounds)."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AgentComplete(_Payload):
+    type: Literal[EventType.AGENT_PROCESSING_COMPLETE] = EventType.AGENT_PROCESSING_COMPLETE
+    round_id: str
+    agent_id: str
+    final_content: str
+    sentiment: SentimentScores
+    metadata: CompleteMeta
+
+    @property
+    def turn_id(self) -> str:
+        return self.metadata.turn_id
+
+    @property
+    def status(self) -> Status:
+        return self.metadata.status
+
+    def apply(self, transcript: Transcript) -> Turn | None:
+        turn = self._turn(transcript)
+        if turn is not None:
+            meta = self.metadata
+            turn.status = meta.status
+            turn.text = self.final_content
+            turn.finished = self.timestamp
+            turn.model = meta.model
+            turn.streaming = meta.streaming
+            turn.reasoning = meta.reasoning
+            turn.sentiment = self.sentiment
+            turn.usage = meta.usage
+            turn.interaction_count = meta.interaction_count
+            turn.has_memory = meta.has_memory
+            turn.duration_ms = meta.duration_ms
+            turn.first_token_ms = meta.first_token_ms
+            turn.error = meta.error
+            turn.error_class = meta.error_class
+        return turn
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SessionHistory(_Payload):
+    """The whole conversation as of event ``last_event_id``, for a client whose position
+    the stream cannot replay from (the server restarted since, or it is older than the
+    history kept in memory): it replaces what the client has, and the events after
+    ``last_event_id`` follow. ``round_id`` is the newest round's, None before the first."""
+
+    type: Literal[EventType.SESSION_HISTORY] = EventType.SESSION_HISTORY
+    last_event_id: int
+    transcript: Transcript
+
+    @classmethod
+    def of(cls, transcript: Transcript) -> SessionHistory:
+        last = transcript.last_round
+        return cls(
+            session_id=transcript.id,
+            round_id=last.id if last else None,
+            last_event_id=transcript.last_event_id,
+            transcript=transcript,
+        )
+
+    def apply(self, transcript: Transcript) -> None:
+        # It replaces the conversation folded so far.
+        transcript.rounds[:] = self.transcript.rounds
+        transcript.title = self.transcript.title
+
+
+Payload = RoundStarted | RoundComplete | AgentStarted | AgentUpdate | AgentComplete | SessionHistory
+"""Every event type of the protocol."""
+
+PAYLOADS: tuple[type[Payload], ...] = (
+    RoundStarted,
+    AgentStarted,
+    AgentUpdate,
+    AgentComplete,
+    RoundComplete,
+    SessionHistory,
+)
+
+
+def _union() -> Any:
+    from pydantic import Field
+
+    return Annotated[Payload, Field(discriminator="type")]
+
+
+def parse(data: dict[str, Any]) -> Payload:
+    """An event's payload from its JSON form; ValueError when it is not a valid one."""
+    payload: Payload = unplain(_union(), data)
+    return payload
+
+
+def schema() -> dict[str, Any]:
+    """The JSON schema of every event's ``data``, as published in ``docs/events.schema.json``."""
+    document = json_schema(_union())
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "title": "psyche-sse events",
+        "description": (
+            "The data of every Server-Sent Event psyche-sse sends; the SSE event name is the "
+            "data's type and the SSE id its per-session sequence number."
+        ),
+        **document,
+    }
+
+
+# --- the published event ----------------------------------------------------------------
 
 
 @dataclass(slots=True)
@@ -44,19 +379,28 @@ class Event:
     """One published event: ``id`` is the session's sequence number, strictly increasing."""
 
     id: int
-    type: EventType
-    data: dict[str, Any]
+    payload: Payload
     _json: str | None = field(default=None, repr=False, compare=False)
     _encoded: dict[str, bytes] | None = field(default=None, repr=False, compare=False)
 
     @property
+    def type(self) -> EventType:
+        return self.payload.type
+
+    @property
     def session_id(self) -> str:
-        return str(self.data["session_id"])
+        return self.payload.session_id
 
     @property
     def turn_id(self) -> str | None:
-        meta = self.data.get("metadata")
-        return meta.get("turn_id") if isinstance(meta, Mapping) else None
+        return self.payload.turn_id
+
+    @property
+    def data(self) -> dict[str, Any]:
+        """The payload's JSON form, as a dict (made anew at each use: read the payload's
+        attributes instead, except to compare wire forms)."""
+        result: dict[str, Any] = plain(self.payload)
+        return result
 
     def json(self) -> str:
         """The payload as compact JSON, rendered once."""
@@ -80,6 +424,26 @@ class Event:
         """The CLI's ``--json`` form: the payload with its ``id``."""
         return json.dumps({"id": self.id, **self.data}, ensure_ascii=False)
 
+
+def merge_updates(events: Iterable[Event]) -> Event:
+    """Fold consecutive ``agent_processing_update`` events of one turn into one.
+
+    The merged event keeps the last id (so a client resuming from it misses nothing) and
+    the last progress; its text is the concatenation, so no delta is lost.
+    """
+    batch = list(events)
+    if len(batch) == 1:
+        return batch[0]
+    last = batch[-1].payload
+    assert isinstance(last, AgentUpdate)
+    text = "".join(e.payload.partial_content for e in batch)  # type: ignore[union-attr]
+    merged = replace(
+        last, partial_content=text, metadata=replace(last.metadata, chunk_size=len(text))
+    )
+    return Event(id=batch[-1].id, payload=merged)
+
+
+# --- SSE --------------------------------------------------------------------------------
 
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")
 
@@ -109,181 +473,5 @@ def encode_comment(text: str = "") -> bytes:
     return f": {text}\n\n".encode()
 
 
-# --- payload builders -------------------------------------------------------------------
-
-
-def _base(kind: EventType, session_id: str, round_id: str) -> dict[str, Any]:
-    return {
-        "type": kind.value,
-        "timestamp": utc_now(),
-        "session_id": session_id,
-        "round_id": round_id,
-    }
-
-
-def round_started(
-    session_id: str,
-    round_id: str,
-    *,
-    situation: str,
-    index: int,
-    agents: list[str],
-    rounds: int = 1,
-) -> dict[str, Any]:
-    return {
-        **_base(EventType.ROUND_STARTED, session_id, round_id),
-        "situation": situation,
-        "index": index,
-        "agents": agents,
-        "rounds": rounds,
-    }
-
-
-def round_complete(
-    session_id: str,
-    round_id: str,
-    *,
-    index: int,
-    status: TurnStatus,
-    duration_ms: int,
-    turns: int,
-) -> dict[str, Any]:
-    return {
-        **_base(EventType.ROUND_COMPLETE, session_id, round_id),
-        "index": index,
-        "status": status.value,
-        "duration_ms": duration_ms,
-        "turns": turns,
-    }
-
-
-def agent_started(
-    session_id: str,
-    round_id: str,
-    *,
-    agent_id: str,
-    agent_type: str,
-    situation: str,
-    turn_id: str,
-    model: str,
-    interaction_count: int,
-    has_memory: bool,
-) -> dict[str, Any]:
-    return {
-        **_base(EventType.AGENT_PROCESSING_STARTED, session_id, round_id),
-        "agent_id": agent_id,
-        "agent_type": agent_type,
-        "situation": situation,
-        "metadata": {
-            "interaction_count": interaction_count,
-            "has_memory": has_memory,
-            "turn_id": turn_id,
-            "round_id": round_id,
-            "model": model,
-        },
-    }
-
-
-def agent_update(
-    session_id: str,
-    round_id: str,
-    *,
-    agent_id: str,
-    partial_content: str,
-    progress: float,
-    turn_id: str,
-    streaming: str,
-) -> dict[str, Any]:
-    return {
-        **_base(EventType.AGENT_PROCESSING_UPDATE, session_id, round_id),
-        "agent_id": agent_id,
-        "partial_content": partial_content,
-        "progress": round(progress, 4),
-        "metadata": {
-            "chunk_size": len(partial_content),
-            "turn_id": turn_id,
-            "streaming": streaming,
-        },
-    }
-
-
-def agent_complete(
-    session_id: str,
-    round_id: str,
-    *,
-    agent_id: str,
-    agent_type: str,
-    final_content: str,
-    sentiment: Mapping[str, Any],
-    situation: str,
-    interaction_count: int,
-    has_memory: bool,
-    turn_id: str,
-    status: TurnStatus,
-    streaming: str | None,
-    model: str,
-    usage: Mapping[str, int] | None,
-    duration_ms: int,
-    first_token_ms: int | None,
-    extra: Mapping[str, Any] | None = None,
-) -> dict[str, Any]:
-    metadata: dict[str, Any] = {
-        "situation": situation,
-        "interaction_count": interaction_count,
-        "has_memory": has_memory,
-        "agent_type": agent_type,
-        "turn_id": turn_id,
-        "status": status.value,
-        "streaming": streaming,
-        "model": model,
-        "usage": dict(usage) if usage else None,
-        "duration_ms": duration_ms,
-        "first_token_ms": first_token_ms,
-        "progress": 1.0,
-    }
-    if extra:
-        metadata.update(extra)
-    return {
-        **_base(EventType.AGENT_PROCESSING_COMPLETE, session_id, round_id),
-        "agent_id": agent_id,
-        "final_content": final_content,
-        "sentiment": dict(sentiment),
-        "metadata": metadata,
-    }
-
-
-def session_history(
-    session_id: str, *, transcript: Mapping[str, Any], last_event_id: int
-) -> dict[str, Any]:
-    """The whole conversation as of event ``last_event_id``, for a client whose position
-    the stream cannot replay from (the server restarted since, or it is older than the
-    history kept in memory): it replaces what the client has, and the events after
-    ``last_event_id`` follow. ``round_id`` is the newest round's, None before the first."""
-    rounds = transcript.get("rounds") or ()
-    return {
-        "type": EventType.SESSION_HISTORY.value,
-        "timestamp": utc_now(),
-        "session_id": session_id,
-        "round_id": rounds[-1]["id"] if rounds else None,
-        "last_event_id": last_event_id,
-        "transcript": dict(transcript),
-    }
-
-
-def merge_updates(events: Iterable[Event]) -> Event:
-    """Fold consecutive ``agent_processing_update`` events of one turn into one.
-
-    The merged event keeps the last id (so a client resuming from it misses nothing) and
-    the last progress; its text is the concatenation, so no delta is lost.
-    """
-    batch = list(events)
-    if len(batch) == 1:
-        return batch[0]
-    last = batch[-1]
-    text = "".join(e.data["partial_content"] for e in batch)
-    data = {
-        **last.data,
-        "partial_content": text,
-        "metadata": {**last.data["metadata"], "chunk_size": len(text)},
-    }
-    return Event(id=last.id, type=last.type, data=data)
+if __name__ == "__main__":  # python -m psyche_sse.events > docs/events.schema.json
+    print(json.dumps(schema(), indent=2, ensure_ascii=False))

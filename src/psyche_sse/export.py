@@ -13,10 +13,11 @@ import re
 import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
+from types import MappingProxyType
 
 from .archetypes import BY_ID
 from .links import neutralise_markdown_links
-from .store.records import RoundRecord, Transcript, TurnRecord
+from .transcript import Round, Status, Transcript, Turn, turn_facts
 
 JSON_FORMAT = "psyche-sse/transcript"
 JSON_VERSION = 1
@@ -79,18 +80,11 @@ def _md_quote(text: str) -> str:
     return "\n".join(f"> {line}".rstrip() for line in _md(text).splitlines() or [""])
 
 
-def _facts(turn: TurnRecord) -> list[str]:
-    facts = []
-    if turn.status != "ok":
-        facts.append(turn.status)
+def _facts(turn: Turn) -> list[str]:
+    facts = [] if turn.status is Status.OK else [turn.status.value]
     if turn.sentiment:
-        facts.append(f"{turn.sentiment.get('label', '')} ({turn.sentiment.get('score', 0):+.2f})")
-    if turn.model:
-        facts.append(turn.model)
-    if turn.streaming:
-        facts.append(turn.streaming)
-    if turn.duration_ms is not None:
-        facts.append(f"{turn.duration_ms / 1000:.1f} s")
+        facts.append(f"{turn.sentiment.label} ({turn.sentiment.score:+.2f})")
+    facts += turn_facts(turn)
     if turn.error:
         facts.append(f"error: {turn.error}")
     return facts
@@ -119,8 +113,8 @@ def to_markdown(transcript: Transcript) -> str:
     return "\n".join(out).rstrip() + "\n"
 
 
-def _round_note(rnd: RoundRecord) -> str:
-    return "" if rnd.status == "ok" else f" ({rnd.status})"
+def _round_note(rnd: Round) -> str:
+    return "" if rnd.status is Status.OK else f" ({rnd.status.value})"
 
 
 def _title(transcript: Transcript) -> str:
@@ -155,10 +149,10 @@ def _e(text: object) -> str:
     return html.escape(str(text), quote=True)
 
 
-def _html_turn(turn: TurnRecord) -> str:
+def _html_turn(turn: Turn) -> str:
     archetype = BY_ID.get(turn.agent_id)
     style = f' style="--agent: {archetype.colour}"' if archetype else ""
-    status = f'<span class="status">{_e(turn.status)}</span>' if turn.status != "ok" else ""
+    status = "" if turn.status is Status.OK else f'<span class="status">{_e(turn.status)}</span>'
     parts = [
         f'<article class="turn"{style}>',
         f"<h3>{_e(turn.agent_id)}{status}</h3>",
@@ -205,14 +199,16 @@ def to_html(transcript: Transcript) -> str:
     )
 
 
-FORMATS: dict[str, tuple[Callable[[Transcript], str], str, str]] = {
-    "json": (to_json, "application/json", "json"),
-    "md": (to_markdown, "text/markdown; charset=utf-8", "md"),
-    "html": (to_html, "text/html; charset=utf-8", "html"),
-}
+FORMATS: MappingProxyType[str, tuple[Callable[[Transcript], str], str, str]] = MappingProxyType(
+    {
+        "json": (to_json, "application/json", "json"),
+        "md": (to_markdown, "text/markdown; charset=utf-8", "md"),
+        "html": (to_html, "text/html; charset=utf-8", "html"),
+    }
+)
 """Format name -> (render, media type, file extension)."""
 
-__all__ = [
+__all__ = (
     "FORMATS",
     "ExportFile",
     "export",
@@ -221,4 +217,4 @@ __all__ = [
     "to_html",
     "to_json",
     "to_markdown",
-]
+)

@@ -4,9 +4,21 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SentimentScores:
+    """A reply's sentiment as events carry it: ``score`` (polarity, -1 to +1) and ``label``
+    as the protocol names them, and the rest."""
+
+    score: float = 0.0
+    label: str = "neutral"
+    subjectivity: float = 0.5
+    arousal: float = 0.0
+    valence: float = 0.0
+    dominance: float = 0.5
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,16 +42,15 @@ class Sentiment:
     def dominance(self) -> float:
         return 1.0 - self.subjectivity if self.polarity > 0 else self.subjectivity
 
-    def payload(self) -> dict[str, Any]:
-        """The event form: ``score`` and ``label`` as the protocol names them, and the rest."""
-        return {
-            "score": round(self.polarity, 4),
-            "label": self.label,
-            "subjectivity": round(self.subjectivity, 4),
-            "arousal": round(self.arousal, 4),
-            "valence": round(self.valence, 4),
-            "dominance": round(self.dominance, 4),
-        }
+    def scores(self) -> SentimentScores:
+        return SentimentScores(
+            score=round(self.polarity, 4),
+            label=self.label,
+            subjectivity=round(self.subjectivity, 4),
+            arousal=round(self.arousal, 4),
+            valence=round(self.valence, 4),
+            dominance=round(self.dominance, 4),
+        )
 
 
 NEUTRAL_FALLBACK = Sentiment(0.0, 0.5)

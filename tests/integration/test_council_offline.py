@@ -50,8 +50,8 @@ def check_protocol(events: list[Event]) -> dict[str, dict[str, Any]]:
 
 async def run(settings: Settings, situation: str, **kw: Any) -> tuple[Engine, list[Event]]:
     async with Engine(settings) as engine:
-        session, round_id, text = engine.prepare_round(situation)
-        await engine.run_round(session, round_id, text, **kw)
+        session, round_id, text = engine.rounds.prepare(situation)
+        await engine.rounds.run(session, round_id, text, **kw)
         return engine, engine.bus.history(session.id)
 
 
@@ -92,12 +92,12 @@ async def test_memory_and_interaction_counts_carry_across_rounds() -> None:
 
 async def test_stop_round_completes_the_current_turn_as_cancelled() -> None:
     async with Engine(Settings(offline_tps=50)) as engine:
-        session, _ = engine.start_round("I am anxious about an exam")
+        session, _ = engine.rounds.start("I am anxious about an exam")
         with anyio.fail_after(10):
             async for batch in engine.bus.subscribe(session.id):
                 if any(e.type == "agent_processing_update" for e in batch):
                     break
-        assert engine.stop(session.id)
+        assert engine.rounds.stop(session.id)
         with anyio.fail_after(10):
             async for batch in engine.bus.subscribe(session.id):
                 if any(e.type == "round_complete" for e in batch):
@@ -111,12 +111,12 @@ async def test_stop_round_completes_the_current_turn_as_cancelled() -> None:
 
 async def test_stop_one_turn_and_the_round_goes_on() -> None:
     async with Engine(Settings(offline_tps=500)) as engine:
-        session, _ = engine.start_round("I am anxious about an exam")
+        session, _ = engine.rounds.start("I am anxious about an exam")
         with anyio.fail_after(10):
             async for batch in engine.bus.subscribe(session.id):
                 started = [e for e in batch if e.type == "agent_processing_started"]
                 if started:
-                    assert engine.stop(session.id, started[0].data["metadata"]["turn_id"])
+                    assert engine.rounds.stop(session.id, started[0].data["metadata"]["turn_id"])
                     break
         with anyio.fail_after(20):
             async for batch in engine.bus.subscribe(session.id):

@@ -164,8 +164,8 @@ def check_turns(events: list[Event]) -> list[dict[str, Any]]:
 
 async def run_round(settings: Settings, situation: str = "I was passed over") -> list[Event]:
     async with Engine(settings) as engine:
-        session, round_id, text = engine.prepare_round(situation)
-        await engine.run_round(session, round_id, text)
+        session, round_id, text = engine.rounds.prepare(situation)
+        await engine.rounds.run(session, round_id, text)
         events = engine.bus.history(session.id)
     assert events[0].type == "round_started" and events[-1].type == "round_complete"
     return events
@@ -718,13 +718,13 @@ async def test_stopping_a_round_hangs_up_on_the_provider(
 ) -> None:
     fake.behave(hold_after=3)
     async with Engine(settings_for(fake)) as engine:
-        session, _ = engine.start_round("I keep procrastinating")
+        session, _ = engine.rounds.start("I keep procrastinating")
         await fake.until(lambda rs: bool(rs) and rs[0].chunks_sent == 3, 5)
         with anyio.fail_after(5):
             async for batch in engine.bus.subscribe(session.id):
                 if sum(e.type == "agent_processing_update" for e in batch) >= 1:
                     break
-        assert engine.stop(session.id)
+        assert engine.rounds.stop(session.id)
         stopped = time.perf_counter()
         await fake.until(lambda rs: rs[0].disconnected, 2)
         assert time.perf_counter() - stopped < 1
@@ -744,12 +744,12 @@ async def test_stopping_one_turn_lets_the_round_go_on(
 ) -> None:
     fake.behave(chunk_delay=0.02)
     async with Engine(settings_for(fake)) as engine:
-        session, _ = engine.start_round("I keep procrastinating")
+        session, _ = engine.rounds.start("I keep procrastinating")
         with anyio.fail_after(5):
             async for batch in engine.bus.subscribe(session.id):
                 updates = [e for e in batch if e.type == "agent_processing_update"]
                 if updates:
-                    assert engine.stop(session.id, updates[0].turn_id)
+                    assert engine.rounds.stop(session.id, updates[0].turn_id)
                     break
         await fake.until(lambda rs: rs[0].disconnected, 2)
         with anyio.fail_after(10):

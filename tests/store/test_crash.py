@@ -15,7 +15,10 @@ from tests.saved import saved_partial
 
 from psyche_sse.config import Settings
 from psyche_sse.engine import Engine
-from psyche_sse.store import INTERRUPTED, Store, queries
+from psyche_sse.store import Store, queries
+from psyche_sse.transcript import Status
+
+INTERRUPTED = Status.INTERRUPTED
 
 SERVER = """
 import sys
@@ -26,7 +29,7 @@ from psyche_sse.engine import Engine
 async def main() -> None:
     settings = Settings(offline_tps=20, db=sys.argv[1])
     async with Engine(settings, save_interval=0.1) as engine:
-        session, _ = engine.start_round("I keep putting off a hard conversation")
+        session, _ = engine.rounds.start("I keep putting off a hard conversation")
         print(session.id, flush=True)
         await anyio.sleep_forever()
 
@@ -77,12 +80,12 @@ async def test_a_killed_turn_is_interrupted_with_its_text_and_the_session_goes_o
 
     # The interrupted reply is in Shadow's memory, and event ids go on after the old ones.
     async with Engine(Settings(offline_tps=0, db=db)) as engine:
-        session = await engine.load_session(session_id)
+        session = await engine.live.load(session_id)
         shadow = session.council.agents["Shadow"]
         assert list(shadow.memory) == [(rnd.situation, turn.text)]
         assert shadow.interaction_count == 1
-        session, round_id, text = engine.prepare_round("And now?", session_id)
-        await engine.run_round(session, round_id, text)
+        session, round_id, text = engine.rounds.prepare("And now?", session_id)
+        await engine.rounds.run(session, round_id, text)
         events = engine.bus.history(session_id)
     assert events[0].id > transcript.last_event_id
     assert events[0].data["index"] == 2

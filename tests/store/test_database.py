@@ -5,15 +5,20 @@ from __future__ import annotations
 import os
 import sqlite3
 from collections.abc import Callable
+from dataclasses import replace
 from functools import partial
 from pathlib import Path
 
 import anyio
 import pytest
+from tests import factories as f
 
 from psyche_sse.config import Settings
 from psyche_sse.engine import Engine
-from psyche_sse.store import INTERRUPTED, Store, StoreError, queries, schema
+from psyche_sse.store import Store, StoreError, queries, schema
+from psyche_sse.transcript import Status
+
+INTERRUPTED = Status.INTERRUPTED
 
 pytestmark = pytest.mark.anyio
 NOW = "2025-01-01T00:00:00.000+00:00"
@@ -32,28 +37,11 @@ def add_round(
     """A round with running turns whose partial texts are ``turns``."""
     queries.reserve_ids(conn, session_id=session, ceiling=1000, title=session, now=NOW)
     queries.insert_round(
-        conn,
-        session_id=session,
-        round_id=round_id,
-        index=1,
-        situation="a situation",
-        stimulus=None,
-        started=NOW,
+        conn, replace(f.round_started(session, round_id, "a situation"), timestamp=NOW)
     )
     for n, text in enumerate(turns):
-        queries.insert_turn(
-            conn,
-            turn_id=f"{round_id}-{n}",
-            round_id=round_id,
-            session_id=session,
-            position=n,
-            agent_id="Shadow",
-            agent_type="ShadowAgent",
-            model="psyche/offline",
-            interaction_count=0,
-            has_memory=False,
-            started=NOW,
-        )
+        started = f.started(f"{round_id}-{n}", session=session, round_id=round_id)
+        queries.insert_turn(conn, replace(started, timestamp=NOW), position=n)
         queries.save_partial(conn, turn_id=f"{round_id}-{n}", text=text, streaming="native")
 
 
@@ -98,7 +86,7 @@ def test_running_turns_are_marked_interrupted_with_their_text(db: Path) -> None:
 
     store = Store.open(db)
     transcript = store.run_blocking(partial(queries.transcript, session_id="s"))
-    history = store.run_blocking(partial(queries.session_history, session_id="s", keep=5))
+    history = store.run_blocking(partial(queries.council_memory, session_id="s", keep=5))
     store.close()
     assert transcript is not None and history is not None
     (rnd,) = transcript.rounds
@@ -219,8 +207,8 @@ async def test_many_writers_at_once(db: Path) -> None:
 async def test_an_in_memory_database_keeps_nothing_but_works() -> None:
     settings = Settings(offline_tps=0, db=Path(":memory:"))
     async with Engine(settings) as engine:
-        session, round_id, text = engine.prepare_round("I forgot a birthday")
-        await engine.run_round(session, round_id, text)
-        transcript = await engine.transcript(session.id)
+        session, round_id, text = engine.rounds.prepare("I forgot a birthday")
+        await engine.rounds.run(session, round_id, text)
+        transcript = await engine.archive.transcript(session.id)
     assert [t.status for t in transcript.rounds[0].turns] == ["ok"] * 5
     assert not await anyio.Path(":memory:").exists()

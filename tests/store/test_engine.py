@@ -8,7 +8,8 @@ import anyio
 import pytest
 
 from psyche_sse.config import Settings
-from psyche_sse.engine import Engine, SessionNotFound, TooManyRounds
+from psyche_sse.engine import Engine
+from psyche_sse.errors import SessionNotFound, TooManyRounds
 from psyche_sse.events import Event
 from psyche_sse.store import queries
 
@@ -17,8 +18,8 @@ AGENTS = ["Shadow", "Persona", "Anima/Animus", "Self", "Ego"]
 
 
 async def run(engine: Engine, situation: str, session_id: str | None = None, **kw: int) -> str:
-    session, round_id, text = engine.prepare_round(situation, session_id)
-    await engine.run_round(session, round_id, text, **kw)
+    session, round_id, text = engine.rounds.prepare(situation, session_id)
+    await engine.rounds.run(session, round_id, text, **kw)
     return session.id
 
 
@@ -41,7 +42,7 @@ async def test_a_round_is_recorded_as_it_was_streamed(settings: Settings) -> Non
     async with Engine(settings) as engine:
         sid = await run(engine, "I was passed over for promotion\nagain", rounds=2)
         events = engine.bus.history(sid)
-        transcript = await engine.transcript(sid)
+        transcript = await engine.archive.transcript(sid)
     assert transcript.title == "I was passed over for promotion again"
     assert transcript.last_event_id == events[-1].id
     assert [r.index for r in transcript.rounds] == [1, 2]
@@ -74,13 +75,13 @@ async def test_partial_text_is_not_written_per_delta(
 
 async def test_sessions_running_at_once_are_all_recorded(settings: Settings) -> None:
     async with Engine(settings) as engine:
-        sessions = [engine.start_round(f"Situation number {n}")[0] for n in range(4)]
+        sessions = [engine.rounds.start(f"Situation number {n}")[0] for n in range(4)]
         for session in sessions:
             await wait_for(engine, session.id, "round_complete")
-        listed = await engine.list_sessions()
-        assert await engine.count_sessions() == 4
+        listed = await engine.archive.list()
+        assert await engine.archive.count() == 4
         for session in sessions:
-            transcript = await engine.transcript(session.id)
+            transcript = await engine.archive.transcript(session.id)
             turns = {t.id: t.text for r in transcript.rounds for t in r.turns}
             assert turns == finals(engine.bus.history(session.id))
     assert {s.id for s in listed} == {s.id for s in sessions}
@@ -89,14 +90,14 @@ async def test_sessions_running_at_once_are_all_recorded(settings: Settings) -> 
 
 async def test_a_live_transcript_joins_the_stream_without_gap_or_duplicate(db: Path) -> None:
     async with Engine(Settings(offline_tps=100, db=db), save_interval=0.05) as engine:
-        session, _ = engine.start_round("My sister borrowed money and never paid it back")
+        session, _ = engine.rounds.start("My sister borrowed money and never paid it back")
         await wait_for(engine, session.id, "agent_processing_update")
-        snapshot = await engine.transcript(session.id)
+        snapshot = await engine.archive.transcript(session.id)
         with anyio.fail_after(10):  # a few deltas after the snapshot, then stop
             async for batch in engine.bus.subscribe(session.id, snapshot.last_event_id):
                 if batch[-1].id >= snapshot.last_event_id + 3:
                     break
-        engine.stop(session.id)
+        engine.rounds.stop(session.id)
         await wait_for(engine, session.id, "round_complete")
         after = engine.bus.history(session.id, snapshot.last_event_id)
         everything = engine.bus.history(session.id)
@@ -113,7 +114,7 @@ async def test_a_restarted_engine_carries_the_session_on(settings: Settings) -> 
     situation = "I moved to a new city and know nobody"
     async with Engine(settings) as engine:
         sid = await run(engine, situation, seed=7)
-        before = engine.sessions[sid]
+        before = engine.live.by_id[sid]
         memory = {a: list(s.memory) for a, s in before.council.agents.items()}
         lengths = {a: s.lengths.average for a, s in before.council.agents.items()}
         latest = dict(before.council.latest)
@@ -126,8 +127,8 @@ async def test_a_restarted_engine_carries_the_session_on(settings: Settings) -> 
 
     async with Engine(settings) as engine:
         with pytest.raises(SessionNotFound):
-            engine.session("no-such-session")
-        session = engine.session(sid)
+            engine.live.find("no-such-session")
+        session = engine.live.find(sid)
         agents = session.council.agents
         assert {a: list(s.memory) for a, s in agents.items()} == memory
         assert {a: s.lengths.average for a, s in agents.items()} == pytest.approx(lengths)
@@ -137,7 +138,7 @@ async def test_a_restarted_engine_carries_the_session_on(settings: Settings) -> 
 
         await run(engine, situation, sid, seed=7)
         events = engine.bus.history(sid)
-        transcript = await engine.transcript(sid)
+        transcript = await engine.archive.transcript(sid)
 
     assert events[0].id > last_id  # numbering goes on after the restart
     starts = [e.data["metadata"] for e in events if e.type == "agent_processing_started"]
@@ -152,40 +153,40 @@ async def test_load_session_rename_and_delete(settings: Settings) -> None:
     async with Engine(settings) as engine:
         sid = await run(engine, "I was not invited to the wedding")
     async with Engine(settings) as engine:
-        session = await engine.load_session(sid)
-        assert await engine.load_session(sid) is session
-        assert await engine.rename_session(sid, "  The   wedding ") == "The wedding"
+        session = await engine.live.load(sid)
+        assert await engine.live.load(sid) is session
+        assert await engine.archive.rename(sid, "  The   wedding ") == "The wedding"
         assert session.title == "The wedding"
-        assert (await engine.list_sessions())[0].title == "The wedding"
-        await engine.delete_session(sid)
-        assert sid not in engine.sessions
+        assert (await engine.archive.list())[0].title == "The wedding"
+        await engine.archive.delete(sid)
+        assert sid not in engine.live.by_id
         with pytest.raises(SessionNotFound):
-            await engine.transcript(sid)
+            await engine.archive.transcript(sid)
         with pytest.raises(SessionNotFound):
-            await engine.delete_session(sid)
+            await engine.archive.delete(sid)
         with pytest.raises(SessionNotFound):
-            await engine.rename_session(sid, "x")
+            await engine.archive.rename(sid, "x")
     async with Engine(settings) as engine:
         with pytest.raises(SessionNotFound):
-            engine.session(sid)
+            engine.live.find(sid)
 
 
 async def test_deleting_a_running_session_stops_its_round(db: Path) -> None:
     async with Engine(Settings(offline_tps=50, db=db)) as engine:
-        session, _ = engine.start_round("I am anxious about an exam")
+        session, _ = engine.rounds.start("I am anxious about an exam")
         await wait_for(engine, session.id, "agent_processing_update")
-        await engine.delete_session(session.id)
+        await engine.archive.delete(session.id)
         assert not session.running
-        assert await engine.count_sessions() == 0
+        assert await engine.archive.count() == 0
 
 
 async def test_stopping_saves_the_partial_text(db: Path) -> None:
     async with Engine(Settings(offline_tps=50, db=db), save_interval=3600) as engine:
-        session, _ = engine.start_round("I am anxious about an exam")
+        session, _ = engine.rounds.start("I am anxious about an exam")
         await wait_for(engine, session.id, "agent_processing_update")
         # Leaving the engine stops the round; the stopped turn's text is saved on the way out.
     async with Engine(Settings(db=db)) as engine:
-        transcript = await engine.transcript(session.id)
+        transcript = await engine.archive.transcript(session.id)
     (rnd,) = transcript.rounds
     (turn,) = rnd.turns
     assert rnd.status == turn.status == "cancelled"
@@ -196,18 +197,18 @@ async def test_the_cap_on_running_rounds_counts_rounds_not_yet_started(db: Path)
     # Three requests in one burst: the rounds' tasks have not run yet when the third asks.
     settings = Settings(offline_tps=0, db=db, max_running_rounds=2)
     async with Engine(settings) as engine:
-        first, _ = engine.start_round("One")
-        engine.start_round("Two")
+        first, _ = engine.rounds.start("One")
+        engine.rounds.start("Two")
         with pytest.raises(TooManyRounds):
-            engine.start_round("Three")
-        engine.stop(first.id)
+            engine.rounds.start("Three")
+        engine.rounds.stop(first.id)
         assert first.finished is not None
         with anyio.fail_after(10):
             await first.finished.wait()
-        engine.start_round("Three, once one has ended")
-        assert engine.running == 2
-        for session in list(engine.sessions.values()):
-            engine.stop(session.id)
+        engine.rounds.start("Three, once one has ended")
+        assert engine.live.running == 2
+        for session in list(engine.live.by_id.values()):
+            engine.rounds.stop(session.id)
 
 
 async def test_an_idle_session_leaves_memory_and_numbers_on_when_it_comes_back(
@@ -216,10 +217,10 @@ async def test_an_idle_session_leaves_memory_and_numbers_on_when_it_comes_back(
     async with Engine(settings) as engine:
         sid = await run(engine, "Gone for a while")
         last = engine.bus.last_id(sid)
-        assert await engine.evict_idle(0) == 0  # seen idle once: not yet
-        assert await engine.evict_idle(0) == 1
-        assert sid not in engine.sessions and engine.bus.history(sid) == []
-        assert (await engine.transcript(sid)).last_event_id == last
+        assert await engine.live.evict_idle(0) == 0  # seen idle once: not yet
+        assert await engine.live.evict_idle(0) == 1
+        assert sid not in engine.live.by_id and engine.bus.history(sid) == []
+        assert (await engine.archive.transcript(sid)).last_event_id == last
         await run(engine, "Back again", sid)
         events = engine.bus.history(sid)
     assert events[0].id == last + 1 and events[0].data["index"] == 2

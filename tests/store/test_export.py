@@ -12,34 +12,35 @@ from psyche_sse.config import Settings
 from psyche_sse.engine import Engine
 from psyche_sse.export import FORMATS, export, filename, from_json, to_html, to_markdown
 from psyche_sse.links import SAFE_SCHEMES, is_safe_url
-from psyche_sse.store import RoundRecord, Transcript, TurnRecord
+from psyche_sse.sentiment import SentimentScores
+from psyche_sse.transcript import Round, Status, Transcript, Turn
 
 EVIL = '<script>alert("x")</script> & <img src=x onerror=alert(1)>'
 
 
 def transcript(title: str = "Ünïcode: my *boss* <b>yelled</b>") -> Transcript:
-    turn = TurnRecord(
+    turn = Turn(
         id="t1",
         agent_id="Shadow",
         agent_type="ShadowAgent",
-        status="interrupted",
+        status=Status.INTERRUPTED,
         text=f"Line one\nLine two {EVIL}",
         started="2025-01-01T00:00:00.000+00:00",
         model="psyche/offline",
         streaming="native",
         reasoning=f"thinking {EVIL}",
-        sentiment={"score": -0.25, "label": "negative"},
+        sentiment=SentimentScores(score=-0.25, label="negative"),
         usage={"total_tokens": 12},
         error=f"boom {EVIL}",
     )
-    rnd = RoundRecord(
+    rnd = Round(
         id="r1",
         index=1,
         situation=f"My boss yelled\n{EVIL}",
         stimulus=f"stim {EVIL}",
-        status="interrupted",
+        status=Status.INTERRUPTED,
         started="2025-01-01T00:00:00.000+00:00",
-        turns=(turn,),
+        turns=[turn],
     )
     return Transcript(
         id="abc123",
@@ -47,7 +48,7 @@ def transcript(title: str = "Ünïcode: my *boss* <b>yelled</b>") -> Transcript:
         created="2025-01-01T00:00:00.000+00:00",
         updated="2025-01-01T00:01:00.000+00:00",
         last_event_id=42,
-        rounds=(rnd,),
+        rounds=[rnd],
     )
 
 
@@ -97,9 +98,9 @@ def test_unknown_format() -> None:
 @pytest.mark.anyio
 async def test_a_recorded_round_survives_the_json_round_trip(settings: Settings) -> None:
     async with Engine(settings) as engine:
-        session, round_id, text = engine.prepare_round("I lied to a friend")
-        await engine.run_round(session, round_id, text)
-        recorded = await engine.transcript(session.id)
+        session, round_id, text = engine.rounds.prepare("I lied to a friend")
+        await engine.rounds.run(session, round_id, text)
+        recorded = await engine.archive.transcript(session.id)
     assert from_json(export(recorded, "json").body.decode()) == recorded
     page = export(recorded, "html").body.decode()
     assert all(t.agent_id in page for t in recorded.rounds[0].turns)

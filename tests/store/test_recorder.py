@@ -6,11 +6,15 @@ from pathlib import Path
 
 import anyio
 import pytest
+from tests import factories as f
 
-from psyche_sse import events as ev
 from psyche_sse.bus import MemoryBus
-from psyche_sse.events import Event, EventType, TurnStatus
-from psyche_sse.store import RUNNING, Recorder, Store, queries
+from psyche_sse.events import Event, Payload
+from psyche_sse.sentiment import SentimentScores
+from psyche_sse.store import Recorder, Store, queries
+from psyche_sse.transcript import Status
+
+RUNNING = Status.RUNNING
 
 pytestmark = pytest.mark.anyio
 
@@ -24,47 +28,20 @@ class Feed:
         self.session = session
         self.round = round_id
 
-    async def __call__(self, kind: EventType, data: dict[str, object]) -> Event:
+    async def __call__(self, payload: Payload) -> Event:
         await self.recorder.reserve(self.session, self.bus.last_id(self.session) + 1, "title")
-        event = await self.bus.publish(self.session, kind, data)
+        event = await self.bus.publish(payload)
         self.recorder.observe(event)
         return event
 
     async def round_started(self) -> None:
-        await self(
-            EventType.ROUND_STARTED,
-            ev.round_started(self.session, self.round, situation="A situation", index=1, agents=[]),
-        )
+        await self(f.round_started(self.session, self.round, agents=()))
 
     async def turn_started(self, turn: str) -> None:
-        await self(
-            EventType.AGENT_PROCESSING_STARTED,
-            ev.agent_started(
-                self.session,
-                self.round,
-                agent_id="Shadow",
-                agent_type="ShadowAgent",
-                situation="A situation",
-                turn_id=turn,
-                model="psyche/offline",
-                interaction_count=0,
-                has_memory=False,
-            ),
-        )
+        await self(f.started(turn, session=self.session, round_id=self.round))
 
     async def delta(self, turn: str, text: str) -> None:
-        await self(
-            EventType.AGENT_PROCESSING_UPDATE,
-            ev.agent_update(
-                self.session,
-                self.round,
-                agent_id="Shadow",
-                partial_content=text,
-                progress=0.5,
-                turn_id=turn,
-                streaming="native",
-            ),
-        )
+        await self(f.update(text, turn, 0.5, session=self.session, round_id=self.round))
 
 
 async def stored_text(store: Store, turn: str) -> tuple[str, str]:
@@ -120,7 +97,7 @@ async def test_event_ids_are_reserved_ahead_in_blocks(tmp_path: Path) -> None:
             await feed.turn_started("t")
             for n in range(12):
                 await feed.delta("t", f"{n} ")
-        history = await store.session_history("s", keep=5)
+        history = await store.council_memory("s", keep=5)
         assert history is not None
         # 14 events published; the stored mark is always above the newest id (event 10
         # found the first block's mark, 10, not above it, and reserved up to 19).
@@ -136,35 +113,22 @@ async def test_a_complete_turn_stores_every_field(tmp_path: Path) -> None:
             await feed.turn_started("t")
             await feed.delta("t", "Partial")
             await feed(
-                EventType.AGENT_PROCESSING_COMPLETE,
-                ev.agent_complete(
-                    "s",
-                    "r",
-                    agent_id="Shadow",
-                    agent_type="ShadowAgent",
-                    final_content="[Shadow is experiencing technical difficulties]",
-                    sentiment={"score": 0.0, "label": "neutral"},
-                    situation="A situation",
+                f.complete(
+                    "[Shadow is experiencing technical difficulties]",
+                    "t",
+                    status=Status.ERROR,
                     interaction_count=0,
-                    has_memory=False,
-                    turn_id="t",
-                    status=TurnStatus.ERROR,
-                    streaming="native",
-                    model="psyche/offline",
                     usage={"total_tokens": 3},
                     duration_ms=120,
                     first_token_ms=40,
-                    extra={"error": "timed out", "error_class": "Timeout", "reasoning": "hm"},
-                ),
+                    error="timed out",
+                    error_class="Timeout",
+                    reasoning="hm",
+                )
             )
-            await feed(
-                EventType.ROUND_COMPLETE,
-                ev.round_complete(
-                    "s", "r", index=1, status=TurnStatus.ERROR, duration_ms=130, turns=1
-                ),
-            )
+            await feed(f.round_complete(status=Status.ERROR, duration_ms=130, turns=1))
         transcript = await store.transcript("s")
-        history = await store.session_history("s", keep=5)
+        history = await store.council_memory("s", keep=5)
     assert transcript is not None and history is not None
     (rnd,) = transcript.rounds
     assert (rnd.status, rnd.duration_ms, rnd.situation) == ("error", 130, "A situation")
@@ -176,10 +140,7 @@ async def test_a_complete_turn_stores_every_field(tmp_path: Path) -> None:
         "Timeout",
         "hm",
     )
-    assert turn.usage == {"total_tokens": 3} and turn.sentiment == {
-        "score": 0.0,
-        "label": "neutral",
-    }
+    assert turn.usage == {"total_tokens": 3} and turn.sentiment == SentimentScores()
     assert (turn.duration_ms, turn.first_token_ms, turn.streaming) == (120, 40, "native")
     # The council did not count it (interaction_count stayed 0): not part of the memory.
     assert history.replies == ()

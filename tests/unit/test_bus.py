@@ -3,12 +3,11 @@ from __future__ import annotations
 import anyio
 import anyio.lowlevel
 import pytest
+from tests.factories import update
 
 from psyche_sse.bus import MemoryBus
-from psyche_sse.events import EventType
 
 pytestmark = pytest.mark.anyio
-KIND = EventType.SYSTEM_STATUS
 
 
 async def collect(bus: MemoryBus, session: str, after: int, count: int) -> list[int]:
@@ -23,8 +22,8 @@ async def collect(bus: MemoryBus, session: str, after: int, count: int) -> list[
 
 async def test_ids_strictly_increase_per_session() -> None:
     bus = MemoryBus()
-    a = [await bus.publish("a", KIND, {"n": i}) for i in range(3)]
-    b = await bus.publish("b", KIND, {})
+    a = [await bus.publish(update(str(i), session="a")) for i in range(3)]
+    b = await bus.publish(update("", session="b"))
     assert [e.id for e in a] == [1, 2, 3] and b.id == 1
     assert bus.last_id("a") == 3 and bus.last_id("nobody") == 0
 
@@ -32,7 +31,7 @@ async def test_ids_strictly_increase_per_session() -> None:
 async def test_replay_from_an_id_then_live() -> None:
     bus = MemoryBus()
     for i in range(5):
-        await bus.publish("s", KIND, {"n": i})
+        await bus.publish(update(str(i), session="s"))
     result: list[int] = []
 
     async def reader() -> None:
@@ -41,15 +40,15 @@ async def test_replay_from_an_id_then_live() -> None:
     async with anyio.create_task_group() as tg:
         tg.start_soon(reader)
         await anyio.wait_all_tasks_blocked()
-        await bus.publish("s", KIND, {})
-        await bus.publish("s", KIND, {})
+        await bus.publish(update("", session="s"))
+        await bus.publish(update("", session="s"))
     assert result == [4, 5, 6, 7]
 
 
 async def test_history_is_bounded() -> None:
     bus = MemoryBus(history_limit=100)
     for i in range(250):
-        await bus.publish("s", KIND, {"n": i})
+        await bus.publish(update(str(i), session="s"))
     history = bus.history("s")
     assert len(history) == 100 and history[0].id == 151
     assert [e.id for e in bus.history("s", after=240)] == list(range(241, 251))
@@ -59,7 +58,7 @@ async def test_first_id_tells_from_where_replay_is_whole() -> None:
     bus = MemoryBus(history_limit=3)
     assert bus.first_id("s") == 1 and bus.last_id("s") == 0
     for i in range(5):
-        await bus.publish("s", KIND, {"n": i})
+        await bus.publish(update(str(i), session="s"))
     assert (bus.first_id("s"), bus.last_id("s")) == (3, 5)
     bus.start_at("restored", 1001)  # a session loaded from the store: nothing retained
     assert (bus.first_id("restored"), bus.last_id("restored")) == (1001, 1000)
@@ -89,7 +88,7 @@ async def test_many_subscribers_and_a_slow_one_blocks_nobody() -> None:
         tg.start_soon(slow)
         await anyio.wait_all_tasks_blocked()
         for i in range(50):
-            await bus.publish("s", KIND, {"n": i})
+            await bus.publish(update(str(i), session="s"))
             await anyio.lowlevel.checkpoint()
         with anyio.fail_after(5):
             for done in fast_done:
@@ -101,7 +100,7 @@ async def test_many_subscribers_and_a_slow_one_blocks_nobody() -> None:
 
 async def test_close_ends_subscriptions() -> None:
     bus = MemoryBus()
-    await bus.publish("s", KIND, {})
+    await bus.publish(update("", session="s"))
     done = anyio.Event()
 
     async def reader() -> None:

@@ -6,12 +6,13 @@ import pytest
 
 from psyche_sse.archetypes import ARCHETYPES, BY_ID
 from psyche_sse.config import ConfigError, Settings, load_settings
-from psyche_sse.council import InputError, Network, clean_situation, final_text
-from psyche_sse.events import TurnStatus
+from psyche_sse.council import Network, clean_situation, final_text
+from psyche_sse.errors import InputError
 from psyche_sse.llm import LLMError, StreamBroken
 from psyche_sse.progress import LengthHistory, ProgressEstimate
 from psyche_sse.prompts import build_messages
 from psyche_sse.sentiment import NEUTRAL_FALLBACK, Sentiment, analyse, label_for
+from psyche_sse.transcript import Status as TurnStatus
 
 
 @pytest.mark.parametrize(

@@ -1,13 +1,19 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import httpx
+import jsonschema
 import pytest
 from httpx_sse import EventSource
+from tests import factories as f
 
 from psyche_sse import events as ev
-from psyche_sse.events import Event, EventType, TurnStatus, encode_comment, encode_sse
+from psyche_sse.events import Event, EventType, encode_comment, encode_sse
+from psyche_sse.transcript import Status, Transcript
+
+SCHEMA_FILE = Path(__file__).parents[2] / "docs" / "events.schema.json"
 
 
 def parse(raw: bytes) -> list[tuple[str, str, str, int | None]]:
@@ -25,20 +31,12 @@ def test_sse_round_trip_with_multiline_data_id_event_and_retry() -> None:
 
 
 def test_sse_json_payload_survives_a_real_parser() -> None:
-    payload = ev.agent_update(
-        "s1",
-        "r1",
-        agent_id="Shadow",
-        partial_content='he said "<b>hi</b>"\n',
-        progress=0.25,
-        turn_id="t1",
-        streaming="native",
-    )
-    event = Event(7, EventType.AGENT_PROCESSING_UPDATE, payload)
+    event = Event(7, f.update('he said "<b>hi</b>"\n', progress=0.25))
     raw = encode_sse(event.json(), event=event.type, id=event.id)
     [(sid, name, body, _)] = parse(raw)
     assert (sid, name) == ("7", "agent_processing_update")
-    assert json.loads(body) == payload
+    assert json.loads(body) == event.data
+    assert ev.parse(json.loads(body)) == event.payload
 
 
 def test_comment_is_ignored_by_parsers() -> None:
@@ -47,10 +45,8 @@ def test_comment_is_ignored_by_parsers() -> None:
 
 
 def test_json_is_rendered_once() -> None:
-    event = Event(1, EventType.ROUND_STARTED, {"a": 1})
-    first = event.json()
-    event.data["a"] = 2  # the cache is what every subscriber shares
-    assert event.json() is first
+    event = Event(1, f.round_started())
+    assert event.json() is event.json()
 
 
 @pytest.mark.parametrize("kind", list(EventType))
@@ -58,48 +54,21 @@ def test_event_types_are_the_protocol_names(kind: EventType) -> None:
     assert kind.value == str(kind)
 
 
-def test_payloads_carry_session_round_type_and_timestamp() -> None:
-    started = ev.agent_started(
-        "s",
-        "r",
-        agent_id="Ego",
-        agent_type="EgoAgent",
-        situation="x",
-        turn_id="t",
-        model="m",
-        interaction_count=2,
-        has_memory=True,
-    )
-    complete = ev.agent_complete(
-        "s",
-        "r",
-        agent_id="Ego",
-        agent_type="EgoAgent",
-        final_content="done",
-        sentiment={"score": 0.1, "label": "neutral"},
-        situation="x",
-        interaction_count=3,
-        has_memory=True,
-        turn_id="t",
-        status=TurnStatus.OK,
-        streaming="native",
-        model="m",
-        usage={"total_tokens": 5},
-        duration_ms=10,
-        first_token_ms=2,
-    )
-    for payload in (started, complete):
-        assert payload["session_id"] == "s" and payload["round_id"] == "r"
-        assert payload["timestamp"].endswith("+00:00")
+def test_the_json_form_keeps_the_protocol_layout() -> None:
+    """The wire form: the common fields first, the turn's facts under ``metadata``."""
+    started = Event(1, f.started("t", "Ego", interaction_count=2)).data
+    assert list(started)[:4] == ["type", "timestamp", "session_id", "round_id"]
+    assert started["timestamp"].endswith("+00:00")
     assert started["metadata"] == {
         "interaction_count": 2,
-        "has_memory": True,
+        "has_memory": False,
         "turn_id": "t",
         "round_id": "r",
-        "model": "m",
+        "model": f.MODEL,
     }
+    complete = Event(2, f.complete("done", "t", agent="Ego", usage={"total_tokens": 5})).data
     meta = complete["metadata"]
-    for key in (
+    assert list(meta)[:12] == [
         "situation",
         "interaction_count",
         "has_memory",
@@ -111,32 +80,85 @@ def test_payloads_carry_session_round_type_and_timestamp() -> None:
         "usage",
         "duration_ms",
         "first_token_ms",
-    ):
-        assert key in meta
-    assert meta["status"] == "ok"
+        "progress",
+    ]
+    assert meta["status"] == "ok" and meta["usage"] == {"total_tokens": 5}
+    # Error fields are there only when the turn failed.
+    assert "error" not in meta and "reasoning" not in meta
+    failed = Event(3, f.complete("x", status=Status.ERROR, error="boom", error_class="E")).data
+    assert failed["metadata"]["error"] == "boom" and failed["metadata"]["status"] == "error"
 
 
 def test_merge_updates_keeps_last_id_all_text_and_last_progress() -> None:
-    batch = [
-        Event(
-            i,
-            EventType.AGENT_PROCESSING_UPDATE,
-            ev.agent_update(
-                "s",
-                "r",
-                agent_id="Self",
-                partial_content=text,
-                progress=p,
-                turn_id="t",
-                streaming="native",
-            ),
-        )
-        for i, (text, p) in enumerate([("a ", 0.1), ("b ", 0.2), ("c", 0.3)], start=5)
-    ]
+    batch = f.numbered(f.update("a ", progress=0.1), f.update("b ", progress=0.2), start=5)
+    batch += f.numbered(f.update("c", progress=0.3), start=7)
     merged = ev.merge_updates(batch)
     assert merged.id == 7
-    assert merged.data["partial_content"] == "a b c"
-    assert merged.data["progress"] == 0.3
-    assert merged.data["metadata"]["chunk_size"] == 5
-    assert batch[0].data["partial_content"] == "a "  # the originals are untouched
+    payload = merged.payload
+    assert isinstance(payload, ev.AgentUpdate)
+    assert payload.partial_content == "a b c"
+    assert payload.progress == 0.3
+    assert payload.metadata.chunk_size == 5
+    assert batch[0].payload.partial_content == "a "  # type: ignore[union-attr]
     assert ev.merge_updates(batch[:1]) is batch[0]
+
+
+def test_events_fold_into_the_transcript_the_store_would_hold() -> None:
+    events = f.numbered(
+        f.round_started(situation="Passed over"),
+        *f.whole_turn("one two three", "t1", "Shadow"),
+        f.started("t2", "Persona"),
+        f.update("half", "t2"),
+    )
+    transcript = Transcript.from_events("s", events)
+    [round_] = transcript.rounds
+    assert transcript.last_event_id == events[-1].id and transcript.running
+    first, second = round_.turns
+    assert (first.agent_id, first.status, first.text) == ("Shadow", Status.OK, "one two three")
+    assert (second.text, second.running) == ("half", True)
+    assert round_.current_turn is second
+
+    ended = transcript.apply(Event(99, f.round_complete(status=Status.CANCELLED)))
+    assert ended is round_ and round_.status is Status.CANCELLED and not transcript.running
+    # The JSON form comes back whole.
+    assert Transcript.from_dict(json.loads(json.dumps(transcript.to_dict()))) == transcript
+
+
+def test_a_turn_whose_round_started_before_the_history_is_left_out() -> None:
+    transcript = Transcript.from_events("s", f.numbered(f.started(), f.update("x")))
+    assert transcript.rounds == [] and transcript.last_event_id == 2
+
+
+def test_parse_rejects_what_is_not_an_event() -> None:
+    with pytest.raises(ValueError):
+        ev.parse({"type": "agent_processing_update", "session_id": "s"})
+    with pytest.raises(ValueError):
+        ev.parse({"type": "no_such_event"})
+
+
+def test_the_published_schema_is_the_one_the_types_make() -> None:
+    """``docs/events.schema.json`` is generated from the event classes; regenerate it with
+    ``python -m psyche_sse.events > docs/events.schema.json`` when they change."""
+    published = json.loads(SCHEMA_FILE.read_text(encoding="utf-8"))
+    assert published == ev.schema()
+
+
+def test_every_event_type_validates_and_a_broken_one_does_not() -> None:
+    validator = jsonschema.Draft202012Validator(ev.schema())
+    transcript = Transcript.from_events(
+        "s", f.numbered(f.round_started(), *f.whole_turn("a b"), f.round_complete())
+    )
+    payloads = [
+        f.round_started(),
+        *f.whole_turn("a b"),
+        f.complete("x", status=Status.ERROR, error="boom", error_class="E", partial=True),
+        f.round_complete(),
+        f.history(transcript),
+    ]
+    for i, payload in enumerate(payloads, start=1):
+        validator.validate(Event(i, payload).data)
+    assert {type(p) for p in payloads} == set(ev.PAYLOADS)
+    broken = Event(1, f.update("x")).data
+    del broken["metadata"]["turn_id"]
+    assert not validator.is_valid(broken)
+    assert not validator.is_valid({**Event(1, f.round_complete()).data, "status": "running"})

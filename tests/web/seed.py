@@ -8,14 +8,16 @@ the server marks it interrupted when it opens the database.
 from __future__ import annotations
 
 import sqlite3
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from psyche_sse.sentiment import SentimentScores
 from psyche_sse.store import Store, queries
+from tests import factories as f
+from tests.factories import AGENT_IDS as AGENTS
 
 BASE = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
-AGENTS = ("Shadow", "Persona", "Anima/Animus", "Self", "Ego")
 
 
 def stamp(minutes: int) -> str:
@@ -42,36 +44,17 @@ def _turn(
 ) -> None:
     turn_id = f"{round_id}t{position}"
     agent = AGENTS[position]
-    queries.insert_turn(
-        conn,
-        turn_id=turn_id,
-        round_id=round_id,
-        session_id=session,
-        position=position,
-        agent_id=agent,
-        agent_type=agent.replace("/", "") + "Agent",
-        model="psyche/offline",
-        interaction_count=0,
-        has_memory=False,
-        started=when,
-    )
+    where = {"session": session, "round_id": round_id}
+    started = f.started(turn_id, agent, **where)
+    queries.insert_turn(conn, replace(started, timestamp=when), position=position)
     if running:
         queries.save_partial(conn, turn_id=turn_id, text=text, streaming="native")
         return
-    queries.finish_turn(
-        conn,
-        turn_id=turn_id,
-        status="ok",
-        text=text,
-        finished=when,
-        remembered=True,
-        sentiment={"score": 0.1, "label": "positive", "subjectivity": 0.5},
-        model="psyche/offline",
-        streaming="native",
-        interaction_count=1,
-        duration_ms=1200,
-        first_token_ms=40,
+    sentiment = SentimentScores(score=0.1, label="positive")
+    complete = f.complete(
+        text, turn_id, agent=agent, sentiment=sentiment, first_token_ms=40, **where
     )
+    queries.finish_turn(conn, replace(complete, timestamp=when))
 
 
 def _session(
@@ -82,15 +65,9 @@ def _session(
     queries.reserve_ids(conn, session_id=session, ceiling=1000, title="", now=created)
     for index in range(1, rounds + 1):
         round_id = f"{session}r{index}"
-        queries.insert_round(
-            conn,
-            session_id=session,
-            round_id=round_id,
-            index=index,
-            situation=situation if index == 1 else f"{situation} (round {index})",
-            stimulus=None,
-            started=created,
-        )
+        text = situation if index == 1 else f"{situation} (round {index})"
+        started = f.round_started(session, round_id, text, index)
+        queries.insert_round(conn, replace(started, timestamp=created))
         last = interrupted and index == rounds
         count = 2 if last else 5
         for position in range(count):
@@ -110,13 +87,8 @@ def _session(
                 running=running,
             )
         if not last:
-            queries.finish_round(
-                conn,
-                round_id=round_id,
-                status="ok",
-                finished=created,
-                duration_ms=6000,
-            )
+            complete = f.round_complete(session, round_id, index=index, duration_ms=6000)
+            queries.finish_round(conn, replace(complete, timestamp=created))
     # The title is the first situation, as the recorder stores it.
     queries.rename_session(conn, session_id=session, title=" ".join(situation.split())[:80])
     queries.touch_session(conn, session_id=session, updated=created)

@@ -11,7 +11,10 @@ from typing import Any
 import httpx
 from httpx_sse import EventSource, ServerSentEvent, connect_sse
 
-AGENTS = ["Shadow", "Persona", "Anima/Animus", "Self", "Ego"]
+from tests.factories import AGENT_IDS
+from tests.schema import check_event
+
+AGENTS = list(AGENT_IDS)
 
 
 @dataclass(frozen=True)
@@ -40,8 +43,10 @@ def messages(source: EventSource) -> Iterator[Msg]:
 
 
 def parse(sse: ServerSentEvent) -> Msg:
+    """The event, checked against the published schema (``docs/events.schema.json``)."""
     data = json.loads(sse.data)
     assert data["type"] == sse.event, (data["type"], sse.event)
+    check_event(data)
     return Msg(int(sse.id), sse.event, data)
 
 

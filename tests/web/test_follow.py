@@ -12,39 +12,27 @@ import pytest
 
 from psyche_sse import events as ev
 from psyche_sse.bus import MemoryBus
-from psyche_sse.events import Event, EventType
+from psyche_sse.events import Event
+from psyche_sse.transcript import Round, Status, Transcript
 from psyche_sse.web import streams
 from psyche_sse.web.streams import JSON, run_done, runs
+from tests import factories as f
 
 pytestmark = pytest.mark.anyio
 
 SID, RID = "s1", "r1"
 
 
-def update(text: str, turn: str = "t1", progress: float = 0.1) -> dict[str, Any]:
-    return ev.agent_update(
-        SID,
-        RID,
-        agent_id="Shadow",
-        partial_content=text,
-        progress=progress,
-        turn_id=turn,
-        streaming="native",
-    )
+def update(text: str, turn: str = "t1", progress: float = 0.1) -> ev.AgentUpdate:
+    return f.update(text, turn, progress, session=SID, round_id=RID)
 
 
-def started(turn: str = "t1") -> dict[str, Any]:
-    return ev.agent_started(
-        SID,
-        RID,
-        agent_id="Shadow",
-        agent_type="ShadowAgent",
-        situation="x",
-        turn_id=turn,
-        model="psyche/offline",
-        interaction_count=0,
-        has_memory=False,
-    )
+def started(turn: str = "t1") -> ev.AgentStarted:
+    return f.started(turn, session=SID, round_id=RID)
+
+
+def complete(turn: str = "t1") -> ev.AgentComplete:
+    return f.complete("done", turn, session=SID, round_id=RID)
 
 
 async def no_history() -> Event:
@@ -85,29 +73,30 @@ async def read(stream: AsyncIterator[bytes], n: int) -> list[tuple[int, str, dic
 
 def test_runs_merge_consecutive_deltas_of_one_turn_only() -> None:
     batch = [
-        Event(1, EventType.AGENT_PROCESSING_STARTED, started("a")),
-        Event(2, EventType.AGENT_PROCESSING_UPDATE, update("one ", "a")),
-        Event(3, EventType.AGENT_PROCESSING_UPDATE, update("two ", "a", 0.2)),
-        Event(4, EventType.AGENT_PROCESSING_UPDATE, update("other", "b")),
-        Event(5, EventType.AGENT_PROCESSING_UPDATE, update("three", "a", 0.3)),
+        Event(1, started("a")),
+        Event(2, update("one ", "a")),
+        Event(3, update("two ", "a", 0.2)),
+        Event(4, update("other", "b")),
+        Event(5, update("three", "a", 0.3)),
     ]
     out = [ev.merge_updates(run) for run in runs(batch)]
     assert [e.id for e in out] == [1, 3, 4, 5]
-    assert out[1].data["partial_content"] == "one two "
-    assert out[1].data["progress"] == 0.2
-    assert out[1].data["metadata"]["chunk_size"] == len("one two ")
+    merged = out[1].data
+    assert merged["partial_content"] == "one two "
+    assert merged["progress"] == 0.2
+    assert merged["metadata"]["chunk_size"] == len("one two ")
 
 
 async def test_a_reader_that_falls_behind_gets_one_merged_delta() -> None:
     bus = MemoryBus()
-    await bus.publish(SID, EventType.AGENT_PROCESSING_STARTED, started())
+    await bus.publish(started())
     stream = follow(bus, SID, 0, JSON, max_per_second=30)
     assert (await anext(stream)).startswith(b"retry: ")
     assert (await read(stream, 1))[0][1] == "agent_processing_started"
     # The reader looks away; the publisher goes on, never waiting for it.
     with anyio.fail_after(1):
         for i in range(500):
-            await bus.publish(SID, EventType.AGENT_PROCESSING_UPDATE, update(f"{i} "))
+            await bus.publish(update(f"{i} "))
     (msg,) = await read(stream, 1)
     assert msg[0] == 501
     assert msg[2]["partial_content"] == "".join(f"{i} " for i in range(500))
@@ -116,7 +105,7 @@ async def test_a_reader_that_falls_behind_gets_one_merged_delta() -> None:
 
 async def test_a_fast_model_is_paced_to_the_limit() -> None:
     bus = MemoryBus()
-    await bus.publish(SID, EventType.AGENT_PROCESSING_STARTED, started())
+    await bus.publish(started())
     stream = follow(bus, SID, 0, JSON, max_per_second=20)
     await read(stream, 1)
     text: list[str] = []
@@ -124,9 +113,9 @@ async def test_a_fast_model_is_paced_to_the_limit() -> None:
 
     async def model() -> None:
         for i in range(200):  # 200 deltas in about half a second
-            await bus.publish(SID, EventType.AGENT_PROCESSING_UPDATE, update(f"{i} "))
+            await bus.publish(update(f"{i} "))
             await anyio.sleep(0.0025)
-        await bus.publish(SID, EventType.AGENT_PROCESSING_COMPLETE, {"metadata": {}})
+        await bus.publish(complete())
 
     began = anyio.current_time()
     async with anyio.create_task_group() as tg:
@@ -145,7 +134,7 @@ async def test_a_fast_model_is_paced_to_the_limit() -> None:
 
 async def test_each_event_is_encoded_once_and_shared() -> None:
     bus = MemoryBus()
-    event = await bus.publish(SID, EventType.AGENT_PROCESSING_STARTED, started())
+    event = await bus.publish(started())
     readers = [follow(bus, SID, 0, JSON, max_per_second=30) for _ in range(2)]
     chunks = []
     for stream in readers:
@@ -158,9 +147,9 @@ async def test_each_event_is_encoded_once_and_shared() -> None:
 async def test_a_run_stream_ends_after_its_last_round_complete() -> None:
     bus = MemoryBus()
     for index in (1, 2):
-        await bus.publish(SID, EventType.ROUND_STARTED, {"index": index})
-        await bus.publish(SID, EventType.ROUND_COMPLETE, {"index": index, "status": "ok"})
-    await bus.publish(SID, EventType.ROUND_STARTED, {"index": 3})
+        await bus.publish(f.round_started(SID, f"r{index}", index=index))
+        await bus.publish(f.round_complete(SID, f"r{index}", index=index))
+    await bus.publish(f.round_started(SID, "r3", index=3))
     chunks = [c async for c in follow(bus, SID, 0, JSON, max_per_second=30, until=run_done(1, 2))]
     messages = b"".join(chunks).split(b"\n\n")[:-1]
     assert len(messages) == 5  # the retry field, then the two rounds
@@ -170,11 +159,17 @@ def test_a_run_ends_with_a_stopped_round_or_a_history_that_shows_its_end() -> No
     done = run_done(2, 3)  # rounds 2, 3 and 4 of the session
 
     def complete(index: int, status: str) -> Event:
-        return Event(1, EventType.ROUND_COMPLETE, {"index": index, "status": status})
+        return Event(1, f.round_complete(index=index, status=Status(status)))  # type: ignore[arg-type]
 
     def history(*rounds: tuple[int, str]) -> Event:
-        transcript = {"rounds": [{"index": i, "status": s} for i, s in rounds]}
-        return Event(1, EventType.SESSION_HISTORY, {"transcript": transcript})
+        transcript = Transcript(
+            id=SID,
+            rounds=[
+                Round(id=f"r{i}", index=i, situation="", started="", status=Status(s))
+                for i, s in rounds
+            ],
+        )
+        return Event(1, f.history(transcript))
 
     assert not done(complete(1, "cancelled"))  # a round before the run
     assert not done(complete(3, "error"))
@@ -187,12 +182,12 @@ def test_a_run_ends_with_a_stopped_round_or_a_history_that_shows_its_end() -> No
 
 async def test_a_merged_message_is_encoded_once_for_all_readers() -> None:
     bus = MemoryBus()
-    await bus.publish(SID, EventType.AGENT_PROCESSING_STARTED, started())
+    await bus.publish(started())
     readers = [follow(bus, SID, 0, JSON, max_per_second=30) for _ in range(3)]
     for stream in readers:
         await read(stream, 1)
     for i in range(5):
-        await bus.publish(SID, EventType.AGENT_PROCESSING_UPDATE, update(f"{i} "))
+        await bus.publish(update(f"{i} "))
     chunks = [await anext(stream) for stream in readers]
     assert chunks[0] is chunks[1] is chunks[2]
     assert parse(chunks[0]) is not None and parse(chunks[0])[2]["partial_content"] == "0 1 2 3 4 "
@@ -203,7 +198,7 @@ async def test_a_merged_message_is_encoded_once_for_all_readers() -> None:
 async def test_read_waits_then_returns_nothing_and_none_once_closed() -> None:
     bus = MemoryBus()
     assert await bus.read(SID, 0, 0.01) == []
-    event = await bus.publish(SID, EventType.AGENT_PROCESSING_STARTED, started())
+    event = await bus.publish(started())
     assert await bus.read(SID, 0, 0.01) == [event]
     async with anyio.create_task_group() as tg:
         results: list[Any] = []
@@ -251,14 +246,14 @@ async def test_shutdown_ends_open_streams_at_once() -> None:
 
 async def test_a_reader_behind_a_closed_log_gets_its_tail_then_the_end() -> None:
     bus = MemoryBus()
-    first = await bus.publish(SID, EventType.AGENT_PROCESSING_STARTED, started())
-    last = await bus.publish(SID, EventType.AGENT_PROCESSING_COMPLETE, {"metadata": {}})
+    first = await bus.publish(started())
+    last = await bus.publish(complete())
     with bus.watch(SID):  # a follower, still behind
         bus.close(SID)
         assert await bus.read(SID, first.id, 1) == [last]
         assert await bus.read(SID, last.id, 1) is None
     # With nobody left to read it, a closed log is not kept.
-    await bus.publish("other", EventType.AGENT_PROCESSING_STARTED, started())
+    await bus.publish(f.started(session="other"))
     bus.close("other")
     assert bus.history("other") == [] and await bus.read("other", 0, 0.01) == []
 
@@ -272,8 +267,8 @@ def stored_history(bus: MemoryBus, *, publish_meanwhile: int = 0) -> Any:
         last = bus.last_id(SID)
         calls.append(last)
         for i in range(publish_meanwhile):
-            await bus.publish(SID, EventType.AGENT_PROCESSING_UPDATE, update(f"m{i} "))
-        return Event(last, EventType.SESSION_HISTORY, {"type": "session_history"})
+            await bus.publish(update(f"m{i} "))
+        return Event(last, f.history(Transcript(id=SID, last_event_id=last)))
 
     history.calls = calls  # type: ignore[attr-defined]
     return history
@@ -281,16 +276,16 @@ def stored_history(bus: MemoryBus, *, publish_meanwhile: int = 0) -> Any:
 
 async def test_a_reader_further_behind_than_the_bus_keeps_gets_the_history_not_a_gap() -> None:
     bus = MemoryBus(history_limit=100)
-    await bus.publish(SID, EventType.AGENT_PROCESSING_STARTED, started())
+    await bus.publish(started())
     history = stored_history(bus)
     stream = follow(bus, SID, 0, JSON, max_per_second=30, history=history)
     await anext(stream)
     assert (await read(stream, 1))[0][0] == 1
     for i in range(300):  # the oldest 200 of these are gone before the reader looks again
-        await bus.publish(SID, EventType.AGENT_PROCESSING_UPDATE, update(f"{i} "))
+        await bus.publish(update(f"{i} "))
     (snapshot,) = await read(stream, 1)
     assert snapshot[:2] == (301, "session_history")
-    await bus.publish(SID, EventType.AGENT_PROCESSING_UPDATE, update("next"))
+    await bus.publish(update("next"))
     (msg,) = await read(stream, 1)
     assert msg[0] == 302 and msg[2]["partial_content"] == "next"
     await stream.aclose()
@@ -301,7 +296,7 @@ async def test_events_published_while_the_history_is_read_are_all_delivered() ->
     # kept for this reader until it takes them, so the history and the live events join.
     bus = MemoryBus(history_limit=100)
     for i in range(150):
-        await bus.publish(SID, EventType.AGENT_PROCESSING_UPDATE, update(f"{i} "))
+        await bus.publish(update(f"{i} "))
     history = stored_history(bus, publish_meanwhile=250)
     stream = follow(bus, SID, 1, JSON, max_per_second=30, history=history)
     await anext(stream)
@@ -310,7 +305,7 @@ async def test_events_published_while_the_history_is_read_are_all_delivered() ->
     assert merged[0] == 400
     assert merged[2]["partial_content"] == "".join(f"m{i} " for i in range(250))
     assert len(bus.history(SID)) == 100  # and the bus is back to its limit after
-    await bus.publish(SID, EventType.AGENT_PROCESSING_UPDATE, update("x"))
+    await bus.publish(update("x"))
     assert len(bus.history(SID)) == 100
     await stream.aclose()
 
@@ -318,7 +313,7 @@ async def test_events_published_while_the_history_is_read_are_all_delivered() ->
 async def test_a_cursor_the_bus_cannot_replay_from_gets_the_history_first() -> None:
     bus = MemoryBus(history_limit=100)
     for i in range(150):
-        await bus.publish(SID, EventType.AGENT_PROCESSING_UPDATE, update(f"{i} "))
+        await bus.publish(update(f"{i} "))
     history = stored_history(bus)
     for after in (10, 999):  # older than the bus keeps; beyond the newest
         stream = follow(bus, SID, after, JSON, max_per_second=30, history=history)
@@ -334,14 +329,14 @@ async def test_a_cursor_the_bus_cannot_replay_from_gets_the_history_first() -> N
 
 async def test_a_subscriber_never_misses_an_event_however_far_behind() -> None:
     bus = MemoryBus(history_limit=10)
-    await bus.publish(SID, EventType.AGENT_PROCESSING_STARTED, started())
+    await bus.publish(started())
     subscription = bus.subscribe(SID)
     assert [e.id for e in await anext(subscription)] == [1]
     for i in range(50):
-        await bus.publish(SID, EventType.AGENT_PROCESSING_UPDATE, update(f"{i} "))
+        await bus.publish(update(f"{i} "))
     assert [e.id for e in await anext(subscription)] == list(range(2, 52))
     await subscription.aclose()
-    await bus.publish(SID, EventType.AGENT_PROCESSING_UPDATE, update("x"))
+    await bus.publish(update("x"))
     assert len(bus.history(SID)) == 10
 
 

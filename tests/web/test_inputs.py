@@ -37,13 +37,13 @@ class App:
 
     def a_session(self) -> str:
         """A session in memory, with no round run: enough for every route that needs one."""
-        return self.engine.session().id
+        return self.engine.live.new().id
 
     async def settle(self) -> None:
         """Stop whatever rounds the last request started, and wait until they have."""
-        for session in list(self.engine.sessions.values()):
+        for session in list(self.engine.live.by_id.values()):
             if session.running:
-                self.engine.stop(session.id)
+                self.engine.rounds.stop(session.id)
                 if session.finished is not None:
                     await session.finished.wait()
 
@@ -138,7 +138,7 @@ async def test_a_lone_surrogate_in_a_situation_is_a_400(app: App) -> None:
         assert_sound(response)
         assert response.status_code == 400
         assert "situation" in response.json()["error"]["message"]
-    assert not app.engine.sessions
+    assert not app.engine.live.by_id
 
 
 async def test_a_lone_surrogate_in_the_page_form_shows_the_form_again(app: App) -> None:
@@ -158,7 +158,7 @@ async def test_an_integer_of_5000_digits_is_a_400(app: App) -> None:
     response = await app.client.post("/api/rounds", content=body, headers=JSON_HEADERS)
     assert_sound(response)
     assert response.status_code == 400
-    assert not app.engine.sessions
+    assert not app.engine.live.by_id
 
 
 async def test_json_nested_100000_deep_is_a_400(app: App) -> None:

@@ -7,12 +7,13 @@ from typing import Any
 
 import pytest
 
-from psyche_sse import events as ev
 from psyche_sse.config import Settings
-from psyche_sse.events import Event, EventType, TurnStatus
+from psyche_sse.events import Event
+from psyche_sse.sentiment import SentimentScores
+from psyche_sse.transcript import Status, Transcript
 from psyche_sse.web.markdown import MarkdownRenderer
 from psyche_sse.web.render import Renderer
-from psyche_sse.web.transcript import Transcript
+from tests import factories as f
 
 SID, RID, TID = "s1", "r1", "t1"
 EVIL = (
@@ -26,69 +27,33 @@ def renderer(tmp_path: Any) -> Renderer:
 
 
 def round_started(situation: str = "Passed over") -> Event:
-    return Event(
-        1,
-        EventType.ROUND_STARTED,
-        ev.round_started(SID, RID, situation=situation, index=1, agents=["Shadow"]),
-    )
+    return Event(1, f.round_started(SID, RID, situation=situation, agents=("Shadow",)))
 
 
 def started() -> Event:
-    return Event(
-        2,
-        EventType.AGENT_PROCESSING_STARTED,
-        ev.agent_started(
-            SID,
-            RID,
-            agent_id="Shadow",
-            agent_type="ShadowAgent",
-            situation="x",
-            turn_id=TID,
-            model="psyche/offline",
-            interaction_count=0,
-            has_memory=False,
-        ),
-    )
+    return Event(2, f.started(TID, session=SID, round_id=RID))
 
 
 def update(text: str, id: int = 3, progress: float = 0.5) -> Event:
-    return Event(
-        id,
-        EventType.AGENT_PROCESSING_UPDATE,
-        ev.agent_update(
-            SID,
-            RID,
-            agent_id="Shadow",
-            partial_content=text,
-            progress=progress,
-            turn_id=TID,
-            streaming="native",
-        ),
-    )
+    return Event(id, f.update(text, TID, progress, session=SID, round_id=RID))
 
 
-def complete(text: str, status: TurnStatus = TurnStatus.OK, **extra: Any) -> Event:
+def complete(text: str, status: Status = Status.OK, **meta: Any) -> Event:
     return Event(
         9,
-        EventType.AGENT_PROCESSING_COMPLETE,
-        ev.agent_complete(
-            SID,
-            RID,
-            agent_id="Shadow",
-            agent_type="ShadowAgent",
-            final_content=text,
-            sentiment={"score": -0.42, "label": "negative"},
-            situation="x",
+        f.complete(
+            text,
+            TID,
+            status=status,  # type: ignore[arg-type]
+            session=SID,
+            round_id=RID,
+            sentiment=SentimentScores(score=-0.42, label="negative"),
             interaction_count=1,
             has_memory=True,
-            turn_id=TID,
-            status=status,
-            streaming="native",
-            model="psyche/offline",
             usage={"completion_tokens": 12},
             duration_ms=2100,
             first_token_ms=45,
-            extra=extra,
+            **meta,
         ),
     )
 
@@ -156,7 +121,7 @@ def test_the_final_reply_is_sanitised_markdown_with_its_facts(renderer: Renderer
 def test_a_failed_turn_shows_a_readable_error(renderer: Renderer) -> None:
     event = complete(
         "[Shadow is experiencing technical difficulties]",
-        TurnStatus.ERROR,
+        Status.ERROR,
         error="the provider said <b>no</b>",
         error_class="APIError",
     )
@@ -179,11 +144,11 @@ def test_a_transcript_mid_turn_has_the_text_so_far() -> None:
     events = [round_started(), started(), update("Hello ", 3), update("there", 4, 0.6)]
     transcript = Transcript.from_events(SID, events)
     assert transcript.running
-    assert transcript.last_id == 4
+    assert transcript.last_event_id == 4
     turn = transcript.rounds[0].turns[0]
     assert transcript.rounds[0].current_turn is turn
     assert turn.text == "Hello there"
-    assert turn.progress == 0.6
+    assert 0 < turn.progress < 1  # an estimate until the next delta brings its own
 
 
 def test_the_page_of_a_turn_in_progress_continues_where_the_stream_starts(

@@ -11,7 +11,7 @@ import pytest
 from httpx_sse import connect_sse
 
 from psyche_sse.export import from_json
-from psyche_sse.store import Transcript
+from psyche_sse.transcript import Transcript
 from tests.web.conftest import SEEDED_COUNT, LiveServer, SeededServer
 from tests.web.sse import finals, finished_session, follow_round, messages, start_round, texts
 

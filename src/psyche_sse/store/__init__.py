@@ -1,32 +1,19 @@
 """Persistence: sessions, rounds and turns in SQLite, saved as they stream.
 
-:class:`Store` is the database; :class:`Recorder` folds a session's events into it; the
-records are what readers get back.
+:class:`Store` is the database and its read API; :class:`Recorder` folds a session's events
+into it, and answers the reads that must agree with the live streams.
 """
 
-from .database import Store, StoreError
+from ..errors import StoreError
+from .database import Store
 from .recorder import Recorder
-from .records import (
-    INTERRUPTED,
-    RUNNING,
-    Reply,
-    RoundRecord,
-    SessionHistory,
-    SessionSummary,
-    Transcript,
-    TurnRecord,
-)
+from .records import CouncilMemory, Remembered, SessionSummary
 
-__all__ = [
-    "INTERRUPTED",
-    "RUNNING",
+__all__ = (
+    "CouncilMemory",
     "Recorder",
-    "Reply",
-    "RoundRecord",
-    "SessionHistory",
+    "Remembered",
     "SessionSummary",
     "Store",
     "StoreError",
-    "Transcript",
-    "TurnRecord",
-]
+)

@@ -20,8 +20,10 @@ from typing import Any, TypeVar
 
 import anyio
 
+from ..errors import StoreError
+from ..transcript import Transcript
 from . import queries
-from .records import SessionHistory, SessionSummary, Transcript
+from .records import CouncilMemory, SessionSummary
 from .schema import SchemaTooNew, migrate
 
 log = logging.getLogger(__name__)
@@ -30,15 +32,6 @@ T = TypeVar("T")
 Write = Callable[[sqlite3.Connection], object]
 Request = Callable[[sqlite3.Connection], object]
 MEMORY = ":memory:"
-
-
-class StoreError(Exception):
-    """The database cannot be used. The message names the file and the problem, in one line."""
-
-    def __init__(self, path: str, problem: str) -> None:
-        super().__init__(f"database {path}: {problem}")
-        self.path = path
-        self.problem = problem
 
 
 def _problem(exc: BaseException) -> str:
@@ -184,8 +177,14 @@ class Store:
     async def delete_session(self, session_id: str) -> bool:
         return await self.write(partial(queries.delete_session, session_id=session_id))
 
-    async def session_history(self, session_id: str, keep: int) -> SessionHistory | None:
-        return await self.run(partial(queries.session_history, session_id=session_id, keep=keep))
+    async def council_memory(self, session_id: str, keep: int) -> CouncilMemory | None:
+        """What a council needs to carry the session on, with the text of the newest ``keep``
+        replies of each agent; None when the session is not stored."""
+        return await self.run(partial(queries.council_memory, session_id=session_id, keep=keep))
+
+    def council_memory_now(self, session_id: str, keep: int) -> CouncilMemory | None:
+        """:meth:`council_memory`, blocking: for synchronous callers, a short read."""
+        return self.run_blocking(partial(queries.council_memory, session_id=session_id, keep=keep))
 
 
 def _in_transaction(fn: Callable[[sqlite3.Connection], T], conn: sqlite3.Connection) -> T:

@@ -10,16 +10,13 @@ import json
 import sqlite3
 from typing import Any
 
-from .records import (
-    INTERRUPTED,
-    RUNNING,
-    Reply,
-    RoundRecord,
-    SessionHistory,
-    SessionSummary,
-    Transcript,
-    TurnRecord,
-)
+from ..events import AgentComplete, AgentStarted, RoundComplete, RoundStarted
+from ..plain import plain
+from ..sentiment import SentimentScores
+from ..transcript import Round, Status, Transcript, Turn
+from .records import CouncilMemory, Remembered, SessionSummary
+
+RUNNING, INTERRUPTED = Status.RUNNING.value, Status.INTERRUPTED.value
 
 
 def _json(value: Any) -> str | None:
@@ -28,6 +25,11 @@ def _json(value: Any) -> str | None:
 
 def _unjson(text: str | None) -> Any:
     return None if text is None else json.loads(text)
+
+
+def _sentiment(text: str | None) -> SentimentScores | None:
+    data = _unjson(text)
+    return SentimentScores(**data) if isinstance(data, dict) else None
 
 
 # --- writes ------------------------------------------------------------------------------
@@ -57,70 +59,56 @@ def touch_session(conn: sqlite3.Connection, *, session_id: str, updated: str) ->
     conn.execute("UPDATE sessions SET updated = ? WHERE id = ?", (updated, session_id))
 
 
-def insert_round(
-    conn: sqlite3.Connection,
-    *,
-    session_id: str,
-    round_id: str,
-    index: int,
-    situation: str,
-    stimulus: str | None,
-    started: str,
-) -> None:
+def insert_round(conn: sqlite3.Connection, started: RoundStarted) -> None:
     conn.execute(
         "INSERT OR IGNORE INTO sessions (id, title, created, updated) VALUES (?, ?, ?, ?)",
-        (session_id, " ".join(situation.split())[:80], started, started),
+        (
+            started.session_id,
+            " ".join(started.situation.split())[:80],
+            started.timestamp,
+            started.timestamp,
+        ),
     )
     conn.execute(
         "INSERT INTO rounds (id, session_id, idx, situation, stimulus, status, started)"
         " VALUES (?, ?, ?, ?, ?, ?, ?)",
-        (round_id, session_id, index, situation, stimulus, RUNNING, started),
+        (
+            started.round_id,
+            started.session_id,
+            started.index,
+            started.situation,
+            None,
+            RUNNING,
+            started.timestamp,
+        ),
     )
 
 
-def finish_round(
-    conn: sqlite3.Connection,
-    *,
-    round_id: str,
-    status: str,
-    finished: str,
-    duration_ms: int | None,
-) -> None:
+def finish_round(conn: sqlite3.Connection, complete: RoundComplete) -> None:
     conn.execute(
         "UPDATE rounds SET status = ?, finished = ?, duration_ms = ? WHERE id = ?",
-        (status, finished, duration_ms, round_id),
+        (complete.status.value, complete.timestamp, complete.duration_ms, complete.round_id),
     )
 
 
-def insert_turn(
-    conn: sqlite3.Connection,
-    *,
-    turn_id: str,
-    round_id: str,
-    session_id: str,
-    position: int,
-    agent_id: str,
-    agent_type: str,
-    model: str | None,
-    interaction_count: int,
-    has_memory: bool,
-    started: str,
-) -> None:
+def insert_turn(conn: sqlite3.Connection, started: AgentStarted, *, position: int) -> None:
+    """The turn ``started``, the ``position``-th (from 0) of its round."""
+    meta = started.metadata
     conn.execute(
         "INSERT INTO turns (id, round_id, session_id, position, agent_id, agent_type, status,"
         " model, interaction_count, has_memory, started) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (
-            turn_id,
-            round_id,
-            session_id,
+            meta.turn_id,
+            started.round_id,
+            started.session_id,
             position,
-            agent_id,
-            agent_type,
+            started.agent_id,
+            started.agent_type,
             RUNNING,
-            model,
-            interaction_count,
-            has_memory,
-            started,
+            meta.model,
+            meta.interaction_count,
+            meta.has_memory,
+            started.timestamp,
         ),
     )
 
@@ -136,48 +124,30 @@ def save_partial(
     )
 
 
-def finish_turn(
-    conn: sqlite3.Connection,
-    *,
-    turn_id: str,
-    status: str,
-    text: str,
-    finished: str,
-    remembered: bool,
-    reasoning: str | None = None,
-    sentiment: dict[str, Any] | None = None,
-    model: str | None = None,
-    streaming: str | None = None,
-    usage: dict[str, Any] | None = None,
-    interaction_count: int = 0,
-    has_memory: bool = False,
-    duration_ms: int | None = None,
-    first_token_ms: int | None = None,
-    error: str | None = None,
-    error_class: str | None = None,
-) -> None:
+def finish_turn(conn: sqlite3.Connection, complete: AgentComplete) -> None:
+    meta = complete.metadata
     conn.execute(
         "UPDATE turns SET status = ?, text = ?, finished = ?, remembered = ?, reasoning = ?,"
         " sentiment = ?, model = coalesce(?, model), streaming = coalesce(?, streaming),"
         " usage = ?, interaction_count = ?, has_memory = ?, duration_ms = ?,"
         " first_token_ms = ?, error = ?, error_class = ? WHERE id = ?",
         (
-            status,
-            text,
-            finished,
-            remembered,
-            reasoning,
-            _json(sentiment),
-            model,
-            streaming,
-            _json(usage),
-            interaction_count,
-            has_memory,
-            duration_ms,
-            first_token_ms,
-            error,
-            error_class,
-            turn_id,
+            meta.status.value,
+            complete.final_content,
+            complete.timestamp,
+            meta.remembered,
+            meta.reasoning,
+            _json(plain(complete.sentiment)),
+            meta.model,
+            meta.streaming,
+            _json(meta.usage),
+            meta.interaction_count,
+            meta.has_memory,
+            meta.duration_ms,
+            meta.first_token_ms,
+            meta.error,
+            meta.error_class,
+            meta.turn_id,
         ),
     )
 
@@ -220,7 +190,17 @@ def list_sessions(
         " FROM sessions s ORDER BY s.updated DESC, s.id LIMIT ? OFFSET ?",
         (limit, offset),
     ).fetchall()
-    return [SessionSummary(*row) for row in rows]
+    return [
+        SessionSummary(
+            id=row[0],
+            title=row[1],
+            created=row[2],
+            updated=row[3],
+            rounds=row[4],
+            last_status=None if row[5] is None else Status(row[5]),
+        )
+        for row in rows
+    ]
 
 
 def count_sessions(conn: sqlite3.Connection) -> int:
@@ -238,7 +218,7 @@ def transcript(
     ).fetchone()
     if row is None:
         return None
-    turns: dict[str, list[TurnRecord]] = {}
+    turns: dict[str, list[Turn]] = {}
     for t in conn.execute(
         "SELECT round_id, id, agent_id, agent_type, status, text, started, finished, model,"
         " streaming, reasoning, sentiment, usage, interaction_count, has_memory, duration_ms,"
@@ -247,18 +227,18 @@ def transcript(
         (session_id,),
     ):
         turns.setdefault(t[0], []).append(
-            TurnRecord(
+            Turn(
                 id=t[1],
                 agent_id=t[2],
                 agent_type=t[3],
-                status=t[4],
+                status=Status(t[4]),
                 text=t[5],
                 started=t[6],
                 finished=t[7],
                 model=t[8],
                 streaming=t[9],
                 reasoning=t[10],
-                sentiment=_unjson(t[11]),
+                sentiment=_sentiment(t[11]),
                 usage=_unjson(t[12]),
                 interaction_count=t[13],
                 has_memory=bool(t[14]),
@@ -268,24 +248,24 @@ def transcript(
                 error_class=t[18],
             )
         )
-    rounds = tuple(
-        RoundRecord(
+    rounds = [
+        Round(
             id=r[0],
             index=r[1],
             situation=r[2],
             stimulus=r[3],
-            status=r[4],
+            status=Status(r[4]),
             started=r[5],
             finished=r[6],
             duration_ms=r[7],
-            turns=tuple(turns.get(r[0], ())),
+            turns=turns.get(r[0], []),
         )
         for r in conn.execute(
             "SELECT id, idx, situation, stimulus, status, started, finished, duration_ms"
             " FROM rounds WHERE session_id = ? ORDER BY idx, started",
             (session_id,),
         )
-    )
+    ]
     return Transcript(
         id=row[0],
         title=row[1],
@@ -296,9 +276,7 @@ def transcript(
     )
 
 
-def session_history(
-    conn: sqlite3.Connection, *, session_id: str, keep: int
-) -> SessionHistory | None:
+def council_memory(conn: sqlite3.Connection, *, session_id: str, keep: int) -> CouncilMemory | None:
     """What a council needs to carry on: every remembered reply in order, with the text of
     the newest ``keep`` per agent."""
     row = conn.execute(
@@ -313,7 +291,9 @@ def session_history(
         )
     )
     replies = tuple(
-        Reply(agent_id=r[0], length=r[1], sentiment=_unjson(r[2]), situation=r[3], text=r[4])
+        Remembered(
+            agent_id=r[0], length=r[1], sentiment=_sentiment(r[2]), situation=r[3], text=r[4]
+        )
         for r in conn.execute(
             "SELECT agent_id, length(text), sentiment,"
             " CASE WHEN newest <= :keep THEN situation END,"
@@ -327,6 +307,6 @@ def session_history(
             {"session": session_id, "keep": keep},
         )
     )
-    return SessionHistory(
+    return CouncilMemory(
         id=row[0], title=row[1], event_hwm=row[2], round_ids=round_ids, replies=replies
     )

@@ -20,8 +20,7 @@ from __future__ import annotations
 
 import logging
 import sqlite3
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from functools import partial
 from types import TracebackType
 from typing import Any, Generic, TypeVar, cast
@@ -29,9 +28,20 @@ from typing import Any, Generic, TypeVar, cast
 import anyio
 from anyio.abc import TaskGroup
 
-from ..events import Event, EventType, utc_now
+from ..errors import StoreError
+from ..events import (
+    AgentComplete,
+    AgentStarted,
+    AgentUpdate,
+    Event,
+    RoundComplete,
+    RoundStarted,
+    utc_now,
+)
+from ..transcript import Transcript, Turn
 from . import queries
-from .database import Store, StoreError, Write
+from .database import Store, Write
+from .records import SessionSummary
 
 log = logging.getLogger(__name__)
 
@@ -41,20 +51,6 @@ Read = Callable[[sqlite3.Connection, int | None], T]
 
 SAVE_INTERVAL = 2.0
 ID_BLOCK = 1000
-
-
-@dataclass
-class _LiveTurn:
-    session_id: str
-    interaction_count: int
-    parts: list[str] = field(default_factory=list)
-    streaming: str | None = None
-    dirty: bool = False
-
-    def text(self) -> str:
-        if len(self.parts) > 1:
-            self.parts[:] = ["".join(self.parts)]
-        return self.parts[0] if self.parts else ""
 
 
 class _Pending(Generic[T]):
@@ -81,11 +77,6 @@ def _bind(fn: Read[T], as_of: int | None, conn: sqlite3.Connection) -> T:
     return fn(conn, as_of)
 
 
-def _meta(data: Mapping[str, Any]) -> Mapping[str, Any]:
-    meta = data.get("metadata")
-    return meta if isinstance(meta, Mapping) else {}
-
-
 class Recorder:
     """Saves what the engine publishes. Use ``async with Recorder(store)``."""
 
@@ -97,8 +88,9 @@ class Recorder:
         self.id_block = id_block
         self._writes: list[Write] = []
         self._requests: list[_Pending[Any]] = []
-        self._live: dict[str, _LiveTurn] = {}  # turn id -> its text so far
-        self._positions: dict[str, int] = {}  # round id -> turns started
+        # Session id -> its running rounds, folded from the events: their turns' text so far.
+        self._live: dict[str, Transcript] = {}
+        self._dirty: dict[str, tuple[str, Turn]] = {}  # turn id -> (session id, turn)
         self._last_id: dict[str, int] = {}  # session id -> last event observed
         self._reserved: dict[str, int] = {}  # session id -> stored high-water mark
         self._touched: set[str] = set()
@@ -134,22 +126,20 @@ class Recorder:
 
     def observe(self, event: Event) -> None:
         """Fold a just-published event in. Never blocks, never fails the publisher."""
-        session_id = event.data.get("session_id")
-        if not isinstance(session_id, str) or session_id in self._deleted:
+        session_id = event.session_id
+        if session_id in self._deleted:
             return
         self._last_id[session_id] = event.id
-        if event.type == EventType.AGENT_PROCESSING_UPDATE:
-            live = self._live.get(event.turn_id or "")
-            if live is not None:
-                live.parts.append(str(event.data.get("partial_content", "")))
-                live.streaming = _meta(event.data).get("streaming") or live.streaming
-                live.dirty = True
+        live = self._live.get(session_id)
+        if live is None:
+            live = self._live[session_id] = Transcript(id=session_id)
+        changed = live.apply(event)
+        payload = event.payload
+        if isinstance(payload, AgentUpdate):
+            if isinstance(changed, Turn):
+                self._dirty[changed.id] = (session_id, changed)
             return
-        try:
-            write = self._fold(session_id, event)
-        except (KeyError, TypeError, ValueError):
-            log.exception("cannot record a malformed %s event", event.type)
-            return
+        write = self._write_for(payload, live, changed)
         if write is not None:
             self._writes.append(write)
             self._touched.add(session_id)
@@ -194,6 +184,7 @@ class Recorder:
         async with self._reserve_lock:
             reserved = self._reserved.pop(session_id, None)
             self._last_id.pop(session_id, None)
+            self._drop_live(session_id)
             if reserved is not None and last_id and session_id not in self._deleted:
                 self._writes.append(
                     partial(
@@ -224,8 +215,7 @@ class Recorder:
         """Forget the session and delete it from the store. False when it was not stored."""
         async with self._reserve_lock:
             self._deleted.add(session_id)
-            for turn_id in [t for t, live in self._live.items() if live.session_id == session_id]:
-                del self._live[turn_id]
+            self._drop_live(session_id)
             self._last_id.pop(session_id, None)
             self._reserved.pop(session_id, None)
             self._touched.discard(session_id)
@@ -234,97 +224,62 @@ class Recorder:
                 lambda conn, as_of: queries.delete_session(conn, session_id=session_id),
             )
 
+    # --- reads that agree with the live streams ----------------------------------------
+
+    async def transcript(self, session_id: str) -> Transcript | None:
+        """The session as stored after every write observed so far; its ``last_event_id``
+        the last event of the session those writes include."""
+        return await self.call(
+            session_id,
+            lambda conn, as_of: queries.transcript(conn, session_id=session_id, as_of=as_of),
+        )
+
+    async def list_sessions(self, *, limit: int = 50, offset: int = 0) -> list[SessionSummary]:
+        """Stored sessions, the most recently active first."""
+        return await self.call(
+            None, lambda conn, _: queries.list_sessions(conn, limit=limit, offset=offset)
+        )
+
+    async def count_sessions(self) -> int:
+        return await self.call(None, lambda conn, _: queries.count_sessions(conn))
+
     # --- folding events into writes ----------------------------------------------------
 
-    def _fold(self, session_id: str, event: Event) -> Write | None:
-        data = event.data
-        round_id = str(data.get("round_id", ""))
-        when = str(data.get("timestamp") or utc_now())
-        meta = _meta(data)
-        if event.type == EventType.ROUND_STARTED:
-            self._positions[round_id] = 0
-            stimulus = data.get("stimulus")
-            return partial(
-                queries.insert_round,
-                session_id=session_id,
-                round_id=round_id,
-                index=int(data.get("index", 0)),
-                situation=str(data.get("situation", "")),
-                stimulus=None if stimulus is None else str(stimulus),
-                started=when,
-            )
-        if event.type == EventType.AGENT_PROCESSING_STARTED:
-            turn_id = str(meta["turn_id"])
-            position = self._positions.get(round_id, 0)
-            self._positions[round_id] = position + 1
-            count = int(meta.get("interaction_count", 0))
-            self._live[turn_id] = _LiveTurn(session_id, count)
-            return partial(
-                queries.insert_turn,
-                turn_id=turn_id,
-                round_id=round_id,
-                session_id=session_id,
-                position=position,
-                agent_id=str(data["agent_id"]),
-                agent_type=str(data.get("agent_type", "")),
-                model=meta.get("model"),
-                interaction_count=count,
-                has_memory=bool(meta.get("has_memory")),
-                started=when,
-            )
-        if event.type == EventType.AGENT_PROCESSING_COMPLETE:
-            turn_id = str(meta["turn_id"])
-            live = self._live.pop(turn_id, None)
-            status = str(meta.get("status", "ok"))
-            count = int(meta.get("interaction_count", 0))
-            # The council counts an interaction exactly when the reply joins the memory.
-            remembered = count > live.interaction_count if live else status == "ok"
-            return partial(
-                queries.finish_turn,
-                turn_id=turn_id,
-                status=status,
-                text=str(data.get("final_content", "")),
-                finished=when,
-                remembered=remembered,
-                reasoning=meta.get("reasoning"),
-                sentiment=data.get("sentiment"),
-                model=meta.get("model"),
-                streaming=meta.get("streaming"),
-                usage=meta.get("usage"),
-                interaction_count=count,
-                has_memory=bool(meta.get("has_memory")),
-                duration_ms=meta.get("duration_ms"),
-                first_token_ms=meta.get("first_token_ms"),
-                error=meta.get("error"),
-                error_class=meta.get("error_class"),
-            )
-        if event.type == EventType.ROUND_COMPLETE:
-            self._positions.pop(round_id, None)
-            return partial(
-                queries.finish_round,
-                round_id=round_id,
-                status=str(data.get("status", "ok")),
-                finished=when,
-                duration_ms=data.get("duration_ms"),
-            )
+    def _write_for(self, payload: object, live: Transcript, changed: object) -> Write | None:
+        if isinstance(payload, RoundStarted):
+            return partial(queries.insert_round, started=payload)
+        if isinstance(payload, AgentStarted):
+            round_ = live.round(payload.round_id)
+            position = len(round_.turns) - 1 if round_ is not None else 0
+            return partial(queries.insert_turn, started=payload, position=position)
+        if isinstance(payload, AgentComplete):
+            self._dirty.pop(payload.turn_id, None)
+            return partial(queries.finish_turn, complete=payload)
+        if isinstance(payload, RoundComplete):
+            # The round's text is all in the store now: only running rounds are kept.
+            live.rounds[:] = [r for r in live.rounds if r.running]
+            if not live.rounds:
+                del self._live[live.id]
+            return partial(queries.finish_round, complete=payload)
         return None
+
+    def _drop_live(self, session_id: str) -> None:
+        self._live.pop(session_id, None)
+        for turn_id in [t for t, (s, _) in self._dirty.items() if s == session_id]:
+            del self._dirty[turn_id]
 
     # --- the writer --------------------------------------------------------------------
 
     def _take_writes(self) -> list[Write]:
         writes, self._writes = self._writes, []
-        for turn_id, live in self._live.items():
-            if live.dirty:
-                live.dirty = False
-                writes.append(
-                    partial(
-                        queries.save_partial,
-                        turn_id=turn_id,
-                        text=live.text(),
-                        streaming=live.streaming,
-                    )
+        dirty, self._dirty = self._dirty, {}
+        for turn_id, (session_id, turn) in dirty.items():
+            writes.append(
+                partial(
+                    queries.save_partial, turn_id=turn_id, text=turn.text, streaming=turn.streaming
                 )
-                self._touched.add(live.session_id)
+            )
+            self._touched.add(session_id)
         now = utc_now()
         writes.extend(
             partial(queries.touch_session, session_id=s, updated=now) for s in self._touched

@@ -13,7 +13,7 @@ from .. import __version__, llm
 from ..engine import Session
 from ..export import FORMATS, export
 from ..store import SessionSummary
-from ..store import Transcript as StoredTranscript
+from ..transcript import Transcript
 from .context import Context
 from .errors import HTTPError
 from .inputs import (
@@ -42,7 +42,7 @@ def export_urls(session_id: str) -> dict[str, str]:
     return {fmt: f"/api/sessions/{session_id}/export.{fmt}" for fmt in FORMATS}
 
 
-def session_json(session: Session, transcript: StoredTranscript) -> dict[str, Any]:
+def session_json(session: Session, transcript: Transcript) -> dict[str, Any]:
     """The session's whole transcript, what it is doing, and where to follow it from."""
     return {
         "session_id": session.id,
@@ -100,7 +100,7 @@ class Api:
                 "version": __version__,
                 # "loading" for a few seconds after start: a round begun then waits for it.
                 "llm": "ready" if llm.ready() else "loading",
-                "sessions": len(engine.sessions),
+                "sessions": len(engine.live.by_id),
             }
         )
 
@@ -135,8 +135,8 @@ class Api:
         limit = query_int(request, "limit", default=DEFAULT_PAGE, low=1, high=MAX_PAGE)
         offset = query_int(request, "offset", default=0, low=0, high=MAX_OFFSET)
         engine = self.ctx.engine
-        total = await engine.count_sessions()
-        summaries = await engine.list_sessions(limit=limit, offset=offset)
+        total = await engine.archive.count()
+        summaries = await engine.archive.list(limit=limit, offset=offset)
 
         def page(at: int) -> str:
             return f"/api/sessions?limit={limit}&offset={at}"
@@ -153,7 +153,7 @@ class Api:
         )
 
     def _running(self, session_id: str) -> bool:
-        session = self.ctx.engine.sessions.get(session_id)
+        session = self.ctx.engine.live.by_id.get(session_id)
         return session is not None and session.running
 
     async def session(self, request: Request) -> Response:
@@ -206,5 +206,5 @@ class Api:
         session = await self.ctx.session(path_session_id(request))
         fields = await read_fields(request, allow_empty=True)
         turn_id = id_field(fields, "turn_id")
-        stopped = self.ctx.engine.stop(session.id, turn_id)
+        stopped = self.ctx.engine.rounds.stop(session.id, turn_id)
         return JSONResponse({"session_id": session.id, "turn_id": turn_id, "stopped": stopped})

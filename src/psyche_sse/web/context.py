@@ -7,14 +7,13 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from ..config import Settings
-from ..council import InputError
-from ..engine import Engine, RoundInProgress, Session, SessionNotFound, TooManyRounds
-from ..events import Event, EventType, session_history
-from ..store import Transcript as StoredTranscript
+from ..engine import Engine, Session
+from ..errors import InputError, RoundInProgress, SessionNotFound, TooManyRounds
+from ..events import Event, SessionHistory
+from ..transcript import Transcript
 from .errors import HTTPError
 from .render import Renderer
 from .streams import Format, follow
-from .transcript import Transcript
 
 # What a client over the cap on running rounds is told to wait, in seconds.
 RETRY_AFTER_SECONDS = 5
@@ -49,7 +48,7 @@ class Context:
     async def session(self, session_id: str) -> Session:
         """The session, loaded from the store when it is not in memory; 404 when unknown."""
         try:
-            return await self.engine.load_session(session_id)
+            return await self.engine.live.load(session_id)
         except SessionNotFound:
             raise _not_found() from None
 
@@ -64,12 +63,12 @@ class Context:
         events = engine.bus.history(session.id)
         if not session.rounds or (events and events[0].id == 1):
             return Transcript.from_events(session.id, events)
-        return Transcript.from_store(await self.stored(session))
+        return await self.stored(session)
 
-    async def stored(self, session: Session) -> StoredTranscript:
+    async def stored(self, session: Session) -> Transcript:
         """The session as the store has it, up to its ``last_event_id``; 404 when deleted."""
         try:
-            return await self.engine.transcript(session.id)
+            return await self.engine.archive.transcript(session.id)
         except SessionNotFound:
             raise _not_found() from None
 
@@ -92,10 +91,8 @@ class Context:
         engine = self.engine
 
         async def history() -> Event:
-            stored = await engine.transcript(session.id)  # SessionNotFound: deleted since
-            last = stored.last_event_id
-            data = session_history(session.id, transcript=stored.to_dict(), last_event_id=last)
-            return Event(last, EventType.SESSION_HISTORY, data)
+            stored = await engine.archive.transcript(session.id)  # SessionNotFound: deleted
+            return Event(stored.last_event_id, SessionHistory.of(stored))
 
         return follow(
             engine.bus,
@@ -111,7 +108,7 @@ class Context:
     async def rename(self, session: Session, title: str) -> str:
         """Rename the session: the title as stored, or 422 when it is empty or too long."""
         try:
-            return await self.engine.rename_session(session.id, title)
+            return await self.engine.archive.rename(session.id, title)
         except InputError as exc:
             raise HTTPError(422, str(exc), code="invalid_title") from None
         except SessionNotFound:
@@ -120,7 +117,7 @@ class Context:
     async def delete(self, session: Session) -> None:
         """Delete the session; a round it is running is stopped first."""
         try:
-            await self.engine.delete_session(session.id)
+            await self.engine.archive.delete(session.id)
         except SessionNotFound:
             raise _not_found() from None
 
@@ -140,7 +137,7 @@ class Context:
             # The round runs as a task that has not started yet, so every event after this
             # id is the round's.
             after = engine.bus.last_id(session_id) if session_id else 0
-            session, round_id = engine.start_round(situation, session_id, rounds=rounds, seed=seed)
+            session, round_id = engine.rounds.start(situation, session_id, rounds=rounds, seed=seed)
         except InputError as exc:
             raise HTTPError(400, str(exc), code="invalid_situation") from None
         except RoundInProgress:

@@ -16,12 +16,12 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from ..events import encode_sse
+from ..transcript import Transcript
 from .context import Context
 from .errors import HTTPError, is_htmx
 from .inputs import event_cursor, id_field, path_session_id, read_fields, text_field
 from .render import HTML_FORMAT, partial
 from .streams import Format, sse_response
-from .transcript import Transcript
 
 
 class Pages:
@@ -77,7 +77,7 @@ class Pages:
         stream_url = None
         if session_id is not None and transcript is not None:
             rounds = Markup("").join(self.renderer.round_(session_id, r) for r in transcript.rounds)
-            stream_url = f"/s/{session_id}/stream?after={transcript.last_id}"
+            stream_url = f"/s/{session_id}/stream?after={transcript.last_event_id}"
         return self.renderer.template(
             "_conversation.html",
             rounds=rounds,
@@ -138,7 +138,7 @@ class Pages:
         if session_id is None:
             # A new session: the page now follows it (its stream starts at its first event)
             # and its address becomes the session's, so a reload comes back to it.
-            empty = Transcript(session.id)
+            empty = Transcript(id=session.id)
             swaps += partial("#conversation", "outerHTML", self._conversation(session.id, empty))
             swaps += partial(
                 "#sessionbar", "outerHTML", self.renderer.sessionbar(session.id, session.title)
@@ -149,7 +149,7 @@ class Pages:
     async def stop(self, request: Request) -> Response:
         session = await self.ctx.session(path_session_id(request))
         fields = await read_fields(request, allow_empty=True)
-        self.ctx.engine.stop(session.id, id_field(fields, "turn_id"))
+        self.ctx.engine.rounds.stop(session.id, id_field(fields, "turn_id"))
         if is_htmx(request):
             return Response(status_code=204)
         return RedirectResponse(f"/s/{session.id}", status_code=303)

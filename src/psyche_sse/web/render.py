@@ -18,11 +18,19 @@ from markupsafe import Markup, escape
 from .. import __version__
 from ..archetypes import ARCHETYPES, BY_ID, Archetype
 from ..config import Settings
-from ..events import Event, EventType, encode_sse
+from ..events import (
+    AgentComplete,
+    AgentStarted,
+    AgentUpdate,
+    Event,
+    RoundComplete,
+    RoundStarted,
+    SessionHistory,
+    encode_sse,
+)
 from ..llm.models import is_offline
-from ..store import Transcript as StoredTranscript
+from ..transcript import Round, Status, Transcript, Turn, seconds, turn_facts
 from .markdown import MarkdownRenderer
-from .transcript import Round, Transcript, Turn
 
 HTML_FORMAT = "html"
 
@@ -56,12 +64,6 @@ class AgentLook:
             slug = "".join(ch if ch.isalnum() else "-" for ch in agent_id.lower())
             return cls(agent_id, _UNKNOWN_COLOUR, slug, agent_id[:1].upper() or "?")
         return cls(agent_id, archetype.colour, archetype.slug, agent_id[:1])
-
-
-def _seconds(ms: object) -> str | None:
-    if not isinstance(ms, int | float):
-        return None
-    return f"{ms / 1000:.1f} s" if ms >= 1000 else f"{int(ms)} ms"
 
 
 def _signed(score: float) -> str:
@@ -118,9 +120,9 @@ class Renderer:
 
     def turn(self, session_id: str, turn: Turn) -> Markup:
         agent = AgentLook.of(turn.agent_id)
-        if turn.complete is None:
+        if turn.running:
             return self.template(
-                "_turn_live.html", turn=turn, agent=agent, bar=self.bar(turn.turn_id, turn.progress)
+                "_turn_live.html", turn=turn, agent=agent, bar=self.bar(turn.id, turn.progress)
             )
         return self.template("_turn_final.html", **self._final_view(turn, agent))
 
@@ -154,7 +156,7 @@ class Renderer:
         turn = round_.current_turn
         if turn is not None:
             return self._status(session_id, turn=turn)
-        if round_.complete is not None:
+        if not round_.running:
             return self._status(session_id, _round_summary(round_))
         if round_.turns:
             return self._status(session_id, f"{round_.turns[-1].agent_id}: done")
@@ -180,87 +182,73 @@ class Renderer:
         )
 
     def _final_view(self, turn: Turn, agent: AgentLook) -> dict[str, Any]:
-        data = turn.complete or {}
-        meta: dict[str, Any] = data.get("metadata") or {}
-        sentiment: dict[str, Any] = data.get("sentiment") or {}
-        label = str(sentiment.get("label", "neutral"))
-        score = float(sentiment.get("score", 0.0) or 0.0)
-        model = str(meta.get("model") or turn.started.get("metadata", {}).get("model") or "")
-        facts = [
-            "offline demo model" if model and is_offline(model) else model,
-            f"{meta['streaming']} streaming" if meta.get("streaming") else "",
-        ]
-        first = _seconds(meta.get("first_token_ms"))
-        if first:
-            facts.append(f"first token {first}")
-        total = _seconds(meta.get("duration_ms"))
-        if total:
-            facts.append(f"total {total}")
-        usage = meta.get("usage") or {}
-        tokens = usage.get("completion_tokens") if isinstance(usage, dict) else None
-        if isinstance(tokens, int) and tokens:
-            facts.append(f"{tokens} tokens")
-        status = str(meta.get("status", "ok"))
+        sentiment = turn.sentiment
+        label = sentiment.label if sentiment else "neutral"
+        model = turn.model or ""
         return {
             "turn": turn,
             "agent": agent,
-            "status": status,
-            "body": self.markdown(str(data.get("final_content", ""))),
-            "error": str(meta.get("error") or "") if status == "error" else "",
-            "error_class": str(meta.get("error_class") or ""),
+            "status": turn.status.value,
+            "body": self.markdown(turn.text),
+            "error": (turn.error or "") if turn.status is Status.ERROR else "",
+            "error_class": turn.error_class or "",
             "sentiment_class": label if label in _SENTIMENT_LABELS else "neutral",
             "sentiment_text": label.replace("_", " "),
-            "score": _signed(score),
-            "facts": [f for f in facts if f],
+            "score": _signed(sentiment.score if sentiment else 0.0),
+            "facts": turn_facts(
+                turn, model_name="offline demo model" if is_offline(model) else None
+            ),
         }
 
     # --- the browser stream ----------------------------------------------------------------
 
     def event_html(self, event: Event) -> Markup:
         """The stream message for one event: the swaps that bring a page up to date."""
-        data = event.data
-        sid = str(data.get("session_id", ""))
-        kind = event.type
-        if kind is EventType.AGENT_PROCESSING_UPDATE:
-            tid = event.turn_id or ""
-            return partial(
-                f"#turn-{tid}-text", "beforeend", str(data["partial_content"])
-            ) + partial(
-                f"#turn-{tid}-bar", "outerHTML", self.bar(tid, float(data.get("progress", 0.0)))
+        payload = event.payload
+        sid = payload.session_id
+        if isinstance(payload, AgentUpdate):
+            tid = payload.turn_id
+            return partial(f"#turn-{tid}-text", "beforeend", payload.partial_content) + partial(
+                f"#turn-{tid}-bar", "outerHTML", self.bar(tid, payload.progress)
             )
-        if kind is EventType.SESSION_HISTORY:
+        if isinstance(payload, SessionHistory):
             # The stream could not replay to this page (a server restart since it loaded,
             # say): the whole conversation again, as stored.
-            history = Transcript.from_store(StoredTranscript.from_dict(data["transcript"]))
+            history = payload.transcript
             return self.history(sid, history, running=history.running)
-        transcript = Transcript(sid)
-        if kind is EventType.ROUND_STARTED:
-            transcript.apply(event)
-            round_ = transcript.rounds[0]
+        # The rest concern one round: fold the event into a one-round transcript.
+        transcript = Transcript(id=sid)
+        if isinstance(payload, RoundStarted):
+            round_ = payload.apply(transcript)
             return (
                 partial("#rounds", "beforeend", self.round_(sid, round_))
                 + partial("#composer", "outerHTML", self.composer(sid, running=True))
                 + partial("#status", "innerHTML", self.status(sid, transcript))
             )
-        # The rest concern one round: fold the event into a one-round transcript.
-        round_ = Round(str(data.get("round_id", "")), 0, "")
+        round_ = Round(id=payload.round_id or "", index=0, situation="", started="")
         transcript.rounds.append(round_)
-        if kind is EventType.AGENT_PROCESSING_STARTED:
-            transcript.apply(event)
-            turn = round_.turns[-1]
+        if isinstance(payload, AgentStarted):
+            turn = payload.apply(transcript)
+            assert turn is not None
             return partial(
-                f"#round-{round_.round_id}-turns", "beforeend", self.turn(sid, turn)
+                f"#round-{round_.id}-turns", "beforeend", self.turn(sid, turn)
             ) + partial("#status", "innerHTML", self.status(sid, transcript))
-        if kind is EventType.AGENT_PROCESSING_COMPLETE:
-            turn = Turn(event.turn_id or "", round_.round_id, str(data["agent_id"]), {})
-            turn.complete = data
-            return partial(f"#turn-{turn.turn_id}", "outerHTML", self.turn(sid, turn)) + partial(
+        if isinstance(payload, AgentComplete):
+            turn = Turn(
+                id=payload.turn_id,
+                agent_id=payload.agent_id,
+                agent_type=payload.metadata.agent_type,
+                started="",
+            )
+            round_.turns.append(turn)
+            payload.apply(transcript)
+            return partial(f"#turn-{turn.id}", "outerHTML", self.turn(sid, turn)) + partial(
                 "#status", "innerHTML", self._status(sid, f"{turn.agent_id}: done")
             )
-        if kind is EventType.ROUND_COMPLETE:
-            round_.complete = data
+        if isinstance(payload, RoundComplete):
+            payload.apply(transcript)
             return (
-                partial(f"#round-{round_.round_id}-end", "outerHTML", self.round_end(round_))
+                partial(f"#round-{round_.id}-end", "outerHTML", self.round_end(round_))
                 + partial(
                     "#composer", "outerHTML", self.composer(sid, running=False, autofocus=True)
                 )
@@ -275,16 +263,15 @@ class Renderer:
 def _round_summary(round_: Round) -> str:
     # Not numbered: round_complete does not carry the round's index, and the stream and a
     # page rendered afterwards must say the same.
-    data = round_.complete
-    if data is None:
+    status = round_.status
+    if status is Status.RUNNING:
         return "Round in progress…"
-    status = data.get("status")
-    if status == "cancelled":
+    if status is Status.CANCELLED:
         return "Round stopped."
-    if status == "interrupted":
+    if status is Status.INTERRUPTED:
         return "Round interrupted: the server stopped during it."
-    took = _seconds(data.get("duration_ms"))
+    took = seconds(round_.duration_ms)
     suffix = f" in {took}" if took else ""
-    if status == "error":
+    if status is Status.ERROR:
         return f"Round finished with errors{suffix}."
     return f"Round complete{suffix}."

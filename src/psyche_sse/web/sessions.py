@@ -16,7 +16,8 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from ..engine import MAX_TITLE_CHARS, Session
-from ..store import INTERRUPTED, SessionSummary
+from ..store import SessionSummary
+from ..transcript import Status
 from .context import Context
 from .errors import HTTPError
 from .inputs import check_text, path_session_id, query_int, read_fields
@@ -27,7 +28,7 @@ DELETED_NOTICE = "The session was deleted."
 
 _STATES = {
     "running": "running",
-    INTERRUPTED: "interrupted",
+    Status.INTERRUPTED: "interrupted",
     "cancelled": "stopped",
     "error": "errors",
 }
@@ -95,8 +96,8 @@ class SessionPages:
     async def list_page(self, request: Request) -> Response:
         page = query_int(request, "page", default=1, low=1, high=MAX_PAGES)
         engine = self.ctx.engine
-        total = await engine.count_sessions()
-        summaries = await engine.list_sessions(limit=PAGE_SIZE, offset=(page - 1) * PAGE_SIZE)
+        total = await engine.archive.count()
+        summaries = await engine.archive.list(limit=PAGE_SIZE, offset=(page - 1) * PAGE_SIZE)
         lines = [Line.of(s, self._running(s.id)) for s in summaries]
         here = "/sessions" if page == 1 else f"/sessions?page={page}"
         return self._render(
@@ -110,7 +111,7 @@ class SessionPages:
         )
 
     def _running(self, session_id: str) -> bool:
-        session = self.ctx.engine.sessions.get(session_id)
+        session = self.ctx.engine.live.by_id.get(session_id)
         return session is not None and session.running
 
     # --- rename -------------------------------------------------------------------------

@@ -24,8 +24,7 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from ..bus import EventBus
-from ..events import Event, EventType, encode_sse, merge_updates
-from ..store import RUNNING
+from ..events import Event, EventType, RoundComplete, SessionHistory, encode_sse, merge_updates
 
 RETRY_MS = 2000
 SSE_HEADERS = {
@@ -203,13 +202,11 @@ def run_done(first_index: int, rounds: int) -> Callable[[Event], bool]:
         return index >= last_index or (index >= first_index and status == "cancelled")
 
     def done(event: Event) -> bool:
-        if event.type is EventType.ROUND_COMPLETE:
-            return ends(int(event.data.get("index", last_index)), str(event.data.get("status")))
-        if event.type is EventType.SESSION_HISTORY:
-            rounds_ = event.data.get("transcript", {}).get("rounds", [])
-            return any(
-                r["status"] != RUNNING and ends(int(r["index"]), str(r["status"])) for r in rounds_
-            )
+        payload = event.payload
+        if isinstance(payload, RoundComplete):
+            return ends(payload.index, payload.status)
+        if isinstance(payload, SessionHistory):
+            return any(not r.running and ends(r.index, r.status) for r in payload.transcript.rounds)
         return False
 
     return done

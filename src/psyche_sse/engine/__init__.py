@@ -1,0 +1,137 @@
+"""The engine: the one object the CLI and the web service drive. Use ``async with``.
+
+It owns the bus, the LLM client, the store and its recorder, and composes the three jobs:
+:attr:`Engine.live` (the sessions in memory, :mod:`.live`), :attr:`Engine.rounds` (running
+and stopping rounds, :mod:`.rounds`) and :attr:`Engine.archive` (stored sessions: list,
+read, rename, delete, :mod:`.archive`). Every event goes out through :attr:`Engine.publish`
+(:mod:`.publisher`), which numbers it on the bus and has the recorder save it.
+"""
+
+from __future__ import annotations
+
+from contextlib import AsyncExitStack
+from types import TracebackType
+
+import anyio
+from anyio.abc import TaskGroup
+
+from ..bus import EventBus, MemoryBus
+from ..config import Settings
+from ..llm import LLMClient
+from ..store import Recorder, Store
+from ..store.recorder import SAVE_INTERVAL
+from .archive import MAX_TITLE_CHARS, Archive, clean_title
+from .live import LiveSessions, Session
+from .publisher import Publisher
+from .rounds import Rounds
+
+__all__ = ("MAX_TITLE_CHARS", "Engine", "Session", "clean_title")
+
+
+class _Parts:
+    """What exists while the engine runs."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        llm: LLMClient,
+        bus: EventBus,
+        store: Store,
+        recorder: Recorder,
+        tg: TaskGroup,
+    ) -> None:
+        self.store = store
+        self.recorder = recorder
+        self.live = LiveSessions(settings, llm, bus, store, recorder)
+        self.publish = Publisher(bus, recorder, self.live)
+        self.rounds = Rounds(settings, self.live, self.publish, tg)
+        self.archive = Archive(self.live, self.rounds, store, recorder)
+
+
+class Engine:
+    """Owns the sessions, the bus, the LLM client and the store.
+
+    The store is opened on entry from ``settings.db``
+    (:class:`~psyche_sse.errors.StoreError` when it cannot be used), unless one is passed
+    in, which the caller then owns. ``save_interval``: seconds between saves of a streaming
+    turn's partial text.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        bus: EventBus | None = None,
+        llm: LLMClient | None = None,
+        store: Store | None = None,
+        save_interval: float = SAVE_INTERVAL,
+    ) -> None:
+        self.settings = settings
+        self.bus: EventBus = bus or MemoryBus(settings.history_events)
+        self.llm = llm or LLMClient(settings)
+        self.save_interval = save_interval
+        self._store = store
+        self._parts: _Parts | None = None
+        self._exit: AsyncExitStack | None = None
+
+    async def __aenter__(self) -> Engine:
+        async with AsyncExitStack() as stack:
+            stack.push_async_callback(self.llm.close)
+            store = self._store
+            if store is None:
+                store = await Store.aopen(self.settings.db)
+                stack.push_async_callback(store.aclose)
+            recorder = Recorder(store, save_interval=self.save_interval)
+            await stack.enter_async_context(recorder)
+            tg = await stack.enter_async_context(anyio.create_task_group())
+            parts = _Parts(self.settings, self.llm, self.bus, store, recorder, tg)
+            tg.start_soon(parts.live.sweep)
+            self._parts = parts
+            self._exit = stack.pop_all()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool | None:
+        assert self._parts is not None and self._exit is not None
+        # Rounds stop first (their last turns complete and are recorded), then the recorder
+        # saves what is left, then the store closes.
+        self._parts.rounds.cancel_all()
+        try:
+            return await self._exit.__aexit__(exc_type, exc, tb)
+        finally:
+            self._parts = None
+            self._exit = None
+
+    @property
+    def _running(self) -> _Parts:
+        if self._parts is None:
+            raise RuntimeError("the engine is not running")
+        return self._parts
+
+    @property
+    def live(self) -> LiveSessions:
+        return self._running.live
+
+    @property
+    def rounds(self) -> Rounds:
+        return self._running.rounds
+
+    @property
+    def archive(self) -> Archive:
+        return self._running.archive
+
+    @property
+    def publish(self) -> Publisher:
+        return self._running.publish
+
+    @property
+    def store(self) -> Store:
+        return self._running.store
+
+    @property
+    def recorder(self) -> Recorder:
+        return self._running.recorder

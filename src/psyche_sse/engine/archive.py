@@ -1,0 +1,81 @@
+"""Stored sessions: what the web layer lists, reads, renames and deletes."""
+
+from __future__ import annotations
+
+from ..errors import InputError, SessionNotFound
+from ..events import utc_now
+from ..store import Recorder, SessionSummary, Store
+from ..transcript import Transcript
+from .live import LiveSessions
+from .rounds import Rounds, one_line
+
+MAX_TITLE_CHARS = 200
+
+
+def clean_title(title: str) -> str:
+    """A session title as we will store it, or :class:`InputError`."""
+    text = one_line("".join(ch for ch in title if ch.isprintable() or ch.isspace()))
+    if not text:
+        raise InputError("a session title cannot be empty")
+    if len(text) > MAX_TITLE_CHARS:
+        raise InputError(f"the title is too long (the limit is {MAX_TITLE_CHARS} characters)")
+    return text
+
+
+class Archive:
+    def __init__(
+        self, live: LiveSessions, rounds: Rounds, store: Store, recorder: Recorder
+    ) -> None:
+        self.live = live
+        self.rounds = rounds
+        self.store = store
+        self.recorder = recorder
+
+    async def list(self, *, limit: int = 50, offset: int = 0) -> list[SessionSummary]:
+        """Stored sessions, the most recently active first."""
+        return await self.recorder.list_sessions(limit=limit, offset=offset)
+
+    async def count(self) -> int:
+        return await self.recorder.count_sessions()
+
+    async def transcript(self, session_id: str) -> Transcript:
+        """The session's rounds and turns so far, running ones with their text so far.
+
+        Its ``last_event_id`` is the last event it reflects: follow the session's events
+        after it to stay live with no gap and no duplicate.
+        """
+        found = await self.recorder.transcript(session_id)
+        if found is not None:
+            return found
+        session = self.live.get(session_id)
+        if session is None:
+            raise SessionNotFound(session_id)
+        # Created, but its first round has not published yet.
+        now = utc_now()
+        return Transcript(
+            id=session_id,
+            title=session.title,
+            created=now,
+            updated=now,
+            last_event_id=self.live.bus.last_id(session_id),
+        )
+
+    async def rename(self, session_id: str, title: str) -> str:
+        """Rename the session; returns the title as stored. :class:`InputError` when the
+        title is empty or too long."""
+        text = clean_title(title)
+        session = self.live.get(session_id)
+        if session is not None:
+            session.title = text
+        if not await self.store.rename_session(session_id, text) and session is None:
+            raise SessionNotFound(session_id)
+        return text
+
+    async def delete(self, session_id: str) -> None:
+        """Stop the session's run, forget the session, delete it from the store."""
+        session = self.live.get(session_id)
+        if session is not None:
+            await self.rounds.stop_and_wait(session)
+        self.live.forget(session_id)
+        if not await self.recorder.delete(session_id) and session is None:
+            raise SessionNotFound(session_id)

@@ -1,0 +1,128 @@
+"""Rounds: claiming a session for a run, running it, stopping it.
+
+A run is one or more rounds on one situation. It runs as a task of the engine's task group,
+so it keeps going when its viewer leaves; only :meth:`Rounds.stop` (or the engine stopping)
+stops it.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import anyio
+from anyio.abc import TaskGroup
+
+from ..config import Settings
+from ..council import clean_situation
+from ..errors import RoundInProgress, TooManyRounds
+from ..events import RoundContext
+from .live import LiveSessions, Session, new_id
+from .publisher import Publisher
+
+log = logging.getLogger(__name__)
+
+WIND_DOWN = 10.0
+"""Seconds a stopped run is given to publish its last events."""
+
+
+def one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+class Rounds:
+    def __init__(
+        self, settings: Settings, live: LiveSessions, publish: Publisher, tg: TaskGroup
+    ) -> None:
+        self.settings = settings
+        self.live = live
+        self.publish = publish
+        self._tg = tg
+
+    def prepare(self, situation: str, session_id: str | None = None) -> tuple[Session, str, str]:
+        """Validate the input and claim the session for a new run: (session, round, text).
+
+        :class:`~psyche_sse.errors.InputError`, :class:`RoundInProgress`,
+        :class:`TooManyRounds`, :class:`SessionNotFound`."""
+        text = clean_situation(situation, self.settings.max_situation_chars)
+        session = self.live.new() if session_id is None else self.live.find(session_id)
+        if session.running:
+            raise RoundInProgress(f"session {session.id} already has a round running")
+        if self.live.running >= self.settings.max_running_rounds:
+            raise TooManyRounds(self.live.running)
+        round_id = new_id()
+        session.scope = anyio.CancelScope()
+        session.finished = anyio.Event()
+        session.current_round = round_id
+        session.title = session.title or one_line(text)[:80]
+        return session, round_id, text
+
+    async def run(
+        self,
+        session: Session,
+        round_id: str,
+        situation: str,
+        *,
+        rounds: int = 1,
+        seed: int | None = None,
+    ) -> None:
+        """Run ``rounds`` rounds (the first with ``round_id``) until done or stopped."""
+        assert session.scope is not None, "call prepare first"
+        try:
+            with session.scope:
+                for index in range(rounds):
+                    if index:
+                        round_id = new_id()
+                        session.current_round = round_id
+                    session.rounds.append(round_id)
+                    ctx = RoundContext(
+                        session.id, round_id, situation, index=len(session.rounds), rounds=rounds
+                    )
+                    await session.council.run_round(self.publish, ctx, seed=seed)
+        finally:
+            session.scope = None
+            session.current_round = None
+            if session.finished is not None:
+                session.finished.set()
+
+    def start(
+        self,
+        situation: str,
+        session_id: str | None = None,
+        *,
+        rounds: int = 1,
+        seed: int | None = None,
+    ) -> tuple[Session, str]:
+        """Start a run in the background; returns at once with its session and round id."""
+        session, round_id, text = self.prepare(situation, session_id)
+        self._tg.start_soon(self._run_logged, session, round_id, text, rounds, seed)
+        return session, round_id
+
+    async def _run_logged(
+        self, session: Session, round_id: str, situation: str, rounds: int, seed: int | None
+    ) -> None:
+        try:
+            await self.run(session, round_id, situation, rounds=rounds, seed=seed)
+        except Exception:
+            log.exception("round %s of session %s failed", round_id, session.id)
+
+    def stop(self, session_id: str, turn_id: str | None = None) -> bool:
+        """Stop the session's run, or only one turn of it. True when something was stopped."""
+        session = self.live.find(session_id)
+        if turn_id is not None:
+            return session.council.cancel_turn(turn_id)
+        if session.scope is None:
+            return False
+        session.scope.cancel()
+        return True
+
+    async def stop_and_wait(self, session: Session) -> None:
+        """Stop the session's run and wait (up to :data:`WIND_DOWN` s) for it to end."""
+        if session.scope is not None:
+            session.scope.cancel()
+            if session.finished is not None:
+                with anyio.move_on_after(WIND_DOWN):
+                    await session.finished.wait()
+
+    def cancel_all(self) -> None:
+        """Stop every run, and the tasks of the engine (it is stopping)."""
+        self._tg.cancel_scope.cancel()

@@ -1,0 +1,177 @@
+"""A session's conversation: its rounds and their turns, as one model everywhere.
+
+The store reads it back, the events fold into it (:meth:`Transcript.apply`, each event type
+knowing its own change), the page and the exports render it, and ``session_history`` carries
+it as JSON (:meth:`Transcript.to_dict`, read back whole with :meth:`Transcript.from_dict`).
+A turn's facts as people read them are formatted here only (:func:`turn_facts`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any
+
+from .plain import plain, unplain
+from .sentiment import SentimentScores
+
+if TYPE_CHECKING:
+    from .events import Event
+
+
+class Status(StrEnum):
+    """Where a round or a turn stands. Events end one with ok, error or cancelled."""
+
+    RUNNING = "running"
+    OK = "ok"
+    ERROR = "error"
+    CANCELLED = "cancelled"
+    INTERRUPTED = "interrupted"  # the process stopped (crash, kill) while it was running
+
+
+# A turn's progress bar for text with no estimate (a running turn read back from the store):
+# this many characters fill 90% of it.
+_NOMINAL_CHARS = 450
+
+
+@dataclass(slots=True, kw_only=True)
+class Turn:
+    """One agent's turn. ``text`` is the final text, or the text so far while it runs."""
+
+    id: str
+    agent_id: str
+    agent_type: str
+    status: Status = Status.RUNNING
+    text: str = ""
+    started: str
+    finished: str | None = None
+    model: str | None = None
+    streaming: str | None = None
+    reasoning: str | None = None
+    sentiment: SentimentScores | None = None
+    usage: dict[str, int] | None = None
+    interaction_count: int = 0
+    has_memory: bool = False
+    duration_ms: int | None = None
+    first_token_ms: int | None = None
+    error: str | None = None
+    error_class: str | None = None
+
+    @property
+    def running(self) -> bool:
+        return self.status is Status.RUNNING
+
+    @property
+    def progress(self) -> float:
+        """An estimate from the text's length while running (live deltas carry a better
+        one); 1.0 once it ended."""
+        if self.running:
+            return min(0.9, len(self.text) / _NOMINAL_CHARS)
+        return 1.0
+
+
+@dataclass(slots=True, kw_only=True)
+class Round:
+    id: str
+    index: int
+    situation: str
+    status: Status = Status.RUNNING
+    started: str
+    stimulus: str | None = None
+    finished: str | None = None
+    duration_ms: int | None = None
+    turns: list[Turn] = field(default_factory=list)
+
+    @property
+    def running(self) -> bool:
+        return self.status is Status.RUNNING
+
+    @property
+    def current_turn(self) -> Turn | None:
+        """The turn streaming now, if any."""
+        if self.running and self.turns and self.turns[-1].running:
+            return self.turns[-1]
+        return None
+
+    def turn(self, turn_id: str) -> Turn | None:
+        for turn in reversed(self.turns):
+            if turn.id == turn_id:
+                return turn
+        return None
+
+
+@dataclass(slots=True, kw_only=True)
+class Transcript:
+    """A session's whole conversation.
+
+    ``last_event_id`` is the id of the last event it reflects: a live view shows the
+    transcript, then follows the session's events after that id, with no gap and no
+    duplicate.
+    """
+
+    id: str
+    title: str = ""
+    created: str = ""
+    updated: str = ""
+    last_event_id: int = 0
+    rounds: list[Round] = field(default_factory=list)
+
+    @classmethod
+    def from_events(cls, session_id: str, events: Iterable[Event]) -> Transcript:
+        transcript = cls(id=session_id)
+        for event in events:
+            transcript.apply(event)
+        return transcript
+
+    def apply(self, event: Event) -> Round | Turn | None:
+        """Fold one event in; returns the round or turn it changed (None: nothing known
+        to change, such as a turn whose round started before the history this holds)."""
+        self.last_event_id = max(self.last_event_id, event.id)
+        if not self.created:
+            self.created = event.payload.timestamp
+        self.updated = event.payload.timestamp
+        return event.payload.apply(self)
+
+    @property
+    def running(self) -> bool:
+        return bool(self.rounds) and self.rounds[-1].running
+
+    @property
+    def last_round(self) -> Round | None:
+        return self.rounds[-1] if self.rounds else None
+
+    def round(self, round_id: str | None) -> Round | None:
+        for round_ in reversed(self.rounds):
+            if round_.id == round_id:
+                return round_
+        return None
+
+    def to_dict(self) -> dict[str, Any]:
+        return plain(self)  # type: ignore[no-any-return]
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Transcript:
+        """The transcript from :meth:`to_dict`'s form; ValueError when it is not one."""
+        return unplain(cls, data)
+
+
+def seconds(ms: int | float | None) -> str | None:
+    """A duration as people read it: ``850 ms``, ``2.4 s``."""
+    if ms is None:
+        return None
+    return f"{ms / 1000:.1f} s" if ms >= 1000 else f"{int(ms)} ms"
+
+
+def turn_facts(turn: Turn, *, model_name: str | None = None) -> list[str]:
+    """A finished turn's facts, in the order every view shows them: model · streaming mode ·
+    first token · total · tokens. ``model_name`` replaces the model's id when given."""
+    tokens = (turn.usage or {}).get("completion_tokens")
+    facts = [
+        model_name or turn.model or "",
+        f"{turn.streaming} streaming" if turn.streaming else "",
+        f"first token {seconds(turn.first_token_ms)}" if turn.first_token_ms is not None else "",
+        f"total {seconds(turn.duration_ms)}" if turn.duration_ms is not None else "",
+        f"{tokens} tokens" if isinstance(tokens, int) and tokens else "",
+    ]
+    return [fact for fact in facts if fact]

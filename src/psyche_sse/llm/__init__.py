@@ -36,7 +36,7 @@ def preload() -> None:
     _warm = True
 
 
-__all__ = [
+__all__ = (
     "CompletionRequest",
     "LLMClient",
     "LLMError",
@@ -48,4 +48,4 @@ __all__ = [
     "classify",
     "preload",
     "ready",
-]
+)

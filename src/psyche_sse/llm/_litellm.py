@@ -16,16 +16,18 @@ import logging
 import os
 import threading
 import warnings
-from types import ModuleType
+from types import MappingProxyType, ModuleType
 
 import anyio
 
-_OFFLINE_ENV = {
-    "LITELLM_LOCAL_MODEL_COST_MAP": "True",
-    "HF_HUB_OFFLINE": "1",
-    "TRANSFORMERS_OFFLINE": "1",
-    "LITELLM_LOG": "ERROR",
-}
+_OFFLINE_ENV = MappingProxyType(
+    {
+        "LITELLM_LOCAL_MODEL_COST_MAP": "True",
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+        "LITELLM_LOG": "ERROR",
+    }
+)
 
 # Providers whose model information LiteLLM fetches from the server itself.
 _SELF_DESCRIBING = ("ollama", "ollama_chat")

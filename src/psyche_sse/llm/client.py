@@ -13,7 +13,7 @@ import logging
 import time
 from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass, field
-from types import TracebackType
+from types import MappingProxyType, TracebackType
 from typing import Any, Literal
 
 import anyio
@@ -68,7 +68,9 @@ class Reply:
 _FATAL = ("AuthenticationError", "PermissionDeniedError", "NotFoundError")
 # LiteLLM reports a 401 from an OpenAI-compatible server as BadRequestError and a 403 as
 # APIError; the status says what happened.
-_BY_STATUS = {401: "AuthenticationError", 403: "PermissionDeniedError", 404: "NotFoundError"}
+_BY_STATUS = MappingProxyType(
+    {401: "AuthenticationError", 403: "PermissionDeniedError", 404: "NotFoundError"}
+)
 _TRANSIENT = (
     "RateLimitError",
     "Timeout",

@@ -17,7 +17,7 @@ from .records import (
     TurnRecord,
 )
 
-__all__ = [
+__all__ = (
     "INTERRUPTED",
     "RUNNING",
     "Recorder",
@@ -29,4 +29,4 @@ __all__ = [
     "StoreError",
     "Transcript",
     "TurnRecord",
-]
+)

@@ -27,7 +27,7 @@ from .transcript import Round, Transcript, Turn
 HTML_FORMAT = "html"
 
 _UNKNOWN_COLOUR = "#7f8c8d"
-_SENTIMENT_LABELS = {"very_negative", "negative", "neutral", "positive", "very_positive"}
+_SENTIMENT_LABELS = frozenset({"very_negative", "negative", "neutral", "positive", "very_positive"})
 
 
 def static_url(path: str) -> str:

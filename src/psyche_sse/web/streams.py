@@ -17,6 +17,7 @@ import weakref
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from types import MappingProxyType
 
 import anyio
 from starlette.requests import Request
@@ -28,11 +29,13 @@ from ..events import Event, EventType, encode_sse, merge_updates
 from ..store import RUNNING
 
 RETRY_MS = 2000
-SSE_HEADERS = {
-    "Cache-Control": "no-cache, no-transform",
-    "X-Accel-Buffering": "no",
-    "Connection": "keep-alive",
-}
+SSE_HEADERS = MappingProxyType(
+    {
+        "Cache-Control": "no-cache, no-transform",
+        "X-Accel-Buffering": "no",
+        "Connection": "keep-alive",
+    }
+)
 HEARTBEAT = b": heartbeat\n\n"
 # How often a streaming response looks whether its client is still there, at most. Writes
 # to a closed connection cost next to nothing (uvicorn drops them), the check does not

@@ -21,7 +21,7 @@ def preload() -> None:
     thread) they don't hold up the first turn.
     """
     from ._litellm import litellm
-    from .models import OFFLINE_NOSTREAM, OFFLINE_PROVIDER
+    from .names import OFFLINE_NOSTREAM, OFFLINE_PROVIDER
 
     litellm().completion(
         model=f"{OFFLINE_PROVIDER}/{OFFLINE_NOSTREAM}",

@@ -71,7 +71,7 @@ def _import() -> None:
     for name in ("LiteLLM", "LiteLLM Router", "LiteLLM Proxy", "litellm"):
         logging.getLogger(name).setLevel(logging.WARNING)
 
-    from .models import OFFLINE_PROVIDER as PROVIDER
+    from .names import OFFLINE_PROVIDER as PROVIDER
     from .offline import OfflineModel
 
     module.custom_provider_map = [

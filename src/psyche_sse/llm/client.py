@@ -28,7 +28,7 @@ from tenacity import (
 from ..config import Settings, StreamingMode
 from . import _litellm
 from .errors import LLMError, ModelUnavailable, StreamBroken
-from .models import is_offline
+from .names import is_offline
 from .ratelimit import ModelRateLimiter
 from .reasoning import ReasoningSplitter
 from .simulate import chunk_text

@@ -17,10 +17,10 @@ import litellm
 from litellm import CustomLLM
 from litellm.llms.custom_llm import CustomLLMError
 
-from .models import OFFLINE_MODELS as MODELS
-from .models import OFFLINE_NOSTREAM as NOSTREAM_MODEL
-from .models import OFFLINE_PROVIDER as PROVIDER
-from .models import OFFLINE_STREAMING as STREAMING_MODEL
+from .names import OFFLINE_MODELS as MODELS
+from .names import OFFLINE_NOSTREAM as NOSTREAM_MODEL
+from .names import OFFLINE_PROVIDER as PROVIDER
+from .names import OFFLINE_STREAMING as STREAMING_MODEL
 from .offline_text import compose, read_prompt
 from .simulate import split_words
 

@@ -42,8 +42,8 @@ Streaming = Literal["native", "simulated"]
 class CompletionRequest:
     model: str
     messages: list[dict[str, str]]
-    temperature: float = 0.7
-    max_tokens: int = 400
+    temperature: float
+    max_tokens: int  # the settings' ``max_tokens``, which holds its default
     seed: int | None = None
 
 

@@ -1,4 +1,4 @@
-"""What the routes share: the settings, the renderer, and the running engine."""
+"""What the routes share: the settings, the renderer, the streams' hub, and the running engine."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from ..events import Event, EventType, session_history
 from ..store import Transcript as StoredTranscript
 from .errors import HTTPError
 from .render import Renderer
-from .streams import Format, follow
+from .streams import Format, StreamHub, follow
 from .transcript import Transcript
 
 # What a client over the cap on running rounds is told to wait, in seconds.
@@ -38,6 +38,7 @@ def _not_found() -> HTTPError:
 class Context:
     settings: Settings
     renderer: Renderer
+    streams: StreamHub
     _engine: Engine | None = field(default=None, repr=False)
 
     @property
@@ -98,6 +99,7 @@ class Context:
             return Event(last, EventType.SESSION_HISTORY, data)
 
         return follow(
+            self.streams,
             engine.bus,
             session.id,
             after,

@@ -9,19 +9,23 @@ import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from ..config import Settings
-from . import streams
 from .app import create_app
+from .streams import StreamHub
 
 # Open event streams are ended at shutdown; this bounds the wait for other requests.
 GRACEFUL_SHUTDOWN_SECONDS = 5
 
 
 class Server(uvicorn.Server):
-    """uvicorn's server, which first ends the open event streams when it stops (they would
-    otherwise hold the shutdown for the whole graceful period)."""
+    """uvicorn's server, which first ends the app's open event streams when it stops (they
+    would otherwise hold the shutdown for the whole graceful period)."""
+
+    def __init__(self, config: uvicorn.Config, streams: StreamHub) -> None:
+        super().__init__(config)
+        self.streams = streams
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
-        streams.shutdown()
+        self.streams.shutdown()
         await super().shutdown(sockets)
 
 
@@ -80,8 +84,9 @@ def http_protocol(header_timeout: float) -> type[HeaderDeadline]:
 
 
 def serve(settings: Settings) -> None:
+    app = create_app(settings)
     config = uvicorn.Config(
-        create_app(settings),
+        app,
         host=settings.host,
         port=settings.port,
         http=http_protocol(settings.header_timeout),
@@ -92,5 +97,4 @@ def serve(settings: Settings) -> None:
         log_level="info",
         access_log=settings.access_log,
     )
-    streams.reset()
-    Server(config).run()
+    Server(config, app.streams).run()

@@ -74,11 +74,8 @@ def create_app(settings: Settings, engine: Engine | None = None) -> App:
                     yield
                     return
                 async with Engine(settings) as owned:
-                    ctx._engine = owned
-                    try:
+                    with ctx.running(owned):
                         yield
-                    finally:
-                        ctx._engine = None
             finally:
                 tg.cancel_scope.cancel()
 

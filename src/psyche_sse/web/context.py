@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -46,6 +47,15 @@ class Context:
         if self._engine is None:
             raise HTTPError(503, "the service is starting or stopping; try again shortly")
         return self._engine
+
+    @contextmanager
+    def running(self, engine: Engine) -> Iterator[None]:
+        """The routes use ``engine`` inside the block; outside it they answer 503."""
+        self._engine = engine
+        try:
+            yield
+        finally:
+            self._engine = None
 
     async def session(self, session_id: str) -> Session:
         """The session, loaded from the store when it is not in memory; 404 when unknown."""

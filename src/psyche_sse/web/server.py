@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+from typing import ClassVar
 
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
@@ -40,7 +41,7 @@ class HeaderDeadline(HttpToolsProtocol):
     opening or of the previous response ending, or the connection is closed.
     """
 
-    header_timeout: float = 10.0
+    header_timeout: ClassVar[float]  # set by :func:`http_protocol`, from the settings
     _deadline: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]

@@ -1,6 +1,7 @@
 """The import graph of ``src/psyche_sse``: its modules, who imports whom, and any cycle.
 
-Run ``python tools/imports.py`` from the repository's root. It reads the sources with
+Run ``python tools/imports.py`` (or name another copy of the package's directory, such as
+an old checkout's ``src/psyche_sse``, as its argument). It reads the sources with
 :mod:`ast` (nothing is imported), resolves relative imports, and counts an import wherever it
 is written, in a function body too: an import deferred into a function still ties the two
 modules together, it only moves the failure from import time to call time. Imports under
@@ -69,8 +70,8 @@ def edges(found: Mapping[str, Path] | None = None) -> dict[str, set[str]]:
 
     ``from . import x`` counts as importing ``x`` when ``x`` is a module, and ``from .m
     import x`` as importing ``m`` (and ``m.x`` when that is a module). Importing a submodule
-    runs its package's ``__init__`` first; that edge is left out, as a package importing its
-    own submodules is not a cycle worth reporting.
+    from outside its package runs the package's ``__init__`` first, so that counts as
+    importing the package too; from inside, the package is already under way.
     """
     found = modules() if found is None else found
     graph: dict[str, set[str]] = {name: set() for name in found}
@@ -91,7 +92,17 @@ def edges(found: Mapping[str, Path] | None = None) -> dict[str, set[str]]:
                     target = target.rpartition(".")[0]
                 if target and target != name:
                     graph[name].add(target)
+                    graph[name].update(_packages_entered(name, target, found))
     return graph
+
+
+def _packages_entered(name: str, target: str, found: Mapping[str, Path]) -> Iterator[str]:
+    """The packages whose ``__init__`` runs when module ``name`` imports ``target``."""
+    parts = target.split(".")
+    for end in range(1, len(parts)):
+        package = ".".join(parts[:end])
+        if package in found and not name.startswith(package + ".") and package != name:
+            yield package
 
 
 def cycles(graph: Mapping[str, set[str]]) -> list[list[str]]:
@@ -129,8 +140,8 @@ def cycles(graph: Mapping[str, set[str]]) -> list[list[str]]:
     return sorted(found)
 
 
-def main() -> int:
-    graph = edges()
+def main(argv: list[str]) -> int:
+    graph = edges(modules(Path(argv[0]))) if argv else edges()
     print(f"{len(graph)} modules, {sum(map(len, graph.values()))} edges\n")
     for name in sorted(graph):
         targets = sorted(graph[name])
@@ -146,4 +157,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(sys.argv[1:]))

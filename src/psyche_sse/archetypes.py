@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,4 +65,4 @@ ARCHETYPES: tuple[Archetype, ...] = (
     ),
 )
 
-BY_ID: dict[str, Archetype] = {a.agent_id: a for a in ARCHETYPES}
+BY_ID: Mapping[str, Archetype] = MappingProxyType({a.agent_id: a for a in ARCHETYPES})

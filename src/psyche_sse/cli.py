@@ -106,7 +106,8 @@ def _configure_logging(verbosity: int) -> None:
 
 
 def _settings(**overrides: Any) -> Settings:
-    from .config import ConfigError, load_settings
+    from .config import load_settings
+    from .errors import ConfigError
 
     try:
         return load_settings(**overrides)

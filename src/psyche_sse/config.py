@@ -20,16 +20,16 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
+from .errors import ConfigError
+
 StreamingMode = Literal["auto", "native", "simulated"]
 
 OFFLINE_MODEL = "psyche/offline"
+# Tokens a second the offline model streams at; read here and by a request that sets none.
+DEFAULT_OFFLINE_TPS = 30.0
 LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "[::1]")
 # Addresses that bind every interface: they name no host a client would use.
 _WILDCARD_ADDRESSES = ("", "0.0.0.0", "::", "[::]", "*")
-
-
-class ConfigError(Exception):
-    """The configuration cannot be used; the message is meant for the person running us."""
 
 
 def agent_env_suffix(agent_id: str) -> str:
@@ -66,7 +66,7 @@ class Settings(BaseSettings):
     timeout_idle: float = Field(default=30.0, gt=0)
 
     # Embedded offline model
-    offline_tps: float = Field(default=30.0, ge=0.0, le=100000.0)
+    offline_tps: float = Field(default=DEFAULT_OFFLINE_TPS, ge=0.0, le=100000.0)
 
     # Council
     rounds: int = Field(default=1, ge=1, le=20)

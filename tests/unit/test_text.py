@@ -12,7 +12,7 @@ from psyche_sse.llm.simulate import chunk_text, split_words
 
 @pytest.mark.parametrize("text", ["", "one", "  lead and trail  ", "a\nb\n\nc", "It's Bob's"])
 def test_chunks_concatenate_exactly(text: str) -> None:
-    assert "".join(chunk_text(text)) == text
+    assert "".join(chunk_text(text, 10)) == text
 
 
 def test_about_ten_word_aligned_chunks() -> None:

@@ -15,7 +15,7 @@ from psyche_sse.bus import MemoryBus
 from psyche_sse.events import Event
 from psyche_sse.transcript import Round, Status, Transcript
 from psyche_sse.web import streams
-from psyche_sse.web.streams import JSON, run_done, runs
+from psyche_sse.web.streams import JSON, StreamHub, run_done, runs
 from tests import factories as f
 
 pytestmark = pytest.mark.anyio
@@ -40,10 +40,18 @@ async def no_history() -> Event:
 
 
 def follow(
-    bus: MemoryBus, session_id: str, after: int, fmt: streams.Format, **kwargs: Any
+    bus: MemoryBus,
+    session_id: str,
+    after: int,
+    fmt: streams.Format,
+    *,
+    hub: StreamHub | None = None,
+    **kwargs: Any,
 ) -> AsyncIterator[bytes]:
+    """A stream of its own hub, unless it shares one with others."""
     kwargs.setdefault("history", no_history)
-    return streams.follow(bus, session_id, after, fmt, **kwargs)
+    kwargs.setdefault("heartbeat", 15.0)
+    return streams.follow(hub or StreamHub(), bus, session_id, after, fmt, **kwargs)
 
 
 def parse(chunk: bytes) -> tuple[int, str, dict[str, Any]] | None:
@@ -183,7 +191,8 @@ def test_a_run_ends_with_a_stopped_round_or_a_history_that_shows_its_end() -> No
 async def test_a_merged_message_is_encoded_once_for_all_readers() -> None:
     bus = MemoryBus()
     await bus.publish(started())
-    readers = [follow(bus, SID, 0, JSON, max_per_second=30) for _ in range(3)]
+    hub = StreamHub()
+    readers = [follow(bus, SID, 0, JSON, max_per_second=30, hub=hub) for _ in range(3)]
     for stream in readers:
         await read(stream, 1)
     for i in range(5):
@@ -224,24 +233,28 @@ async def test_a_quiet_stream_sends_heartbeats() -> None:
 
 async def test_shutdown_ends_open_streams_at_once() -> None:
     bus = MemoryBus()
-    stream = follow(bus, SID, 0, JSON, max_per_second=30, heartbeat=60)
+    hub = StreamHub()
+    stream = follow(bus, SID, 0, JSON, max_per_second=30, heartbeat=60, hub=hub)
     await anext(stream)
-    try:
-        async with anyio.create_task_group() as tg:
-            ended = anyio.Event()
+    async with anyio.create_task_group() as tg:
+        ended = anyio.Event()
 
-            async def drain() -> None:
-                async for _ in stream:
-                    pass
-                ended.set()
+        async def drain() -> None:
+            async for _ in stream:
+                pass
+            ended.set()
 
-            tg.start_soon(drain)
-            await anyio.wait_all_tasks_blocked()
-            streams.shutdown()
-            with anyio.fail_after(1):
-                await ended.wait()
-    finally:
-        streams.reset()
+        tg.start_soon(drain)
+        await anyio.wait_all_tasks_blocked()
+        hub.shutdown()
+        with anyio.fail_after(1):
+            await ended.wait()
+    # Another app's streams, on the same bus, are not its to end.
+    other = follow(bus, SID, 0, JSON, max_per_second=30, heartbeat=0.01)
+    await anext(other)
+    with anyio.fail_after(2):
+        assert await anext(other) == b": heartbeat\n\n"
+    await other.aclose()
 
 
 async def test_a_reader_behind_a_closed_log_gets_its_tail_then_the_end() -> None:

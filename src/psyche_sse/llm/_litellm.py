@@ -12,49 +12,37 @@ some of those asks ignore the ``api_base`` and go to ``localhost:11434``.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
-import threading
 import warnings
-from types import ModuleType
+from types import MappingProxyType, ModuleType
 
 import anyio
 
-_OFFLINE_ENV = {
-    "LITELLM_LOCAL_MODEL_COST_MAP": "True",
-    "HF_HUB_OFFLINE": "1",
-    "TRANSFORMERS_OFFLINE": "1",
-    "LITELLM_LOG": "ERROR",
-}
+from .names import OFFLINE_PROVIDER
+
+_OFFLINE_ENV = MappingProxyType(
+    {
+        "LITELLM_LOCAL_MODEL_COST_MAP": "True",
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+        "LITELLM_LOG": "ERROR",
+    }
+)
 
 # Providers whose model information LiteLLM fetches from the server itself.
 _SELF_DESCRIBING = ("ollama", "ollama_chat")
 
-_module: ModuleType | None = None
-_described: set[str] = set()
-_lock = threading.Lock()
 
-
+@functools.cache
 def litellm() -> ModuleType:
-    """The ``litellm`` module, configured, with the offline provider registered."""
-    if _module is None:
-        with _lock:
-            if _module is None:
-                _import()
-    assert _module is not None
-    return _module
+    """The ``litellm`` module, configured, with the offline provider registered.
 
-
-async def load() -> ModuleType:
-    """:func:`litellm` for the event loop: the first import (seconds) runs in a worker thread,
-    or waits there for the one already under way."""
-    if _module is not None:
-        return _module
-    return await anyio.to_thread.run_sync(litellm)
-
-
-def _import() -> None:
-    global _module
+    Done on the first call, once for the process: LiteLLM's settings and its provider
+    registry are the process's own. Two first calls at once (a warm-up thread and a turn)
+    both wait on Python's import lock, then both configure it the same way, harmlessly.
+    """
     for key, value in _OFFLINE_ENV.items():
         os.environ.setdefault(key, value)
     # Pydantic's remark on LiteLLM's own type hints (its Ollama module, on first use).
@@ -69,21 +57,31 @@ def _import() -> None:
     for name in ("LiteLLM", "LiteLLM Router", "LiteLLM Proxy", "litellm"):
         logging.getLogger(name).setLevel(logging.WARNING)
 
-    from .models import OFFLINE_PROVIDER as PROVIDER
     from .offline import OfflineModel
 
     module.custom_provider_map = [
-        *[p for p in module.custom_provider_map if p.get("provider") != PROVIDER],
-        {"provider": PROVIDER, "custom_handler": OfflineModel()},
+        *[p for p in module.custom_provider_map if p.get("provider") != OFFLINE_PROVIDER],
+        {"provider": OFFLINE_PROVIDER, "custom_handler": OfflineModel()},
     ]
-    _module = module
+    configured: ModuleType = module
+    return configured
 
 
-def describe_model(model: str) -> None:
-    """Give LiteLLM static information about an Ollama model it does not know, once."""
-    if model in _described:
-        return
-    lm = litellm()
+def loaded() -> bool:
+    """Whether :func:`litellm` has returned once: it now returns at once."""
+    return litellm.cache_info().currsize > 0
+
+
+async def load() -> ModuleType:
+    """:func:`litellm` for the event loop: the first import (seconds) runs in a worker thread,
+    or waits there for the one already under way."""
+    if loaded():
+        return litellm()
+    return await anyio.to_thread.run_sync(litellm)
+
+
+def describe_model(lm: ModuleType, model: str) -> None:
+    """Give LiteLLM static information about an Ollama model it does not know."""
     provider, _, name = model.partition("/")
     if provider in _SELF_DESCRIBING and name:
         known = {key.lower() for key in lm.model_cost}
@@ -95,7 +93,6 @@ def describe_model(model: str) -> None:
                 "input_cost_per_token": 0.0,
                 "output_cost_per_token": 0.0,
             }
-    _described.add(model)
 
 
 def provider_finished(stream: object) -> bool:
@@ -118,7 +115,7 @@ def provider_finished(stream: object) -> bool:
 
 async def aclose() -> None:
     """Close LiteLLM's cached async HTTP clients, if LiteLLM was ever imported."""
-    if _module is None:
+    if not loaded():
         return
     from litellm.llms.custom_httpx.async_client_cleanup import close_litellm_async_clients
 

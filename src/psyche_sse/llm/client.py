@@ -13,7 +13,7 @@ import logging
 import time
 from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass, field
-from types import TracebackType
+from types import MappingProxyType, ModuleType, TracebackType
 from typing import Any, Literal
 
 import anyio
@@ -28,7 +28,7 @@ from tenacity import (
 from ..config import Settings, StreamingMode
 from . import _litellm
 from .errors import LLMError, ModelUnavailable, StreamBroken
-from .models import is_offline
+from .names import is_offline
 from .ratelimit import ModelRateLimiter
 from .reasoning import ReasoningSplitter
 from .simulate import chunk_text
@@ -42,8 +42,8 @@ Streaming = Literal["native", "simulated"]
 class CompletionRequest:
     model: str
     messages: list[dict[str, str]]
-    temperature: float = 0.7
-    max_tokens: int = 400
+    temperature: float
+    max_tokens: int  # the settings' ``max_tokens``, which holds its default
     seed: int | None = None
 
 
@@ -68,7 +68,9 @@ class Reply:
 _FATAL = ("AuthenticationError", "PermissionDeniedError", "NotFoundError")
 # LiteLLM reports a 401 from an OpenAI-compatible server as BadRequestError and a 403 as
 # APIError; the status says what happened.
-_BY_STATUS = {401: "AuthenticationError", 403: "PermissionDeniedError", 404: "NotFoundError"}
+_BY_STATUS = MappingProxyType(
+    {401: "AuthenticationError", 403: "PermissionDeniedError", 404: "NotFoundError"}
+)
 _TRANSIENT = (
     "RateLimitError",
     "Timeout",
@@ -127,18 +129,23 @@ def _usage(obj: Any) -> dict[str, int] | None:
 
 class LLMClient:
     """Completions for the council. Holds what it learns across turns (which models cannot
-    stream) and the per-model rate limits."""
+    stream, which LiteLLM was told about) and the per-model rate limits."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.rate_limiter = ModelRateLimiter(settings.rate_limit_rpm)
         self._cannot_stream: set[str] = set()
+        self._described: set[str] = set()
 
     def stream(self, request: CompletionRequest, mode: StreamingMode | None = None) -> ReplyStream:
         return ReplyStream(self, request, mode or self.settings.streaming)
 
-    def _kwargs(self, request: CompletionRequest, *, stream: bool) -> dict[str, Any]:
-        _litellm.describe_model(request.model)
+    def _kwargs(
+        self, lm: ModuleType, request: CompletionRequest, *, stream: bool
+    ) -> dict[str, Any]:
+        if request.model not in self._described:
+            _litellm.describe_model(lm, request.model)
+            self._described.add(request.model)
         kwargs: dict[str, Any] = {
             "model": request.model,
             "messages": request.messages,
@@ -316,7 +323,9 @@ class ReplyStream:
         stream: Any = None
         try:
             with anyio.fail_after(self._deadline_wait(self._settings.timeout_first_token)):
-                stream = await lm.acompletion(**self._client._kwargs(self._request, stream=True))
+                stream = await lm.acompletion(
+                    **self._client._kwargs(lm, self._request, stream=True)
+                )
                 if stream is None:  # LiteLLM swallows some error statuses (422) this way
                     raise LLMError("the provider sent no reply", error_class="EmptyResponse")
                 first: list[tuple[str, str]] = []
@@ -345,7 +354,9 @@ class ReplyStream:
         await self._client.rate_limiter.acquire(self._request.model)
         try:
             with anyio.fail_after(self._deadline_wait(self._settings.timeout_first_token)):
-                response = await lm.acompletion(**self._client._kwargs(self._request, stream=False))
+                response = await lm.acompletion(
+                    **self._client._kwargs(lm, self._request, stream=False)
+                )
         except Exception as exc:
             raise classify(exc) from exc
         choices = getattr(response, "choices", None)

@@ -4,19 +4,9 @@ from __future__ import annotations
 
 from . import _litellm
 from .errors import ModelUnavailable
+from .names import OFFLINE_MODELS, is_offline
 
-OFFLINE_PROVIDER = "psyche"
-OFFLINE_STREAMING = "offline"
-OFFLINE_NOSTREAM = "offline-nostream"
-OFFLINE_MODELS = (
-    f"{OFFLINE_PROVIDER}/{OFFLINE_STREAMING}",
-    f"{OFFLINE_PROVIDER}/{OFFLINE_NOSTREAM}",
-)
-
-
-def is_offline(model: str) -> bool:
-    return model.startswith(f"{OFFLINE_PROVIDER}/")
-
+__all__ = ("check_model", "is_offline")
 
 # Providers LiteLLM sends to a default local address when no base URL is set.
 _LOCAL_DEFAULT = ("ollama", "ollama_chat")

@@ -17,10 +17,11 @@ import litellm
 from litellm import CustomLLM
 from litellm.llms.custom_llm import CustomLLMError
 
-from .models import OFFLINE_MODELS as MODELS
-from .models import OFFLINE_NOSTREAM as NOSTREAM_MODEL
-from .models import OFFLINE_PROVIDER as PROVIDER
-from .models import OFFLINE_STREAMING as STREAMING_MODEL
+from ..config import DEFAULT_OFFLINE_TPS
+from .names import OFFLINE_MODELS as MODELS
+from .names import OFFLINE_NOSTREAM as NOSTREAM_MODEL
+from .names import OFFLINE_PROVIDER as PROVIDER
+from .names import OFFLINE_STREAMING as STREAMING_MODEL
 from .offline_text import compose, read_prompt
 from .simulate import split_words
 
@@ -48,8 +49,6 @@ def _check_model(model: str) -> None:
 
 
 class OfflineModel(CustomLLM):  # type: ignore[misc]  # LiteLLM's base is untyped here
-    default_tps = 30.0
-
     async def acompletion(self, *args: Any, **kwargs: Any) -> Any:
         return self.completion(*args, **kwargs)
 
@@ -76,7 +75,9 @@ class OfflineModel(CustomLLM):  # type: ignore[misc]  # LiteLLM's base is untype
         messages = kwargs["messages"]
         params = kwargs.get("optional_params") or {}
         reply = _reply(messages, params)
-        tps = float((params.get("extra_body") or {}).get("tps", self.default_tps))
+        # The pace comes with each request (``offline_tps`` of the client's settings): the
+        # provider is registered once for the whole process, whatever the settings.
+        tps = float((params.get("extra_body") or {}).get("tps", DEFAULT_OFFLINE_TPS))
         delay = 1.0 / tps if tps > 0 else 0.0
         for index, word in enumerate(split_words(reply)):
             if delay:

@@ -17,11 +17,11 @@ def split_words(text: str) -> list[str]:
     return words
 
 
-def chunk_text(text: str, chunks: int = 10) -> list[str]:
+def chunk_text(text: str, chunks: int) -> list[str]:
     """Cut ``text`` into about ``chunks`` pieces at word boundaries.
 
-    ``"".join(chunk_text(t)) == t`` for every ``t``: leading whitespace joins the first piece
-    and every piece keeps the whitespace that follows its words.
+    ``"".join(chunk_text(t, n)) == t`` for every ``t`` and ``n``: leading whitespace joins
+    the first piece and every piece keeps the whitespace that follows its words.
     """
     words = split_words(text)
     size = max(1, -(-len(words) // max(1, chunks)))

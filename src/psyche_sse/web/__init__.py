@@ -5,4 +5,4 @@ Data flows one way: the bus's events are encoded here, once per format, for ever
 
 from .app import create_app
 
-__all__ = ["create_app"]
+__all__ = ("create_app",)

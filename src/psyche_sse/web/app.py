@@ -2,7 +2,8 @@
 
 ``create_app(settings)`` owns an :class:`Engine` for the app's lifetime (rounds run in its
 task group, so they outlive the requests that started them); pass ``engine`` to share one
-you run yourself.
+you run yourself. The app's event streams share its :class:`StreamHub` (``app.streams``),
+which the server running the app shuts down when it stops.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from functools import partial
+from typing import Any
 
 import anyio
 from starlette.applications import Starlette
@@ -28,13 +30,19 @@ from .pages import Pages
 from .render import Renderer
 from .security import AllowedHosts, SameOriginWrites, SecurityHeaders
 from .sessions import SessionPages
+from .streams import StreamHub
 
 log = logging.getLogger(__name__)
 
 
 class App(Starlette):
     """Starlette, with :class:`SecurityHeaders` outside its ``ServerErrorMiddleware``:
-    user middleware sits inside that one, so a 500 would otherwise go out without them."""
+    user middleware sits inside that one, so a 500 would otherwise go out without them;
+    and with the :class:`StreamHub` its event streams share."""
+
+    def __init__(self, *, streams: StreamHub, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.streams = streams
 
     def build_middleware_stack(self) -> ASGIApp:
         return SecurityHeaders(super().build_middleware_stack())
@@ -52,7 +60,8 @@ def _preload() -> None:
 
 def create_app(settings: Settings, engine: Engine | None = None) -> App:
     renderer = Renderer(settings)
-    ctx = Context(settings, renderer, engine)
+    streams = StreamHub()
+    ctx = Context(settings, renderer, streams, engine)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -65,11 +74,8 @@ def create_app(settings: Settings, engine: Engine | None = None) -> App:
                     yield
                     return
                 async with Engine(settings) as owned:
-                    ctx._engine = owned
-                    try:
+                    with ctx.running(owned):
                         yield
-                    finally:
-                        ctx._engine = None
             finally:
                 tg.cancel_scope.cancel()
 
@@ -81,6 +87,7 @@ def create_app(settings: Settings, engine: Engine | None = None) -> App:
         Mount("/static", app=static, name="static"),
     ]
     app = App(
+        streams=streams,
         routes=routes,
         middleware=[
             Middleware(AllowedHosts, hosts=settings.allowed_host_names()),

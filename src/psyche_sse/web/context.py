@@ -1,8 +1,9 @@
-"""What the routes share: the settings, the renderer, and the running engine."""
+"""What the routes share: the settings, the renderer, the streams' hub, and the running engine."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -13,7 +14,7 @@ from ..events import Event, SessionHistory
 from ..transcript import Transcript
 from .errors import HTTPError
 from .render import Renderer
-from .streams import Format, follow
+from .streams import Format, StreamHub, follow
 
 # What a client over the cap on running rounds is told to wait, in seconds.
 RETRY_AFTER_SECONDS = 5
@@ -37,6 +38,7 @@ def _not_found() -> HTTPError:
 class Context:
     settings: Settings
     renderer: Renderer
+    streams: StreamHub
     _engine: Engine | None = field(default=None, repr=False)
 
     @property
@@ -44,6 +46,15 @@ class Context:
         if self._engine is None:
             raise HTTPError(503, "the service is starting or stopping; try again shortly")
         return self._engine
+
+    @contextmanager
+    def running(self, engine: Engine) -> Iterator[None]:
+        """The routes use ``engine`` inside the block; outside it they answer 503."""
+        self._engine = engine
+        try:
+            yield
+        finally:
+            self._engine = None
 
     async def session(self, session_id: str) -> Session:
         """The session, loaded from the store when it is not in memory; 404 when unknown."""
@@ -95,6 +106,7 @@ class Context:
             return Event(stored.last_event_id, SessionHistory.of(stored))
 
         return follow(
+            self.streams,
             engine.bus,
             session.id,
             after,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from markupsafe import escape
@@ -21,32 +22,36 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-_TITLES = {
-    400: "Bad request",
-    403: "Forbidden",
-    404: "Not found",
-    405: "Method not allowed",
-    409: "Busy",
-    413: "Too large",
-    415: "Unsupported content type",
-    422: "Not accepted",
-    429: "Too many rounds",
-    500: "Something went wrong",
-    503: "Unavailable",
-}
-_CODES = {
-    400: "bad_request",
-    403: "forbidden",
-    404: "not_found",
-    405: "method_not_allowed",
-    409: "conflict",
-    413: "too_large",
-    415: "unsupported_media_type",
-    422: "invalid",
-    429: "too_many_requests",
-    500: "internal_error",
-    503: "unavailable",
-}
+_TITLES = MappingProxyType(
+    {
+        400: "Bad request",
+        403: "Forbidden",
+        404: "Not found",
+        405: "Method not allowed",
+        409: "Busy",
+        413: "Too large",
+        415: "Unsupported content type",
+        422: "Not accepted",
+        429: "Too many rounds",
+        500: "Something went wrong",
+        503: "Unavailable",
+    }
+)
+_CODES = MappingProxyType(
+    {
+        400: "bad_request",
+        403: "forbidden",
+        404: "not_found",
+        405: "method_not_allowed",
+        409: "conflict",
+        413: "too_large",
+        415: "unsupported_media_type",
+        422: "invalid",
+        429: "too_many_requests",
+        500: "internal_error",
+        503: "unavailable",
+    }
+)
 
 
 class HTTPError(Exception):

@@ -7,40 +7,51 @@ nothing a model or a person writes can run in the page.
 
 from __future__ import annotations
 
+from types import MappingProxyType
+
 import nh3
 from markdown_it import MarkdownIt
 from markupsafe import Markup
 
 from ..links import SAFE_SCHEMES
 
-_ALLOWED_TAGS = {
-    "p",
-    "br",
-    "hr",
-    "em",
-    "strong",
-    "s",
-    "code",
-    "pre",
-    "blockquote",
-    "ul",
-    "ol",
-    "li",
-    "h1",
-    "h2",
-    "h3",
-    "h4",
-    "h5",
-    "h6",
-    "a",
-    "table",
-    "thead",
-    "tbody",
-    "tr",
-    "th",
-    "td",
-}
-_ALLOWED_ATTRIBUTES = {"a": {"href", "title"}, "ol": {"start"}, "th": {"align"}, "td": {"align"}}
+_ALLOWED_TAGS = frozenset(
+    {
+        "p",
+        "br",
+        "hr",
+        "em",
+        "strong",
+        "s",
+        "code",
+        "pre",
+        "blockquote",
+        "ul",
+        "ol",
+        "li",
+        "h1",
+        "h2",
+        "h3",
+        "h4",
+        "h5",
+        "h6",
+        "a",
+        "table",
+        "thead",
+        "tbody",
+        "tr",
+        "th",
+        "td",
+    }
+)
+_ALLOWED_ATTRIBUTES = MappingProxyType(
+    {
+        "a": frozenset({"href", "title"}),
+        "ol": frozenset({"start"}),
+        "th": frozenset({"align"}),
+        "td": frozenset({"align"}),
+    }
+)
 
 
 class MarkdownRenderer:
@@ -54,7 +65,7 @@ class MarkdownRenderer:
         clean = nh3.clean(
             html,
             tags=_ALLOWED_TAGS,
-            attributes=_ALLOWED_ATTRIBUTES,
+            attributes=dict(_ALLOWED_ATTRIBUTES),  # nh3 takes a real dict, not a mapping
             url_schemes=set(SAFE_SCHEMES),
             link_rel="noopener noreferrer nofollow",
         )

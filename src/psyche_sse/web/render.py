@@ -35,7 +35,7 @@ from .markdown import MarkdownRenderer
 HTML_FORMAT = "html"
 
 _UNKNOWN_COLOUR = "#7f8c8d"
-_SENTIMENT_LABELS = {"very_negative", "negative", "neutral", "positive", "very_positive"}
+_SENTIMENT_LABELS = frozenset({"very_negative", "negative", "neutral", "positive", "very_positive"})
 
 
 def static_url(path: str) -> str:

@@ -8,6 +8,7 @@ errors (:func:`errors.json_error`) and, like every other response, carry the hea
 from __future__ import annotations
 
 from collections.abc import Iterable
+from types import MappingProxyType
 from urllib.parse import urlsplit
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -21,14 +22,14 @@ CONTENT_SECURITY_POLICY = (
     "img-src 'self' data:; connect-src 'self'; base-uri 'none'; form-action 'self'; "
     "frame-ancestors 'none'"
 )
-SECURITY_HEADERS = [
+SECURITY_HEADERS = (
     (b"content-security-policy", CONTENT_SECURITY_POLICY.encode()),
     (b"x-content-type-options", b"nosniff"),
     (b"referrer-policy", b"same-origin"),
-]
+)
 
 _SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
-_DEFAULT_PORTS = {"http": 80, "https": 443}
+_DEFAULT_PORTS = MappingProxyType({"http": 80, "https": 443})
 
 
 class SecurityHeaders:

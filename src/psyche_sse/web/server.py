@@ -4,24 +4,29 @@ from __future__ import annotations
 
 import asyncio
 import socket
+from typing import ClassVar
 
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from ..config import Settings
-from . import streams
 from .app import create_app
+from .streams import StreamHub
 
 # Open event streams are ended at shutdown; this bounds the wait for other requests.
 GRACEFUL_SHUTDOWN_SECONDS = 5
 
 
 class Server(uvicorn.Server):
-    """uvicorn's server, which first ends the open event streams when it stops (they would
-    otherwise hold the shutdown for the whole graceful period)."""
+    """uvicorn's server, which first ends the app's open event streams when it stops (they
+    would otherwise hold the shutdown for the whole graceful period)."""
+
+    def __init__(self, config: uvicorn.Config, streams: StreamHub) -> None:
+        super().__init__(config)
+        self.streams = streams
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
-        streams.shutdown()
+        self.streams.shutdown()
         await super().shutdown(sockets)
 
 
@@ -36,7 +41,7 @@ class HeaderDeadline(HttpToolsProtocol):
     opening or of the previous response ending, or the connection is closed.
     """
 
-    header_timeout: float = 10.0
+    header_timeout: ClassVar[float]  # set by :func:`http_protocol`, from the settings
     _deadline: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
@@ -80,8 +85,9 @@ def http_protocol(header_timeout: float) -> type[HeaderDeadline]:
 
 
 def serve(settings: Settings) -> None:
+    app = create_app(settings)
     config = uvicorn.Config(
-        create_app(settings),
+        app,
         host=settings.host,
         port=settings.port,
         http=http_protocol(settings.header_timeout),
@@ -92,5 +98,4 @@ def serve(settings: Settings) -> None:
         log_level="info",
         access_log=settings.access_log,
     )
-    streams.reset()
-    Server(config).run()
+    Server(config, app.streams).run()

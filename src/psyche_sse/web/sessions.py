@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
+from types import MappingProxyType
 
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
@@ -26,12 +27,14 @@ PAGE_SIZE = 20
 MAX_PAGES = 50_000
 DELETED_NOTICE = "The session was deleted."
 
-_STATES = {
-    "running": "running",
-    Status.INTERRUPTED: "interrupted",
-    "cancelled": "stopped",
-    "error": "errors",
-}
+_STATES = MappingProxyType(
+    {
+        "running": "running",
+        Status.INTERRUPTED: "interrupted",
+        "cancelled": "stopped",
+        "error": "errors",
+    }
+)
 
 
 @dataclass(frozen=True)

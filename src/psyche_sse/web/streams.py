@@ -5,8 +5,11 @@ consecutive deltas of one turn merged into one message, and while a turn is stre
 client reads at most ``max_deltas_per_second`` times a second, so a fast model or a slow
 client costs that client fewer, longer messages, never memory, and never anyone else's time.
 Each event is encoded once per format (:meth:`Event.encoded`) and those bytes are shared by
-every subscriber of the format; so is each merged message (:meth:`Format.run`), since the
-clients of a session wake on the same clock tick and read the same runs.
+every subscriber of the format; so is each merged message (:meth:`StreamHub.encode_run`),
+since the clients of a session wake on the same clock tick and read the same runs.
+
+What the streams of one app share (that clock, those merged messages, the shutdown that ends
+them) is its :class:`StreamHub`, which ``create_app`` makes and every :func:`follow` is given.
 """
 
 from __future__ import annotations
@@ -16,7 +19,8 @@ import math
 import weakref
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from types import MappingProxyType
 
 import anyio
 from starlette.requests import Request
@@ -27,11 +31,13 @@ from ..bus import EventBus
 from ..events import Event, EventType, RoundComplete, SessionHistory, encode_sse, merge_updates
 
 RETRY_MS = 2000
-SSE_HEADERS = {
-    "Cache-Control": "no-cache, no-transform",
-    "X-Accel-Buffering": "no",
-    "Connection": "keep-alive",
-}
+SSE_HEADERS = MappingProxyType(
+    {
+        "Cache-Control": "no-cache, no-transform",
+        "X-Accel-Buffering": "no",
+        "Connection": "keep-alive",
+    }
+)
 HEARTBEAT = b": heartbeat\n\n"
 # How often a streaming response looks whether its client is still there, at most. Writes
 # to a closed connection cost next to nothing (uvicorn drops them), the check does not
@@ -50,29 +56,9 @@ class Format:
 
     name: str
     encode: Callable[[Event], bytes]
-    _merged: OrderedDict[tuple[str, int, int], bytes] = field(
-        default_factory=OrderedDict, compare=False, repr=False
-    )
 
     def __call__(self, event: Event) -> bytes:
         return event.encoded(self.name, self.encode)
-
-    def run(self, events: Sequence[Event]) -> bytes:
-        """A run of one turn's consecutive deltas as one message.
-
-        Clients woken by the same publish read the same run, so its merged message is
-        encoded once for all of them: it is kept, by session and ids, in a small LRU.
-        """
-        if len(events) == 1:
-            return self(events[0])
-        key = (events[0].session_id, events[0].id, events[-1].id)
-        encoded = self._merged.get(key)
-        if encoded is None:
-            encoded = self.encode(merge_updates(events))
-            self._merged[key] = encoded
-            if len(self._merged) > MERGED_CACHE_SIZE:
-                self._merged.popitem(last=False)
-        return encoded
 
 
 def _encode_json(event: Event) -> bytes:
@@ -104,7 +90,58 @@ History = Callable[[], Awaitable[Event]]
 it reflects."""
 
 
+class StreamHub:
+    """What the streams of one app share: a pacing clock, each format's merged messages, and
+    the shutdown that ends them all at once.
+
+    ``create_app`` makes one for its app; the server that runs the app calls
+    :meth:`shutdown` when it stops. A second app, in the same process or not, has its own.
+    """
+
+    def __init__(self, merged_cache_size: int = MERGED_CACHE_SIZE) -> None:
+        self.ticks = _Ticks()
+        self._merged_cache_size = merged_cache_size
+        self._merged: dict[Format, OrderedDict[tuple[str, int, int], bytes]] = {}
+        self._buses: weakref.WeakSet[EventBus] = weakref.WeakSet()
+        self._stopping = False
+
+    @property
+    def stopping(self) -> bool:
+        """Whether :meth:`shutdown` was called: every stream ends, and new ones at once."""
+        return self._stopping
+
+    def shutdown(self) -> None:
+        """End every open stream now (the server is stopping): from the event loop's thread."""
+        self._stopping = True
+        for bus in list(self._buses):
+            bus.wake()
+
+    def attach(self, bus: EventBus) -> None:
+        """Note that a stream reads ``bus``, so :meth:`shutdown` can wake its readers."""
+        self._buses.add(bus)
+
+    def encode_run(self, fmt: Format, events: Sequence[Event]) -> bytes:
+        """A run of one turn's consecutive deltas as one message in ``fmt``.
+
+        Clients woken by the same publish read the same run, so its merged message is
+        encoded once for all of them: it is kept, by session and ids, in a small LRU per
+        format.
+        """
+        if len(events) == 1:
+            return fmt(events[0])
+        merged = self._merged.setdefault(fmt, OrderedDict())
+        key = (events[0].session_id, events[0].id, events[-1].id)
+        encoded = merged.get(key)
+        if encoded is None:
+            encoded = fmt.encode(merge_updates(events))
+            merged[key] = encoded
+            if len(merged) > self._merged_cache_size:
+                merged.popitem(last=False)
+        return encoded
+
+
 async def follow(
+    hub: StreamHub,
     bus: EventBus,
     session_id: str,
     after: int,
@@ -112,12 +149,12 @@ async def follow(
     *,
     history: History,
     max_per_second: float,
-    heartbeat: float = 15.0,
+    heartbeat: float,
     until: Callable[[Event], bool] | None = None,
 ) -> AsyncIterator[bytes]:
     """The session's events with ids above ``after``, encoded, live, with a heartbeat comment
     after ``heartbeat`` quiet seconds; ends when ``until`` says so after an event, when the
-    server shuts down, or never.
+    ``hub`` shuts down, or never.
 
     Whenever the bus cannot hand over every event after the cursor (the cursor is from before
     a restart, older than the history kept, beyond the newest; or this client fell further
@@ -127,11 +164,11 @@ async def follow(
     yield f"retry: {RETRY_MS}\n\n".encode()
     interval = 1.0 / max_per_second
     cursor = after
-    _open_buses.add(bus)
+    hub.attach(bus)
     with bus.watch(session_id):
         behind = not bus.first_id(session_id) - 1 <= cursor <= bus.last_id(session_id)
         streaming = False  # the last message was a delta: the next waits for a tick
-        while not _shutdown.is_set:
+        while not hub.stopping:
             head = b""
             if behind:
                 behind = False
@@ -155,12 +192,12 @@ async def follow(
                     if batch and streaming:
                         # It came between two ticks: it goes out on the next one, so a
                         # streaming turn costs a client one message a tick at most.
-                        await _ticks.wait(interval)
+                        await hub.ticks.wait(interval)
                         batch += bus.history(session_id, batch[-1].id)
                 if batch and batch[0].id != cursor + 1:
                     behind = True  # this client fell further behind than the bus keeps
                     continue
-            if _shutdown.is_set:
+            if hub.stopping:
                 return
             if not batch:
                 yield head or HEARTBEAT
@@ -169,7 +206,7 @@ async def follow(
             # One write per batch, of messages shared with every client reading the same.
             messages = [head] if head else []
             for run in runs(batch):
-                messages.append(fmt.run(run))
+                messages.append(hub.encode_run(fmt, run))
                 if until is not None and until(run[-1]):
                     yield b"".join(messages)
                     return
@@ -179,7 +216,7 @@ async def follow(
                 # The turn is still streaming: let its next deltas gather into one message.
                 # Waiting for the next tick of a shared clock wakes this session's clients
                 # together, so they read the same runs and share their encoding.
-                await _ticks.wait(interval)
+                await hub.ticks.wait(interval)
 
 
 async def _resync(bus: EventBus, session_id: str, history: History) -> tuple[Event, list[Event]]:
@@ -226,8 +263,8 @@ class EventStream(Response):
     disconnect watch, shutdown watch); an idle client then holds about 41 KB against 20 KB
     here (``make bench``), and each message passes a cancel scope. Here the source makes its own
     heartbeats (:func:`follow`), a gone client is noticed within ``DISCONNECT_CHECK_SECONDS``
-    (uvicorn drops writes to a closed connection silently), and :func:`shutdown` ends every
-    stream when the server stops.
+    (uvicorn drops writes to a closed connection silently), and :meth:`StreamHub.shutdown`
+    ends every stream when the server stops.
     """
 
     media_type = "text/event-stream"
@@ -263,7 +300,7 @@ class EventStream(Response):
 
 
 class _Ticks:
-    """A clock shared by every stream: the streams waiting for the next tick of an interval
+    """A clock shared by the streams of a hub: those waiting for the next tick of an interval
     all wait on one event and one timer, rather than a timer each.
 
     Ticks are numbered (tick ``k`` is due at ``k * interval`` on the loop's clock) and each
@@ -292,26 +329,3 @@ class _Ticks:
         if self._next.get(interval) is entry:
             del self._next[interval]
         entry[1].set()
-
-
-_ticks = _Ticks()
-
-
-class _Shutdown:
-    is_set = False
-
-
-_shutdown = _Shutdown()
-_open_buses: weakref.WeakSet[EventBus] = weakref.WeakSet()
-
-
-def shutdown() -> None:
-    """End every open stream now (the server is stopping): from the event loop's thread."""
-    _shutdown.is_set = True
-    for bus in list(_open_buses):
-        bus.wake()
-
-
-def reset() -> None:
-    """Streams may run again (a new server in the same process)."""
-    _shutdown.is_set = False

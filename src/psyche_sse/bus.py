@@ -21,6 +21,7 @@ from typing import Protocol
 
 import anyio
 
+from .config import DEFAULT_HISTORY_EVENTS
 from .events import Event, Payload
 
 
@@ -129,7 +130,7 @@ CLOSED_KEPT = 64
 class MemoryBus:
     """An in-process :class:`EventBus`. Not thread-safe: use it from one event loop."""
 
-    def __init__(self, history_limit: int = 20_000, *, first_id: int = 1) -> None:
+    def __init__(self, history_limit: int = DEFAULT_HISTORY_EVENTS, *, first_id: int = 1) -> None:
         self._limit = history_limit
         self._first_id = first_id
         self._logs: dict[str, _Log] = {}

@@ -29,10 +29,40 @@ class UsageError(Exception):
     """Bad input or set-up: printed as one line, exit code 2."""
 
 
+class _Help(argparse.HelpFormatter):
+    """``%(setting)s`` in a help text is the default of the setting the option sets: read
+    from :class:`~psyche_sse.config.Settings` only when help is shown."""
+
+    def _expand_help(self, action: argparse.Action) -> str:
+        if "%(setting)" in (action.help or ""):
+            from .config import Settings
+
+            field = Settings.model_fields[action.dest]
+            text = str(action.help).replace("%(setting)s", str(field.default))
+            return text % {}
+        return super()._expand_help(action)
+
+
+def _bounds(name: str) -> tuple[int, int]:
+    """The least and greatest values the setting ``name`` takes."""
+    import annotated_types
+
+    from .config import Settings
+
+    low, high = -(2**63), 2**63
+    for rule in Settings.model_fields[name].metadata:
+        if isinstance(rule, annotated_types.Ge):
+            low = int(rule.ge)  # type: ignore[call-overload]
+        elif isinstance(rule, annotated_types.Le):
+            high = int(rule.le)  # type: ignore[call-overload]
+    return low, high
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROG,
         description="A council of five Jungian archetypes answers a situation, streamed live.",
+        formatter_class=_Help,
     )
     parser.add_argument(
         "-v", "--verbose", action="count", default=0, help="log more (-v info, -vv debug)"
@@ -43,16 +73,21 @@ def build_parser() -> argparse.ArgumentParser:
         "run",
         help="stream a round of the council to the terminal",
         description="Stream the council's answer to SITUATION.",
+        formatter_class=_Help,
     )
     run.add_argument("situation", help="the situation, in your own words")
     run.add_argument(
-        "--rounds", type=int, default=None, metavar="N", help="how many rounds to run (default 1)"
+        "--rounds",
+        type=int,
+        default=None,
+        metavar="N",
+        help="how many rounds to run (default %(setting)s)",
     )
     run.add_argument(
         "--model",
         default=None,
         metavar="M",
-        help="LiteLLM model for every agent (default psyche/offline)",
+        help="LiteLLM model for every agent (default %(setting)s)",
     )
     run.add_argument(
         "--seed",
@@ -69,9 +104,10 @@ def build_parser() -> argparse.ArgumentParser:
         "serve",
         help="serve the web app and the SSE API",
         description="Serve the web app and the SSE API.",
+        formatter_class=_Help,
     )
-    serve.add_argument("--host", default=None, help="address to bind (default 127.0.0.1)")
-    serve.add_argument("--port", type=int, default=None, help="port (default 8000)")
+    serve.add_argument("--host", default=None, help="address to bind (default %(setting)s)")
+    serve.add_argument("--port", type=int, default=None, help="port (default %(setting)s)")
     return parser
 
 
@@ -129,8 +165,9 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    if args.rounds is not None and not 1 <= args.rounds <= 20:
-        raise UsageError("--rounds must be between 1 and 20")
+    low, high = _bounds("rounds")
+    if args.rounds is not None and not low <= args.rounds <= high:
+        raise UsageError(f"--rounds must be between {low} and {high}")
     settings = _settings(model=args.model, rounds=args.rounds)
 
     from .council import clean_situation

@@ -27,6 +27,8 @@ StreamingMode = Literal["auto", "native", "simulated"]
 OFFLINE_MODEL = "psyche/offline"
 # Tokens a second the offline model streams at; read here and by a request that sets none.
 DEFAULT_OFFLINE_TPS = 30.0
+DEFAULT_HISTORY_EVENTS = 20_000
+"""Events of a session the in-memory bus keeps for replay."""
 LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "[::1]")
 # Addresses that bind every interface: they name no host a client would use.
 _WILDCARD_ADDRESSES = ("", "0.0.0.0", "::", "[::]", "*")
@@ -80,7 +82,7 @@ class Settings(BaseSettings):
     # nothing after the process ends.
     db: Path = Path("var/psyche.db")
     heartbeat: float = Field(default=15.0, gt=0)
-    history_events: int = Field(default=20_000, ge=100)
+    history_events: int = Field(default=DEFAULT_HISTORY_EVENTS, ge=100)
     # Rounds running at once on this server; more are refused (429) until one ends.
     max_running_rounds: int = Field(default=64, ge=1, le=100_000)
     # Seconds a session with nothing running and no viewer stays in memory; then it lives

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from psyche_sse.archetypes import ARCHETYPES, BY_ID
-from psyche_sse.config import ConfigError, Settings, load_settings
+from psyche_sse.config import Settings, load_settings
+from psyche_sse.errors import ConfigError
 from psyche_sse.council import Network, clean_situation, final_text
 from psyche_sse.errors import InputError
 from psyche_sse.llm import LLMError, StreamBroken

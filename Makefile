@@ -38,13 +38,13 @@ docs: install browser ## retake the screenshots in docs/ (the browser tests, wri
 	PSYCHE_SCREENSHOTS=$(CURDIR)/docs $(BIN)/python -m pytest -m browser -k round_live
 
 lint: install ## ruff (lint and format check) and mypy
-	$(BIN)/ruff check src tests bench
-	$(BIN)/ruff format --check src tests bench
+	$(BIN)/ruff check src tests bench tools
+	$(BIN)/ruff format --check src tests bench tools
 	$(BIN)/mypy
 
 format: install ## apply ruff's formatting and safe fixes
-	$(BIN)/ruff check --fix src tests bench
-	$(BIN)/ruff format src tests bench
+	$(BIN)/ruff check --fix src tests bench tools
+	$(BIN)/ruff format src tests bench tools
 
 bench: install ## run the benchmarks and print the figures
 	$(BIN)/python -m bench

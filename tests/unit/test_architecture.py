@@ -155,3 +155,14 @@ def test_the_import_graph_sees_relative_and_deferred_imports() -> None:
     assert "psyche_sse.llm.client" in graph["psyche_sse.llm"]  # from .client import ...
     assert "psyche_sse.web.server" in graph["psyche_sse.cli"]  # inside a function
     assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+
+
+def test_no_two_classes_share_a_name() -> None:
+    """One name, one meaning: two ``Transcript`` classes is how values start to be wrapped
+    and unwrapped between layers."""
+    where: dict[str, list[str]] = {}
+    for path in SOURCE.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ClassDef):
+                where.setdefault(node.name, []).append(str(path.relative_to(SOURCE)))
+    assert {name: paths for name, paths in where.items() if len(paths) > 1} == {}

@@ -6,9 +6,8 @@ import pytest
 
 from psyche_sse.archetypes import ARCHETYPES, BY_ID
 from psyche_sse.config import Settings, load_settings
-from psyche_sse.errors import ConfigError
 from psyche_sse.council import Network, clean_situation, final_text
-from psyche_sse.errors import InputError
+from psyche_sse.errors import ConfigError, InputError
 from psyche_sse.llm import LLMError, StreamBroken
 from psyche_sse.progress import LengthHistory, ProgressEstimate
 from psyche_sse.prompts import build_messages

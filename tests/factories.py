@@ -10,17 +10,21 @@ from psyche_sse.events import (
     AgentStarted,
     AgentUpdate,
     CompleteMeta,
+    ConversationState,
+    EmergencyStatus,
     Ending,
     Event,
+    NetworkUpdate,
     Payload,
     RoundComplete,
     RoundContext,
     RoundStarted,
     SessionHistory,
+    StimulusInjected,
     TurnContext,
 )
 from psyche_sse.sentiment import SentimentScores
-from psyche_sse.transcript import Status, Transcript
+from psyche_sse.transcript import Metrics, Path, PathKind, Status, Transcript
 
 AGENT_IDS: tuple[str, ...] = tuple(a.agent_id for a in ARCHETYPES)
 """The council in speaking order."""
@@ -155,3 +159,61 @@ def whole_turn(text: str, turn: str = TID, agent: str = "Shadow", **ctx: Any) ->
         *(update(d, turn, (i + 1) / len(deltas), agent=agent, **ctx) for i, d in enumerate(deltas)),
         complete(text, turn, agent=agent, **ctx),
     ]
+
+
+def metrics(stagnation: float = 0.3, **values: float) -> Metrics:
+    fields = dict.fromkeys(("conflict", "engagement", "diversity", "repetition", "intensity"), 0.5)
+    return Metrics(**{**fields, **values, "stagnation": stagnation})
+
+
+def state(
+    session: str = SID,
+    round_id: str = RID,
+    *,
+    round_index: int = 1,
+    stagnation: float = 0.3,
+    guidance: tuple[str, ...] = (),
+    emergency: bool = False,
+) -> ConversationState:
+    return ConversationState(
+        session_id=session,
+        round_id=round_id,
+        round=round_index,
+        metrics=metrics(stagnation),
+        guidance=guidance,
+        emergency=emergency,
+    )
+
+
+def emergency(
+    session: str = SID,
+    round_id: str = RID,
+    *,
+    active: bool,
+    stagnation: float = 0.7,
+    round: int = 1,
+) -> EmergencyStatus:
+    return EmergencyStatus(
+        session_id=session,
+        round_id=round_id,
+        active=active,
+        reason="the conversation is stagnating" if active else "the conversation moves again",
+        stagnation=stagnation,
+        round=round,
+    )
+
+
+def network(
+    session: str = SID, round_id: str | None = RID, *, emergency: bool = False
+) -> NetworkUpdate:
+    from psyche_sse.council import EMERGENCY_PATHS, NORMAL_PATHS
+
+    paths = [Path(a=a, b=b, kind=PathKind.NORMAL, active=True) for a, b in NORMAL_PATHS]
+    paths += [Path(a=a, b=b, kind=PathKind.EMERGENCY, active=emergency) for a, b in EMERGENCY_PATHS]
+    return NetworkUpdate(session_id=session, round_id=round_id, paths=tuple(paths))
+
+
+def stimulus(
+    text: str, round: int, session: str = SID, round_id: str | None = RID
+) -> StimulusInjected:
+    return StimulusInjected(session_id=session, round_id=round_id, text=text, round=round)

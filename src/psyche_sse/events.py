@@ -23,7 +23,7 @@ from typing import Annotated, Any, Literal
 from .archetypes import Archetype
 from .plain import OMIT_NONE, json_schema, plain, unplain
 from .sentiment import SentimentScores
-from .transcript import Round, Status, Transcript, Turn
+from .transcript import Heard, Metrics, Path, Round, RoundState, Status, Transcript, Turn
 
 
 class EventType(StrEnum):
@@ -32,6 +32,10 @@ class EventType(StrEnum):
     AGENT_PROCESSING_UPDATE = "agent_processing_update"
     AGENT_PROCESSING_COMPLETE = "agent_processing_complete"
     ROUND_COMPLETE = "round_complete"
+    CONVERSATION_STATE = "conversation_state"
+    EMERGENCY_STATUS = "emergency_status"
+    NETWORK_UPDATE = "network_update"
+    STIMULUS_INJECTED = "stimulus_injected"
     # Never published: a stream sends it first to a client it cannot replay to.
     SESSION_HISTORY = "session_history"
 
@@ -56,6 +60,8 @@ class RoundContext:
     situation: str
     index: int = 1
     rounds: int = 1
+    stimulus: str | None = None
+    """What the person added for this round (it opens :attr:`situation` too)."""
 
     def turn(self, turn_id: str, agent: Archetype, model: str) -> TurnContext:
         return TurnContext(self.session_id, self.round_id, turn_id, agent, self.situation, model)
@@ -111,6 +117,7 @@ class RoundStarted(_Payload):
     index: int
     agents: tuple[str, ...]
     rounds: int = 1
+    stimulus: str | None = field(default=None, metadata=OMIT_NONE)
 
     @classmethod
     def of(cls, ctx: RoundContext, agents: Iterable[str]) -> RoundStarted:
@@ -121,11 +128,16 @@ class RoundStarted(_Payload):
             index=ctx.index,
             agents=tuple(agents),
             rounds=ctx.rounds,
+            stimulus=ctx.stimulus,
         )
 
     def apply(self, transcript: Transcript) -> Round:
         round_ = Round(
-            id=self.round_id, index=self.index, situation=self.situation, started=self.timestamp
+            id=self.round_id,
+            index=self.index,
+            situation=self.situation,
+            started=self.timestamp,
+            stimulus=self.stimulus,
         )
         transcript.rounds.append(round_)
         return round_
@@ -156,6 +168,10 @@ class StartedMeta:
     turn_id: str
     round_id: str
     model: str
+    heard: tuple[Heard, ...] = ()
+    """The agents whose latest reply this turn hears, and along which kind of path."""
+    guidance: tuple[str, ...] = ()
+    """The lines of guidance the conversation's state added to this turn's prompt."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -168,7 +184,15 @@ class AgentStarted(_Payload):
     metadata: StartedMeta
 
     @classmethod
-    def of(cls, ctx: TurnContext, *, interaction_count: int, has_memory: bool) -> AgentStarted:
+    def of(
+        cls,
+        ctx: TurnContext,
+        *,
+        interaction_count: int,
+        has_memory: bool,
+        heard: tuple[Heard, ...] = (),
+        guidance: tuple[str, ...] = (),
+    ) -> AgentStarted:
         return cls(
             session_id=ctx.session_id,
             round_id=ctx.round_id,
@@ -181,6 +205,8 @@ class AgentStarted(_Payload):
                 turn_id=ctx.turn_id,
                 round_id=ctx.round_id,
                 model=ctx.model,
+                heard=heard,
+                guidance=guidance,
             ),
         )
 
@@ -200,6 +226,8 @@ class AgentStarted(_Payload):
             model=self.metadata.model,
             interaction_count=self.metadata.interaction_count,
             has_memory=self.metadata.has_memory,
+            heard=self.metadata.heard,
+            guidance=self.metadata.guidance,
         )
         round_.turns.append(turn)
         return turn
@@ -306,6 +334,61 @@ class AgentComplete(_Payload):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class ConversationState(_Payload):
+    """The conversation's state after round number ``round``, sent after its
+    ``round_complete``: its metrics, the guidance the next round's prompts get, and whether
+    emergency mode is on from now."""
+
+    type: Literal[EventType.CONVERSATION_STATE] = EventType.CONVERSATION_STATE
+    round_id: str
+    round: int
+    metrics: Metrics
+    guidance: tuple[str, ...]
+    emergency: bool
+
+    def apply(self, transcript: Transcript) -> Round | None:
+        round_ = self._round(transcript)
+        if round_ is not None:
+            round_.state = RoundState(
+                metrics=self.metrics, guidance=self.guidance, emergency=self.emergency
+            )
+        return round_
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EmergencyStatus(_Payload):
+    """Emergency mode switched on or off after round number ``round``."""
+
+    type: Literal[EventType.EMERGENCY_STATUS] = EventType.EMERGENCY_STATUS
+    round_id: str
+    active: bool
+    reason: str
+    stagnation: float
+    round: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NetworkUpdate(_Payload):
+    """Who hears whom: every path, and which are open. Sent at a run's start and whenever
+    the open paths change; ``round_id`` is the round it applies from (None before the
+    session's first)."""
+
+    type: Literal[EventType.NETWORK_UPDATE] = EventType.NETWORK_UPDATE
+    paths: tuple[Path, ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StimulusInjected(_Payload):
+    """A person's stimulus was accepted: it opens round number ``round`` (its situation
+    starts with ``text``). ``round_id`` is the session's newest round when it came (None
+    before the first)."""
+
+    type: Literal[EventType.STIMULUS_INJECTED] = EventType.STIMULUS_INJECTED
+    text: str
+    round: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class SessionHistory(_Payload):
     """The whole conversation as of event ``last_event_id``, for a client whose position
     the stream cannot replay from (the server restarted since, or it is older than the
@@ -332,15 +415,30 @@ class SessionHistory(_Payload):
         transcript.title = self.transcript.title
 
 
-Payload = RoundStarted | RoundComplete | AgentStarted | AgentUpdate | AgentComplete | SessionHistory
+Payload = (
+    RoundStarted
+    | RoundComplete
+    | AgentStarted
+    | AgentUpdate
+    | AgentComplete
+    | ConversationState
+    | EmergencyStatus
+    | NetworkUpdate
+    | StimulusInjected
+    | SessionHistory
+)
 """Every event type of the protocol."""
 
 PAYLOADS: tuple[type[Payload], ...] = (
+    NetworkUpdate,
+    StimulusInjected,
     RoundStarted,
     AgentStarted,
     AgentUpdate,
     AgentComplete,
     RoundComplete,
+    ConversationState,
+    EmergencyStatus,
     SessionHistory,
 )
 

@@ -9,6 +9,8 @@ from .archetypes import Archetype
 
 PROMPT_AGENT_MARK = "You are"
 SITUATION_HEADER = "## Situation"
+STIMULUS_HEADER = "## New development"
+LEFT_OFF_HEADER = "## Where the council left it"
 OTHERS_HEADER = "## What the others said"
 MEMORY_HEADER = "## Earlier in this conversation"
 GUIDANCE_HEADER = "## Guidance"
@@ -21,11 +23,15 @@ def build_messages(
     memory: Sequence[tuple[str, str]] = (),
     others: Sequence[tuple[str, str]] = (),
     guidance: Sequence[str] = (),
+    stimulus: str | None = None,
+    left_off: str | None = None,
 ) -> list[dict[str, str]]:
     """System and user messages for one agent's turn.
 
-    ``memory`` is this agent's earlier (situation, reply) pairs, ``others`` the latest reply of
-    each agent it can hear.
+    ``situation`` is what the person described, ``stimulus`` what they added for this round,
+    ``left_off`` a line on where the previous round ended; ``memory`` is this agent's earlier
+    (situation, reply) pairs, ``others`` the latest reply of each agent it can hear,
+    ``guidance`` the lines the conversation's state calls for.
     """
     system = (
         f"{PROMPT_AGENT_MARK} {agent.agent_id}, one of five Jungian archetypes in a council "
@@ -33,7 +39,12 @@ def build_messages(
         f"Your voice is {agent.voice}. Speak in the first person as {agent.agent_id}, "
         "address the person as 'you', and stay in character."
     )
-    parts = [SITUATION_HEADER, situation.strip(), ""]
+    parts = []
+    if stimulus:
+        parts += [STIMULUS_HEADER, stimulus.strip(), ""]
+    parts += [SITUATION_HEADER, situation.strip(), ""]
+    if left_off:
+        parts += [LEFT_OFF_HEADER, left_off.strip(), ""]
     if memory:
         parts.append(MEMORY_HEADER)
         parts.extend(f"- On '{_clip(s, 120)}' you said: {_clip(r, 400)}" for s, r in memory)

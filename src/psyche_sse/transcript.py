@@ -30,6 +30,51 @@ class Status(StrEnum):
     INTERRUPTED = "interrupted"  # the process stopped (crash, kill) while it was running
 
 
+class PathKind(StrEnum):
+    NORMAL = "normal"
+    EMERGENCY = "emergency"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Path:
+    """A communication path between two agents (both directions); ``active`` while open."""
+
+    a: str
+    b: str
+    kind: PathKind
+    active: bool
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Heard:
+    """An agent a turn heard, and whether along an emergency path."""
+
+    agent_id: str
+    emergency: bool = False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Metrics:
+    """The conversation's state after a round, each in [0, 1] (:mod:`psyche_sse.state`)."""
+
+    conflict: float
+    engagement: float
+    diversity: float
+    repetition: float
+    intensity: float
+    stagnation: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RoundState:
+    """What the conversation was like after a round: its metrics, the guidance they call for
+    in the next round, and whether emergency mode is on from then."""
+
+    metrics: Metrics
+    guidance: tuple[str, ...] = ()
+    emergency: bool = False
+
+
 # A turn's progress bar for text with no estimate (a running turn read back from the store):
 # this many characters fill 90% of it.
 _NOMINAL_CHARS = 450
@@ -57,6 +102,8 @@ class Turn:
     first_token_ms: int | None = None
     error: str | None = None
     error_class: str | None = None
+    heard: tuple[Heard, ...] = ()
+    guidance: tuple[str, ...] = ()
 
     @property
     def running(self) -> bool:
@@ -82,6 +129,7 @@ class Round:
     finished: str | None = None
     duration_ms: int | None = None
     turns: list[Turn] = field(default_factory=list)
+    state: RoundState | None = None
 
     @property
     def running(self) -> bool:

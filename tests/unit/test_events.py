@@ -65,6 +65,8 @@ def test_the_json_form_keeps_the_protocol_layout() -> None:
         "turn_id": "t",
         "round_id": "r",
         "model": f.MODEL,
+        "heard": [],
+        "guidance": [],
     }
     complete = Event(2, f.complete("done", "t", agent="Ego", usage={"total_tokens": 5})).data
     meta = complete["metadata"]
@@ -156,6 +158,14 @@ def test_every_event_type_validates_and_a_broken_one_does_not() -> None:
         f.history(transcript),
     ]
     for i, payload in enumerate(payloads, start=1):
+        validator.validate(Event(i, payload).data)
+    payloads += [
+        f.network(emergency=True),
+        f.stimulus("My sister called back", 2),
+        f.state(round_index=1),
+        f.emergency(active=True),
+    ]
+    for i, payload in enumerate(payloads[-4:], start=len(payloads)):
         validator.validate(Event(i, payload).data)
     assert {type(p) for p in payloads} == set(ev.PAYLOADS)
     broken = Event(1, f.update("x")).data

@@ -311,18 +311,22 @@ class View:
         self.failures = Failures()
 
     async def follow(self, bus: EventBus, session_id: str, rounds: int) -> None:
-        from .events import RoundComplete
+        from .events import ConversationState, RoundComplete
         from .transcript import Status
 
         remaining = rounds
+        stopped = False
         try:
             async for batch in bus.subscribe(session_id):
                 for event in batch:
                     self.failures.add(event)
                     self.show(event)
-                    if isinstance(event.payload, RoundComplete):
+                    payload = event.payload
+                    if isinstance(payload, RoundComplete) and payload.status is Status.CANCELLED:
+                        stopped = True
+                    if isinstance(payload, ConversationState):  # a round's last event
                         remaining -= 1
-                        if remaining == 0 or event.payload.status is Status.CANCELLED:
+                        if remaining == 0 or stopped:
                             return
         finally:
             self.finish()

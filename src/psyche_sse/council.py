@@ -8,6 +8,7 @@ to the task running it.
 from __future__ import annotations
 
 import logging
+import re
 import time
 import uuid
 from collections import deque
@@ -24,8 +25,11 @@ from .events import (
     AgentStarted,
     AgentUpdate,
     CompleteMeta,
+    ConversationState,
+    EmergencyStatus,
     Ending,
     Event,
+    NetworkUpdate,
     Payload,
     RoundComplete,
     RoundContext,
@@ -36,7 +40,8 @@ from .llm import CompletionRequest, LLMClient, Reply
 from .progress import LengthHistory, ProgressEstimate
 from .prompts import build_messages
 from .sentiment import NEUTRAL_FALLBACK, analyse
-from .transcript import Status
+from .state import EmergencyMode, Said, guidance, measure
+from .transcript import Heard, Path, PathKind, RoundState, Status
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +74,21 @@ def clean_situation(text: str, max_chars: int) -> str:
     return text
 
 
+MAX_STIMULUS_CHARS = 500
+
+
+def clean_stimulus(text: str) -> str:
+    """A stimulus as we will use it (one short text), or :class:`InputError`."""
+    text = " ".join("".join(ch for ch in text if ch.isprintable() or ch.isspace()).split())
+    if not text:
+        raise InputError("a stimulus needs some text")
+    if len(text) > MAX_STIMULUS_CHARS:
+        raise InputError(
+            f"the stimulus is too long ({len(text)} characters; the limit is {MAX_STIMULUS_CHARS})"
+        )
+    return text
+
+
 def final_text(agent_id: str, text: str, status: Status, error: LLMError | None) -> str:
     """A turn's ``final_content``: its text, and a line saying why it is missing or short.
 
@@ -87,21 +107,58 @@ def final_text(agent_id: str, text: str, status: Status, error: LLMError | None)
 
 
 class Network:
-    """Communication paths between agents. Emergency paths can be switched on and off."""
+    """Communication paths between agents. Emergency paths are open while the council's
+    emergency mode is on."""
 
     def __init__(self) -> None:
         self.emergency = False
 
     def paths(self) -> Iterable[tuple[str, str]]:
+        """The open paths."""
         yield from NORMAL_PATHS
         if self.emergency:
             yield from EMERGENCY_PATHS
 
+    def describe(self) -> tuple[Path, ...]:
+        """Every path, with its kind and whether it is open."""
+        return tuple(
+            Path(a=a, b=b, kind=PathKind.NORMAL, active=True) for a, b in NORMAL_PATHS
+        ) + tuple(
+            Path(a=a, b=b, kind=PathKind.EMERGENCY, active=self.emergency)
+            for a, b in EMERGENCY_PATHS
+        )
+
     def hears(self, agent_id: str) -> list[str]:
         """The agents ``agent_id`` can hear, in council order."""
+        return [h.agent_id for h in self.heard(agent_id)]
+
+    def heard(self, agent_id: str) -> tuple[Heard, ...]:
+        """The agents ``agent_id`` can hear, in council order, and whether along an
+        emergency path."""
+        emergency = {b for a, b in EMERGENCY_PATHS if a == agent_id}
+        emergency |= {a for a, b in EMERGENCY_PATHS if b == agent_id}
         linked = {b for a, b in self.paths() if a == agent_id}
         linked |= {a for a, b in self.paths() if b == agent_id}
-        return [a.agent_id for a in ARCHETYPES if a.agent_id in linked]
+        return tuple(
+            Heard(agent_id=a.agent_id, emergency=a.agent_id in emergency)
+            for a in ARCHETYPES
+            if a.agent_id in linked
+        )
+
+
+_SENTENCE = re.compile(r"[^.!?]*[.!?]")
+
+
+def left_off(reply: str | None) -> str | None:
+    """Where a round left the conversation, from Ego's reply: the question it closed with
+    (its last sentence otherwise)."""
+    if not reply:
+        return None
+    sentences = [s.strip() for s in _SENTENCE.findall(" ".join(reply.split())) if s.strip()]
+    if not sentences:
+        return None
+    questions = [s for s in sentences if s.endswith("?")]
+    return f"Ego closed the last round with: {(questions or sentences)[-1]}"
 
 
 @dataclass
@@ -133,7 +190,20 @@ class Council:
         self.network = Network()
         self.agents = {a.agent_id: AgentState(a, settings.memory_rounds) for a in ARCHETYPES}
         self.latest: dict[str, str] = {}
+        self.emergency = EmergencyMode()
+        self.guidance: tuple[str, ...] = ()  # for the next round's prompts
         self._turn_scopes: dict[str, anyio.CancelScope] = {}
+
+    def restore_state(self, states: Iterable[tuple[int, RoundState]]) -> None:
+        """Carry on from the states of a stored session's rounds (in order)."""
+        for index, state in states:
+            self.emergency, _ = self.emergency.step(state.metrics.stagnation, index)
+            self.guidance = state.guidance
+        self.network.emergency = self.emergency.active
+
+    def left_off(self) -> str | None:
+        """Where the newest round left the conversation (for the next one's situation)."""
+        return left_off(self.latest.get("Ego"))
 
     def cancel_turn(self, turn_id: str) -> bool:
         scope = self._turn_scopes.get(turn_id)
@@ -151,9 +221,12 @@ class Council:
         await publish(RoundStarted.of(ctx, (a.agent_id for a in ARCHETYPES)))
         turns = 0
         status: Ending = Status.OK
+        said: list[Said] = []
         try:
             for archetype in ARCHETYPES:
-                turn_status = await self._turn(publish, ctx, self.agents[archetype.agent_id], seed)
+                turn_status = await self._turn(
+                    publish, ctx, self.agents[archetype.agent_id], seed, said
+                )
                 turns += 1
                 if turn_status is Status.ERROR:
                     status = Status.ERROR
@@ -172,24 +245,72 @@ class Council:
                         duration_ms=int((time.perf_counter() - started) * 1000),
                     )
                 )
+                await self._assess(publish, ctx, said)
         return status
 
+    async def _assess(self, publish: Publish, ctx: RoundContext, said: list[Said]) -> None:
+        """The conversation's state after the round, the round's last event: the guidance
+        for the next round, and emergency mode switched on or off first (with the paths it
+        opens or closes). A round in which nobody spoke leaves the mode as it was."""
+        metrics = measure(said)
+        if said:
+            self.guidance = guidance(metrics)
+            self.emergency, switch = self.emergency.step(metrics.stagnation, ctx.index)
+            if switch is not None:
+                self.network.emergency = switch.active
+                await publish(
+                    EmergencyStatus(
+                        session_id=ctx.session_id,
+                        round_id=ctx.round_id,
+                        active=switch.active,
+                        reason=switch.reason,
+                        stagnation=switch.stagnation,
+                        round=switch.round,
+                    )
+                )
+                await publish(self.network_update(ctx.session_id, ctx.round_id))
+        await publish(
+            ConversationState(
+                session_id=ctx.session_id,
+                round_id=ctx.round_id,
+                round=ctx.index,
+                metrics=metrics,
+                guidance=self.guidance,
+                emergency=self.emergency.active,
+            )
+        )
+
+    def network_update(self, session_id: str, round_id: str | None) -> NetworkUpdate:
+        return NetworkUpdate(
+            session_id=session_id, round_id=round_id, paths=self.network.describe()
+        )
+
     async def _turn(
-        self, publish: Publish, round_ctx: RoundContext, agent: AgentState, seed: int | None
+        self,
+        publish: Publish,
+        round_ctx: RoundContext,
+        agent: AgentState,
+        seed: int | None,
+        said: list[Said],
     ) -> Status:
         archetype = agent.archetype
         ctx = round_ctx.turn(
             uuid.uuid4().hex[:12], archetype, self.settings.model_for(archetype.agent_id)
         )
-        others = [
-            (name, self.latest[name])
-            for name in self.network.hears(archetype.agent_id)
-            if name in self.latest
-        ]
+        heard = tuple(
+            h for h in self.network.heard(archetype.agent_id) if h.agent_id in self.latest
+        )
+        others = [(h.agent_id, self.latest[h.agent_id]) for h in heard]
         request = CompletionRequest(
             model=ctx.model,
             messages=build_messages(
-                archetype, ctx.situation, memory=list(agent.memory), others=others
+                archetype,
+                round_ctx.base,
+                memory=list(agent.memory),
+                others=others,
+                guidance=self.guidance,
+                stimulus=round_ctx.stimulus,
+                left_off=round_ctx.left_off,
             ),
             temperature=archetype.temperature,
             max_tokens=self.settings.max_tokens,
@@ -197,7 +318,11 @@ class Council:
         )
         await publish(
             AgentStarted.of(
-                ctx, interaction_count=agent.interaction_count, has_memory=agent.has_memory
+                ctx,
+                interaction_count=agent.interaction_count,
+                has_memory=agent.has_memory,
+                heard=heard,
+                guidance=self.guidance,
             )
         )
 
@@ -229,7 +354,9 @@ class Council:
         finally:
             self._turn_scopes.pop(ctx.turn_id, None)
             with anyio.CancelScope(shield=True):
-                await self._complete(publish, ctx, agent, stream.reply, status, error)
+                score = await self._complete(publish, ctx, agent, stream.reply, status, error)
+                if stream.reply.text:
+                    said.append(Said(stream.reply.text, score))
         return status
 
     async def _complete(
@@ -240,7 +367,8 @@ class Council:
         reply: Reply,
         status: Ending,
         error: LLMError | None,
-    ) -> None:
+    ) -> float:
+        """Publish the turn's end; its sentiment score."""
         text = reply.text
         if error is not None:
             log.warning("%s: %s (%s)", ctx.agent_id, error.message, error.error_class)
@@ -283,3 +411,4 @@ class Council:
                 ),
             )
         )
+        return sentiment.polarity

@@ -23,7 +23,17 @@ from typing import Annotated, Any, Literal
 from .archetypes import Archetype
 from .plain import OMIT_NONE, json_schema, plain, unplain
 from .sentiment import SentimentScores
-from .transcript import Heard, Metrics, Path, Round, RoundState, Status, Transcript, Turn
+from .transcript import (
+    Heard,
+    Metrics,
+    Path,
+    Round,
+    RoundState,
+    Status,
+    Transcript,
+    Turn,
+    compose_situation,
+)
 
 
 class EventType(StrEnum):
@@ -57,11 +67,19 @@ class RoundContext:
 
     session_id: str
     round_id: str
-    situation: str
+    base: str
+    """The situation the person gave for the run."""
     index: int = 1
     rounds: int = 1
     stimulus: str | None = None
-    """What the person added for this round (it opens :attr:`situation` too)."""
+    """What the person added for this round."""
+    left_off: str | None = None
+    """Where the previous round left the conversation, in a line."""
+
+    @property
+    def situation(self) -> str:
+        """The round's situation: :attr:`stimulus`, :attr:`base` and :attr:`left_off`."""
+        return compose_situation(self.base, self.stimulus, self.left_off)
 
     def turn(self, turn_id: str, agent: Archetype, model: str) -> TurnContext:
         return TurnContext(self.session_id, self.round_id, turn_id, agent, self.situation, model)
@@ -118,6 +136,7 @@ class RoundStarted(_Payload):
     agents: tuple[str, ...]
     rounds: int = 1
     stimulus: str | None = field(default=None, metadata=OMIT_NONE)
+    left_off: str | None = field(default=None, metadata=OMIT_NONE)
 
     @classmethod
     def of(cls, ctx: RoundContext, agents: Iterable[str]) -> RoundStarted:
@@ -129,6 +148,7 @@ class RoundStarted(_Payload):
             agents=tuple(agents),
             rounds=ctx.rounds,
             stimulus=ctx.stimulus,
+            left_off=ctx.left_off,
         )
 
     def apply(self, transcript: Transcript) -> Round:
@@ -138,6 +158,7 @@ class RoundStarted(_Payload):
             situation=self.situation,
             started=self.timestamp,
             stimulus=self.stimulus,
+            left_off=self.left_off,
         )
         transcript.rounds.append(round_)
         return round_

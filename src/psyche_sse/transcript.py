@@ -129,7 +129,13 @@ class Round:
     finished: str | None = None
     duration_ms: int | None = None
     turns: list[Turn] = field(default_factory=list)
+    left_off: str | None = None
     state: RoundState | None = None
+
+    @property
+    def base(self) -> str:
+        """The situation the person gave, without this round's stimulus and left-off line."""
+        return base_situation(self.situation, self.stimulus, self.left_off)
 
     @property
     def running(self) -> bool:
@@ -202,6 +208,21 @@ class Transcript:
     def from_dict(cls, data: dict[str, Any]) -> Transcript:
         """The transcript from :meth:`to_dict`'s form; ValueError when it is not one."""
         return unplain(cls, data)
+
+
+def compose_situation(base: str, stimulus: str | None, left_off: str | None) -> str:
+    """A round's situation: the person's stimulus first, then the situation they gave, then
+    a line on where the council left it."""
+    return "\n\n".join(part for part in (stimulus, base, left_off) if part)
+
+
+def base_situation(situation: str, stimulus: str | None, left_off: str | None) -> str:
+    """The inverse of :func:`compose_situation`."""
+    if stimulus and situation.startswith(stimulus + "\n\n"):
+        situation = situation[len(stimulus) + 2 :]
+    if left_off and situation.endswith("\n\n" + left_off):
+        situation = situation[: -len(left_off) - 2]
+    return situation
 
 
 def seconds(ms: int | float | None) -> str | None:

@@ -57,7 +57,10 @@ async def run(settings: Settings, situation: str, **kw: Any) -> tuple[Engine, li
 
 async def test_a_round_streams_five_turns_in_order() -> None:
     _, events = await run(Settings(offline_tps=0), "I was passed over for promotion")
-    assert events[0].type == "round_started" and events[-1].type == "round_complete"
+    # A run opens with who hears whom; a round ends with the conversation's state.
+    kinds = [e.type for e in events]
+    assert kinds[:2] == ["network_update", "round_started"]
+    assert kinds[-1] == "conversation_state" and "round_complete" in kinds[-4:]
     turns = check_protocol(events)
     assert [t["agent"] for t in turns.values()] == AGENTS
     for t in turns.values():
@@ -105,7 +108,9 @@ async def test_stop_round_completes_the_current_turn_as_cancelled() -> None:
         events = engine.bus.history(session.id)
     turns = check_protocol(events)
     assert [t["status"] for t in turns.values()] == ["cancelled"]
-    assert events[-1].data["status"] == "cancelled"
+    [complete] = [e for e in events if e.type == "round_complete"]
+    assert complete.data["status"] == "cancelled"
+    assert events[-1].type == "conversation_state"
     assert not session.running
 
 

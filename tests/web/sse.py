@@ -118,15 +118,29 @@ def finals(msgs: Iterable[Msg]) -> dict[str, dict[str, Any]]:
     return {m.turn_id or "": m.data for m in msgs if m.type == "agent_processing_complete"}
 
 
+# Around a round: who hears whom (at a run's start) and stimuli before it; after its
+# round_complete, emergency mode's switch and the paths it changes, then the conversation's
+# state, the round's last event.
+BEFORE_ROUND = ("network_update", "stimulus_injected")
+AFTER_ROUND = ("emergency_status", "network_update", "conversation_state")
+
+
 def assert_whole_round(msgs: list[Msg]) -> None:
     """The order and the guarantees of SPEC §3 for one round of five turns."""
     ids = [m.id for m in msgs]
     assert ids == sorted(set(ids)), "ids strictly increasing, no duplicate"
+    while msgs and msgs[0].type in BEFORE_ROUND:
+        msgs = msgs[1:]
+    tail: list[Msg] = []
+    while msgs and msgs[-1].type in AFTER_ROUND:
+        tail.insert(0, msgs.pop())
+    if tail:
+        assert tail[-1].type == "conversation_state", [m.type for m in tail]
     assert msgs[0].type == "round_started"
     assert msgs[-1].type == "round_complete"
     round_id = msgs[0].data["round_id"]
     session_id = msgs[0].data["session_id"]
-    for m in msgs:
+    for m in msgs + tail:
         assert m.data["session_id"] == session_id
         assert m.data["round_id"] == round_id
     started = [m for m in msgs if m.type == "agent_processing_started"]

@@ -38,6 +38,8 @@ class Session:
     current_round: str | None = None
     finished: anyio.Event | None = None  # set when the running round has wound down
     idle_since: float | None = None  # when the sweep first saw it idle (engine's clock)
+    base: str | None = None  # the situation the person gave for the newest run
+    stimuli: list[str] = field(default_factory=list)  # for the next round, in order
 
     @property
     def running(self) -> bool:
@@ -118,7 +120,8 @@ class LiveSessions:
             if reply.text is not None and reply.situation is not None:
                 agent.remember(reply.situation, reply.text)
                 council.latest[reply.agent_id] = reply.text
-        session = Session(memory.id, council, rounds=list(memory.round_ids))
+        council.restore_state(memory.states)
+        session = Session(memory.id, council, rounds=list(memory.round_ids), base=memory.base)
         session.title = memory.title
         self.bus.start_at(memory.id, memory.event_hwm + 1)
         self.recorder.adopt(memory.id, memory.event_hwm)

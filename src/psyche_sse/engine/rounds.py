@@ -8,14 +8,15 @@ stops it.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping, Sequence
 
 import anyio
 from anyio.abc import TaskGroup
 
 from ..config import Settings
-from ..council import clean_situation
-from ..errors import RoundInProgress, TooManyRounds
-from ..events import RoundContext
+from ..council import clean_situation, clean_stimulus
+from ..errors import InputError, RoundInProgress, TooManyRounds
+from ..events import RoundContext, StimulusInjected
 from .live import LiveSessions, Session, new_id
 from .publisher import Publisher
 
@@ -38,13 +39,21 @@ class Rounds:
         self.publish = publish
         self._tg = tg
 
-    def prepare(self, situation: str, session_id: str | None = None) -> tuple[Session, str, str]:
+    def prepare(
+        self, situation: str | None, session_id: str | None = None
+    ) -> tuple[Session, str, str]:
         """Validate the input and claim the session for a new run: (session, round, text).
+        With no ``situation``, the run continues the session's newest one.
 
         :class:`~psyche_sse.errors.InputError`, :class:`RoundInProgress`,
         :class:`TooManyRounds`, :class:`SessionNotFound`."""
-        text = clean_situation(situation, self.settings.max_situation_chars)
         session = self.live.new() if session_id is None else self.live.find(session_id)
+        if situation is None:
+            if session.base is None:
+                raise InputError("there is no earlier round to continue: describe a situation")
+            text = session.base
+        else:
+            text = clean_situation(situation, self.settings.max_situation_chars)
         if session.running:
             raise RoundInProgress(f"session {session.id} already has a round running")
         if self.live.running >= self.settings.max_running_rounds:
@@ -64,20 +73,40 @@ class Rounds:
         *,
         rounds: int = 1,
         seed: int | None = None,
+        scheduled: Mapping[int, Sequence[str]] | None = None,
     ) -> None:
-        """Run ``rounds`` rounds (the first with ``round_id``) until done or stopped."""
+        """Run ``rounds`` rounds (the first with ``round_id``) until done or stopped.
+
+        A run that goes on from where the session's newest one stopped (the same situation)
+        opens with where the council left it, as every later round of a run does.
+        ``scheduled``: stimuli to inject before the run's round N (from 1), by N.
+        """
         assert session.scope is not None, "call prepare first"
+        council = session.council
+        continuing = situation == session.base and bool(session.rounds)
+        session.base = situation
         try:
             with session.scope:
+                await self.publish(council.network_update(session.id, round_id))
                 for index in range(rounds):
                     if index:
                         round_id = new_id()
                         session.current_round = round_id
+                    for text in (scheduled or {}).get(index + 1, ()):
+                        await self.inject(session, text)
+                    stimulus = "\n".join(session.stimuli) or None
+                    session.stimuli.clear()
                     session.rounds.append(round_id)
                     ctx = RoundContext(
-                        session.id, round_id, situation, index=len(session.rounds), rounds=rounds
+                        session.id,
+                        round_id,
+                        situation,
+                        index=len(session.rounds),
+                        rounds=rounds,
+                        stimulus=stimulus,
+                        left_off=council.left_off() if index or continuing else None,
                     )
-                    await session.council.run_round(self.publish, ctx, seed=seed)
+                    await council.run_round(self.publish, ctx, seed=seed)
         finally:
             session.scope = None
             session.current_round = None
@@ -104,6 +133,22 @@ class Rounds:
             await self.run(session, round_id, situation, rounds=rounds, seed=seed)
         except Exception:
             log.exception("round %s of session %s failed", round_id, session.id)
+
+    async def inject(self, session: Session, text: str) -> int:
+        """Queue a stimulus for the session's next round: the number of that round.
+        :class:`~psyche_sse.errors.InputError` when the text is empty or too long."""
+        text = clean_stimulus(text)
+        session.stimuli.append(text)
+        opens = len(session.rounds) + 1
+        await self.publish(
+            StimulusInjected(
+                session_id=session.id,
+                round_id=session.rounds[-1] if session.rounds else None,
+                text=text,
+                round=opens,
+            )
+        )
+        return opens
 
     def stop(self, session_id: str, turn_id: str | None = None) -> bool:
         """Stop the session's run, or only one turn of it. True when something was stopped."""

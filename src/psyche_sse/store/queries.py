@@ -10,10 +10,10 @@ import json
 import sqlite3
 from typing import Any
 
-from ..events import AgentComplete, AgentStarted, RoundComplete, RoundStarted
-from ..plain import plain
+from ..events import AgentComplete, AgentStarted, ConversationState, RoundComplete, RoundStarted
+from ..plain import plain, unplain
 from ..sentiment import SentimentScores
-from ..transcript import Round, Status, Transcript, Turn
+from ..transcript import Heard, Round, RoundState, Status, Transcript, Turn, base_situation
 from .records import CouncilMemory, Remembered, SessionSummary
 
 RUNNING, INTERRUPTED = Status.RUNNING.value, Status.INTERRUPTED.value
@@ -25,6 +25,11 @@ def _json(value: Any) -> str | None:
 
 def _unjson(text: str | None) -> Any:
     return None if text is None else json.loads(text)
+
+
+def _state(text: str | None) -> RoundState | None:
+    data = _unjson(text)
+    return unplain(RoundState, data) if isinstance(data, dict) else None
 
 
 def _sentiment(text: str | None) -> SentimentScores | None:
@@ -70,14 +75,15 @@ def insert_round(conn: sqlite3.Connection, started: RoundStarted) -> None:
         ),
     )
     conn.execute(
-        "INSERT INTO rounds (id, session_id, idx, situation, stimulus, status, started)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO rounds (id, session_id, idx, situation, stimulus, left_off, status, started)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
         (
             started.round_id,
             started.session_id,
             started.index,
             started.situation,
-            None,
+            started.stimulus,
+            started.left_off,
             RUNNING,
             started.timestamp,
         ),
@@ -91,12 +97,19 @@ def finish_round(conn: sqlite3.Connection, complete: RoundComplete) -> None:
     )
 
 
+def save_state(conn: sqlite3.Connection, state: ConversationState) -> None:
+    """The conversation's state after the round ``state.round_id``."""
+    value = RoundState(metrics=state.metrics, guidance=state.guidance, emergency=state.emergency)
+    conn.execute("UPDATE rounds SET state = ? WHERE id = ?", (_json(plain(value)), state.round_id))
+
+
 def insert_turn(conn: sqlite3.Connection, started: AgentStarted, *, position: int) -> None:
     """The turn ``started``, the ``position``-th (from 0) of its round."""
     meta = started.metadata
     conn.execute(
         "INSERT INTO turns (id, round_id, session_id, position, agent_id, agent_type, status,"
-        " model, interaction_count, has_memory, started) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        " model, interaction_count, has_memory, started, heard, guidance)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (
             meta.turn_id,
             started.round_id,
@@ -109,6 +122,8 @@ def insert_turn(conn: sqlite3.Connection, started: AgentStarted, *, position: in
             meta.interaction_count,
             meta.has_memory,
             started.timestamp,
+            _json(plain(meta.heard)) if meta.heard else None,
+            _json(list(meta.guidance)) if meta.guidance else None,
         ),
     )
 
@@ -222,7 +237,7 @@ def transcript(
     for t in conn.execute(
         "SELECT round_id, id, agent_id, agent_type, status, text, started, finished, model,"
         " streaming, reasoning, sentiment, usage, interaction_count, has_memory, duration_ms,"
-        " first_token_ms, error, error_class FROM turns WHERE session_id = ?"
+        " first_token_ms, error, error_class, heard, guidance FROM turns WHERE session_id = ?"
         " ORDER BY round_id, position",
         (session_id,),
     ):
@@ -246,6 +261,8 @@ def transcript(
                 first_token_ms=t[16],
                 error=t[17],
                 error_class=t[18],
+                heard=tuple(Heard(**h) for h in _unjson(t[19]) or ()),
+                guidance=tuple(_unjson(t[20]) or ()),
             )
         )
     rounds = [
@@ -259,10 +276,12 @@ def transcript(
             finished=r[6],
             duration_ms=r[7],
             turns=turns.get(r[0], []),
+            left_off=r[8],
+            state=_state(r[9]),
         )
         for r in conn.execute(
-            "SELECT id, idx, situation, stimulus, status, started, finished, duration_ms"
-            " FROM rounds WHERE session_id = ? ORDER BY idx, started",
+            "SELECT id, idx, situation, stimulus, status, started, finished, duration_ms,"
+            " left_off, state FROM rounds WHERE session_id = ? ORDER BY idx, started",
             (session_id,),
         )
     ]
@@ -284,12 +303,12 @@ def council_memory(conn: sqlite3.Connection, *, session_id: str, keep: int) -> C
     ).fetchone()
     if row is None:
         return None
-    round_ids = tuple(
-        r[0]
-        for r in conn.execute(
-            "SELECT id FROM rounds WHERE session_id = ? ORDER BY idx, started", (session_id,)
-        )
-    )
+    rounds = conn.execute(
+        "SELECT id, idx, situation, stimulus, left_off, state FROM rounds"
+        " WHERE session_id = ? ORDER BY idx, started",
+        (session_id,),
+    ).fetchall()
+    states = tuple((r[1], state) for r in rounds if (state := _state(r[5])) is not None)
     replies = tuple(
         Remembered(
             agent_id=r[0], length=r[1], sentiment=_sentiment(r[2]), situation=r[3], text=r[4]
@@ -308,5 +327,11 @@ def council_memory(conn: sqlite3.Connection, *, session_id: str, keep: int) -> C
         )
     )
     return CouncilMemory(
-        id=row[0], title=row[1], event_hwm=row[2], round_ids=round_ids, replies=replies
+        id=row[0],
+        title=row[1],
+        event_hwm=row[2],
+        round_ids=tuple(r[0] for r in rounds),
+        replies=replies,
+        states=states,
+        base=base_situation(rounds[-1][2], rounds[-1][3], rounds[-1][4]) if rounds else None,
     )

@@ -33,6 +33,7 @@ from ..events import (
     AgentComplete,
     AgentStarted,
     AgentUpdate,
+    ConversationState,
     Event,
     RoundComplete,
     RoundStarted,
@@ -255,6 +256,8 @@ class Recorder:
         if isinstance(payload, AgentComplete):
             self._dirty.pop(payload.turn_id, None)
             return partial(queries.finish_turn, complete=payload)
+        if isinstance(payload, ConversationState):
+            return partial(queries.save_state, state=payload)
         if isinstance(payload, RoundComplete):
             # The round's text is all in the store now: only running rounds are kept.
             live.rounds[:] = [r for r in live.rounds if r.running]

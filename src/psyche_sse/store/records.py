@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..sentiment import SentimentScores
-from ..transcript import Status
+from ..transcript import RoundState, Status
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,3 +42,7 @@ class CouncilMemory:
     event_hwm: int
     round_ids: tuple[str, ...]
     replies: tuple[Remembered, ...]
+    states: tuple[tuple[int, RoundState], ...] = ()
+    """The conversation's state after each round that has one: (round number, state)."""
+    base: str | None = None
+    """The situation the person gave for the newest round's run."""

@@ -63,6 +63,14 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX turns_by_session ON turns (session_id, agent_id);
     CREATE INDEX turns_running ON turns (status) WHERE status = 'running';
     """,
+    # 2: the simulation: where a round's situation left off, the conversation's state after
+    # it, and whom each turn heard with the guidance it was given.
+    """
+    ALTER TABLE rounds ADD COLUMN left_off TEXT;
+    ALTER TABLE rounds ADD COLUMN state TEXT;  -- JSON: metrics, guidance, emergency
+    ALTER TABLE turns ADD COLUMN heard TEXT;  -- JSON: [{agent_id, emergency}]
+    ALTER TABLE turns ADD COLUMN guidance TEXT;  -- JSON: [line]
+    """,
 )
 
 VERSION = len(MIGRATIONS)

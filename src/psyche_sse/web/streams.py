@@ -28,7 +28,16 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from ..bus import EventBus
-from ..events import Event, EventType, RoundComplete, SessionHistory, encode_sse, merge_updates
+from ..events import (
+    ConversationState,
+    Event,
+    EventType,
+    RoundComplete,
+    SessionHistory,
+    encode_sse,
+    merge_updates,
+)
+from ..transcript import Status
 
 RETRY_MS = 2000
 SSE_HEADERS = MappingProxyType(
@@ -231,19 +240,29 @@ async def _resync(bus: EventBus, session_id: str, history: History) -> tuple[Eve
 
 
 def run_done(first_index: int, rounds: int) -> Callable[[Event], bool]:
-    """``until`` for a run of ``rounds`` rounds from round number ``first_index``: its last
-    round complete, or one of its rounds stopped; told by an event or by a history."""
+    """``until`` for a run of ``rounds`` rounds from round number ``first_index``: the
+    ``conversation_state`` (a round's last event) of its last round, or of a round of it
+    that was stopped; told by an event or by a history."""
     last_index = first_index + rounds - 1
+    stopped: set[int] = set()
 
-    def ends(index: int, status: str) -> bool:
-        return index >= last_index or (index >= first_index and status == "cancelled")
+    def ends(index: int) -> bool:
+        return index >= last_index or (index >= first_index and index in stopped)
 
     def done(event: Event) -> bool:
         payload = event.payload
-        if isinstance(payload, RoundComplete):
-            return ends(payload.index, payload.status)
-        if isinstance(payload, SessionHistory):
-            return any(not r.running and ends(r.index, r.status) for r in payload.transcript.rounds)
+        if isinstance(payload, RoundComplete) and payload.status is Status.CANCELLED:
+            stopped.add(payload.index)
+        elif isinstance(payload, ConversationState):
+            return ends(payload.round)
+        elif isinstance(payload, SessionHistory):
+            for r in payload.transcript.rounds:
+                if r.status is Status.CANCELLED:
+                    stopped.add(r.index)
+            return any(
+                (r.state is not None or r.status is Status.INTERRUPTED) and ends(r.index)
+                for r in payload.transcript.rounds
+            )
         return False
 
     return done

@@ -222,6 +222,18 @@ def test_an_agent_with_nothing_quotable_is_named_not_misquoted() -> None:
     assert all("Self" in t for t in texts)
 
 
+def test_a_quote_is_a_whole_statement_not_the_situation_retold() -> None:
+    others = [
+        (
+            "Anima/Animus",
+            "When I sit with how your sister stopped calling you after your father's funeral, "
+            "I feel a quieter current beneath your thoughts. Grief comes in waves, slowly.",
+        )
+    ]
+    for _, text in replies(SISTER, range(10), others=others):
+        assert quoted_spans(text) == ["Grief comes in waves, slowly"], text
+
+
 def test_a_quoted_development_stays_as_the_person_wrote_it() -> None:
     stimulus = 'My partner said "we need to talk"'
     for _, text in replies(CHILD, range(10), stimulus=stimulus, others=OTHERS[:2]):
@@ -238,6 +250,7 @@ def test_a_quoted_development_stays_as_the_person_wrote_it() -> None:
         ("She wants to meet on Sunday", "sunday"),
         ("Should I answer her?", "answer"),
         ('She wrote "we need to talk"', "talk"),
+        ("She said 'we need to talk' and left", "we need to talk"),
         ("Anna told me she misses our dad", "anna"),
     ],
 )

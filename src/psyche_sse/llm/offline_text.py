@@ -317,7 +317,7 @@ _SHADOW = Voice(
         "This is not the first time I have pushed on this, and I will keep pushing.",
     ),
     left_off=(
-        "We left off with a question hanging, and nobody answered it honestly.",
+        "Where we left it last round was too tidy, and nobody answered honestly.",
         "Last round ended too neatly for my taste.",
     ),
     guidance=_map(
@@ -354,7 +354,8 @@ _SHADOW = Voice(
 
 _PERSONA = Voice(
     opening=(
-        "Others will watch how you deal with {topic}, and I think that deserves some thought.",
+        "As you deal with {topic}, others will be watching, and I think that deserves "
+        "some thought.",
         "When it comes to {topic}, there is an expected script, and I know you know it well.",
         "When people think about {topic}, I suspect they will remember your response more than "
         "the facts.",
@@ -456,8 +457,8 @@ _PERSONA = Voice(
         "As I said earlier, the way you carry this matters as much as the facts.",
     ),
     left_off=(
-        "Where we left it, the question was still open; let me answer it socially.",
-        "We ended on a question last time, and it deserves a considered answer.",
+        "Picking up where we left it, I want to think about how things look now.",
+        "Where we ended last time deserves a considered answer.",
     ),
     guidance=_map(
         conflict=(
@@ -591,7 +592,7 @@ _ANIMA_ANIMUS = Voice(
         "I spoke of this earlier, and the image has deepened since.",
     ),
     left_off=(
-        "We left the question hanging last time, and it has been echoing in me.",
+        "Where we ended last time has been echoing in me since.",
         "Where we ended, something was still unsaid.",
     ),
     guidance=_map(
@@ -723,8 +724,8 @@ _SELF = Voice(
         "Earlier I said something similar; the pattern is becoming clearer.",
     ),
     left_off=(
-        "Where the council left it, a question was still open, and it belongs to you.",
-        "We ended with a question, and the whole of you may answer it differently now.",
+        "Where the council left it is a place to begin again, not a conclusion.",
+        "We ended somewhere unfinished, and the whole of you may see it differently now.",
     ),
     guidance=_map(
         conflict=(
@@ -860,8 +861,8 @@ _EGO = Voice(
         "I said before that a plan beats a mood, and I still think so.",
     ),
     left_off=(
-        "Last round ended on a question; let us answer it with a decision.",
-        "Where we left it, a question was open, so let me close it practically.",
+        "Let's pick up where we left it and turn it into a decision.",
+        "Where we left it is a good place to start, so let me make it practical.",
     ),
     guidance=_map(
         conflict=(
@@ -1120,6 +1121,9 @@ def topic_of(situation: str, max_words: int = 12) -> str:
 # --------------------------------------------------------------------------------------------
 # Quoting another agent: verbatim, and never a quotation of a third.
 
+_SUBORDINATE = _wordset(
+    "when if as because although though while since until unless once after before"
+)
 _AGENT_NAMES = re.compile(r"\b(?:Shadow|Persona|Anima|Animus|Self|Ego)\b")
 
 
@@ -1136,7 +1140,9 @@ def quotable(said: str, min_words: int = 4, max_words: int = 16) -> list[str]:
         words = sentence.split()
         if len(words) > max_words:
             clause = re.split(r"[,;:]\s", sentence, maxsplit=1)[0]
-            words = clause.split() if clause != sentence else []
+            # "When I sit with this" is no statement on its own.
+            whole = clause != sentence and clause.split()[0].lower() not in _SUBORDINATE
+            words = clause.split() if whole else []
         if min_words <= len(words) <= max_words:
             text = " ".join(words)
             out.append(text if text.endswith("?") else text.rstrip(".!;:,"))
@@ -1146,9 +1152,13 @@ def quotable(said: str, min_words: int = 4, max_words: int = 16) -> list[str]:
 def _stimulus_quote(stimulus: str) -> str | None:
     """Words of the stimulus that can be quoted as they are: its first quoted speech if it
     has some, else its first sentence, clipped at a word boundary."""
-    inner = re.search(r"[\"\u201c\u201e\u00ab]([^\"\u201c\u201d\u201e\u00ab\u00bb]+)", stimulus)
+    inner = re.search(
+        r"[\"\u201c\u201e\u00ab]([^\"\u201c\u201d\u201e\u00ab\u00bb]+)"
+        r"|(?<!\w)['\u2018]([^'\u2018\u2019]+)['\u2019](?!\w)",
+        stimulus,
+    )
     if inner:
-        text = inner.group(1).strip().rstrip(",")
+        text = (inner.group(1) or inner.group(2)).strip().rstrip(",")
         return None if _SINGLE_QUOTE.search(text) else text or None
     first = _first_clause(stimulus).rstrip(".!;:")
     if not first or _has_quote(first):
@@ -1245,7 +1255,8 @@ def compose(view: PromptView, seed: int | None = None) -> str:
         text = pick([t for t, _ in pool], slot, stride)
         return text.format(who=_who(theme_of[text], about))
 
-    head = [_Line(pick(voice.opening, "opening").format(topic=topic_of(view.situation)))]
+    topic = topic_of(view.situation)
+    head = [_Line(pick(voice.opening, "opening").format(topic=topic))]
     news = _news_line(view.stimulus, voice, pick)
     if news is not None:
         head.insert(rng.randrange(2), news)
@@ -1256,7 +1267,7 @@ def compose(view: PromptView, seed: int | None = None) -> str:
     if view.left_off and rng.random() < 0.6:
         body.append(_Line(pick(voice.left_off, "left_off"), drop=3))
     name = "the others"
-    quoted = _quote_line(view.others, voice, rng, chooser)
+    quoted = _quote_line(view.others, voice, rng, chooser, topic)
     if quoted is not None:
         name, line = quoted
         body.append(line)
@@ -1323,14 +1334,21 @@ def _news_line(
 
 
 def _quote_line(
-    others: Sequence[tuple[str, str]], voice: Voice, rng: random.Random, chooser: _Chooser
+    others: Sequence[tuple[str, str]],
+    voice: Voice,
+    rng: random.Random,
+    chooser: _Chooser,
+    topic: str,
 ) -> tuple[str, _Line] | None:
     """A sentence quoting another agent verbatim, or naming them when nothing of theirs can
-    be quoted without quoting a quotation."""
+    be quoted without quoting a quotation. A sentence that only retells the situation (the
+    same topic this reply opens with) is quoted last."""
     if not others:
         return None
     name, text = rng.choice(list(others))
+    retold = topic.split(" ", 1)[-1]
     candidates = quotable(text)
+    candidates = [c for c in candidates if retold not in c] or candidates
     if not candidates:
         return name, _Line(chooser.pick(voice.heard, "heard").format(name=name), drop=2)
     fresh = [c for c in candidates if c not in chooser.said]

@@ -178,6 +178,18 @@ def replies(situation: str, seeds: range = range(30), **kw):  # type: ignore[no-
             yield agent, compose(view_for(agent, situation, **kw), seed=seed)
 
 
+def test_reply_reflects_situation_and_quotes_another_agent() -> None:
+    view = view_for(
+        "Ego",
+        "I was passed over for promotion",
+        others=[("Self", "You are larger than the role you did not get.")],
+    )
+    text = compose(view, seed=1)
+    assert "passed over for promotion" in text
+    assert "Self" in text and text.rstrip().endswith("?")
+    assert 30 <= len(text.split()) <= 140
+
+
 @pytest.mark.parametrize("situation", [SISTER, ABROAD, CHILD, EXAM])
 def test_no_work_talk_unless_the_situation_is_about_work(situation: str) -> None:
     kinds = [{}, {"others": OTHERS[:2]}, *({"guidance": [g]} for g in GUIDANCE.values())]

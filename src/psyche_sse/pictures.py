@@ -622,7 +622,7 @@ def network_picture(
     )
 
 
-__all__ = [
+__all__ = (
     "EMERGENCY_OFF",
     "EMERGENCY_ON",
     "METRICS",
@@ -634,4 +634,4 @@ __all__ = [
     "sentiment_chart",
     "signed",
     "state_chart",
-]
+)

@@ -32,7 +32,8 @@ from .council import EMERGENCY_PATHS, NORMAL_PATHS
 from .transcript import Metrics, Round, Status, Transcript
 
 # Stagnation above EMERGENCY_ON turns the emergency paths on; below EMERGENCY_OFF they may
-# turn off again (SPEC §2).
+# turn off again (SPEC §2). Here until the module computing the state (psyche_sse.state)
+# exists to own them; then these should be imported from it.
 EMERGENCY_ON = 0.6
 EMERGENCY_OFF = 0.48
 
@@ -73,8 +74,10 @@ _CHAR = 7.0  # about the width of a 12-unit sans-serif character, to lay the leg
 
 
 def picture_environment() -> jinja2.Environment:
-    """An environment for the picture templates. Each call without ``env`` builds one; a
-    caller drawing often (the page) builds it once and passes it in."""
+    """An environment for the picture templates. Each call without ``env`` builds one
+    (about 20 ms, compiling the templates); a caller drawing often (the page) builds it once
+    and passes it in. Another environment works if it loads the package's templates with
+    autoescaping on, as the escaping depends on it."""
     return jinja2.Environment(
         loader=jinja2.PackageLoader("psyche_sse", "templates"),
         autoescape=True,

@@ -10,14 +10,9 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, Locator, Page, Route, expect, sync_playwright
 
+from tests.live import LiveServer, kill_server, start_server, stop_server
 from tests.saved import saved_partial
-from tests.web.conftest import (
-    LiveServer,
-    SeededServer,
-    kill_server,
-    start_server,
-    stop_server,
-)
+from tests.web.conftest import SeededServer
 from tests.web.sse import finished_session
 
 pytestmark = pytest.mark.browser

@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from tests.web.conftest import LiveServer, start_server, stop_server
+from tests.live import LiveServer, start_server, stop_server
 from tests.web.sse import follow_round, start_round
 
 HTMX = {"HX-Request": "true"}

@@ -12,7 +12,8 @@ from httpx_sse import connect_sse
 
 from psyche_sse.export import from_json
 from psyche_sse.store import Transcript
-from tests.web.conftest import SEEDED_COUNT, LiveServer, SeededServer
+from tests.live import LiveServer
+from tests.web.conftest import SEEDED_COUNT, SeededServer
 from tests.web.sse import finals, finished_session, follow_round, messages, start_round, texts
 
 SAFE_FILENAME = re.compile(r'attachment; filename="psyche-[a-z0-9-]+-[A-Za-z0-9]+\.(json|md|html)"')

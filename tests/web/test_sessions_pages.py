@@ -7,7 +7,8 @@ import re
 
 import pytest
 
-from tests.web.conftest import SEEDED_COUNT, LiveServer, SeededServer
+from tests.live import LiveServer
+from tests.web.conftest import SEEDED_COUNT, SeededServer
 from tests.web.sse import finished_session, start_round
 
 HTMX = {"HX-Request": "true"}
@@ -73,7 +74,7 @@ def test_a_bad_page_number_is_a_400_page(seeded: SeededServer, query: str) -> No
 
 
 def test_an_empty_list_says_how_to_start(tmp_path_factory: pytest.TempPathFactory) -> None:
-    from tests.web.conftest import start_server, stop_server
+    from tests.live import start_server, stop_server
 
     server = start_server(tmp_path_factory.mktemp("empty"), offline_tps="0")
     try:

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import httpx
 from httpx_sse import connect_sse
 
-from tests.web.conftest import LiveServer
+from tests.live import LiveServer
 from tests.web.sse import (
     AGENTS,
     Msg,

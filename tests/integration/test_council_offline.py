@@ -11,9 +11,9 @@ import pytest
 from psyche_sse.config import Settings
 from psyche_sse.engine import Engine
 from psyche_sse.events import Event
+from tests.agents import AGENT_IDS
 
 pytestmark = pytest.mark.anyio
-AGENTS = ["Shadow", "Persona", "Anima/Animus", "Self", "Ego"]
 
 
 def check_protocol(events: list[Event]) -> dict[str, dict[str, Any]]:
@@ -59,7 +59,7 @@ async def test_a_round_streams_five_turns_in_order() -> None:
     _, events = await run(Settings(offline_tps=0), "I was passed over for promotion")
     assert events[0].type == "round_started" and events[-1].type == "round_complete"
     turns = check_protocol(events)
-    assert [t["agent"] for t in turns.values()] == AGENTS
+    assert [t["agent"] for t in turns.values()] == AGENT_IDS
     for t in turns.values():
         assert t["status"] == "ok" and t["meta"]["streaming"] == "native"
         assert t["meta"]["model"] == "psyche/offline" and t["meta"]["usage"]

@@ -13,9 +13,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from psyche_sse.store import Store, queries
+from tests.agents import AGENT_IDS
 
 BASE = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
-AGENTS = ("Shadow", "Persona", "Anima/Animus", "Self", "Ego")
 
 
 def stamp(minutes: int) -> str:
@@ -41,7 +41,7 @@ def _turn(
     running: bool,
 ) -> None:
     turn_id = f"{round_id}t{position}"
-    agent = AGENTS[position]
+    agent = AGENT_IDS[position]
     queries.insert_turn(
         conn,
         turn_id=turn_id,
@@ -96,9 +96,9 @@ def _session(
         for position in range(count):
             running = last and position == count - 1
             text = (
-                f"{AGENTS[position]} was half way through a thought about {situation}"
+                f"{AGENT_IDS[position]} was half way through a thought about {situation}"
                 if running
-                else f"{AGENTS[position]} answers {situation}."
+                else f"{AGENT_IDS[position]} answers {situation}."
             )
             _turn(
                 conn,

@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 from httpx_sse import EventSource, ServerSentEvent, connect_sse
 
-AGENTS = ["Shadow", "Persona", "Anima/Animus", "Self", "Ego"]
+from tests.agents import AGENT_IDS
 
 
 @dataclass(frozen=True)
@@ -125,7 +125,7 @@ def assert_whole_round(msgs: list[Msg]) -> None:
         assert m.data["session_id"] == session_id
         assert m.data["round_id"] == round_id
     started = [m for m in msgs if m.type == "agent_processing_started"]
-    assert [m.data["agent_id"] for m in started] == AGENTS
+    assert [m.data["agent_id"] for m in started] == AGENT_IDS
     streamed = texts(msgs)
     for turn_id, final in finals(msgs).items():
         assert final["metadata"]["status"] == "ok"

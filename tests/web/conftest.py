@@ -1,5 +1,6 @@
-"""Real servers for the web tests that need a socket (see ``tests/live.py``), shared by the
-session: the offline model's pace is what sets them apart."""
+"""The apps the web tests share: in this process for what ends (``tests/inprocess.py``),
+real servers for what needs a socket (``tests/live.py``), where the offline model's pace
+is what sets them apart."""
 
 from __future__ import annotations
 
@@ -8,8 +9,18 @@ from dataclasses import dataclass
 
 import pytest
 
+from tests import inprocess
+from tests.inprocess import InProcess
 from tests.live import LiveServer, start_server, stop_server
 from tests.web.seed import Seeded, seed
+
+
+@pytest.fixture(scope="session")
+def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InProcess]:
+    """The app in this process, the offline model as fast as it goes."""
+    config = inprocess.settings(tmp_path_factory.mktemp("app"))
+    with inprocess.running(config) as app:
+        yield app
 
 
 @pytest.fixture(scope="session")
@@ -28,25 +39,9 @@ def paced_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServe
     stop_server(server)
 
 
-@pytest.fixture(scope="session")
-def failing_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    """Persona's provider refuses every connection (port 9 on loopback: nothing listens), so
-    its call fails every time, while the others answer on the offline model."""
-    server = start_server(
-        tmp_path_factory.mktemp("failing"),
-        env_extra={"OPENAI_API_KEY": "sk-test-not-a-real-key"},
-        offline_tps="0",
-        model_persona="openai/gpt-4o-mini",
-        api_base="http://127.0.0.1:9/v1",
-        retry_attempts="1",
-    )
-    yield server
-    stop_server(server)
-
-
 @dataclass
 class SeededServer:
-    server: LiveServer
+    server: LiveServer | InProcess
     sessions: list[Seeded]  # oldest activity first
 
     @property
@@ -67,3 +62,12 @@ def seeded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeededServer]:
     server = start_server(where, offline_tps="0")
     yield SeededServer(server, sessions)
     stop_server(server)
+
+
+@pytest.fixture(scope="session")
+def seeded_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeededServer]:
+    """The same database as :func:`seeded`'s, the app in this process."""
+    where = tmp_path_factory.mktemp("seeded-app")
+    sessions = seed(where / "psyche.db", SEEDED_COUNT, interrupted=(SEEDED_INTERRUPTED,))
+    with inprocess.running(inprocess.settings(where)) as app:
+        yield SeededServer(app, sessions)

@@ -92,11 +92,19 @@ def follow_round(
     raise AssertionError(f"the round did not complete in {reconnects} connections")
 
 
+def run_round(client: httpx.Client, situation: str, **fields: Any) -> list[Msg]:
+    """Start a round and read its stream (``POST /api/rounds``) to the end, which comes
+    with the round's ``round_complete``: in process too, where a response ends or waits."""
+    body = {"situation": situation, **fields}
+    with connect_sse(client, "POST", "/api/rounds", json=body) as source:
+        return list(messages(source))
+
+
 def finished_session(client: httpx.Client, situation: str) -> str:
     """A new session with one round, run to its end: its id."""
-    body = start_round(client, situation)
-    follow_round(client, body["events_url"])
-    session_id: str = body["session_id"]
+    msgs = run_round(client, situation)
+    assert msgs[-1].type == "round_complete", msgs[-1]
+    session_id: str = msgs[0].data["session_id"]
     return session_id
 
 

@@ -19,6 +19,7 @@ from anyio.from_thread import BlockingPortal, start_blocking_portal
 from starlette.types import ASGIApp
 
 from psyche_sse.config import Settings
+from psyche_sse.llm import preload
 from psyche_sse.web import create_app
 
 
@@ -67,6 +68,9 @@ class PortalTransport(httpx.BaseTransport):
 @contextmanager
 def running(config: Settings) -> Iterator[InProcess]:
     """The app of ``config``, its lifespan entered for the ``with`` block."""
+    # The app imports LiteLLM in a thread of its own, which a short test would leave
+    # importing into the next one, under that test's warning filters: import it here.
+    preload()
     app = create_app(config)
     with (
         start_blocking_portal("asyncio") as portal,

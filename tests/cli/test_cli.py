@@ -1,21 +1,30 @@
-"""The ``psyche-sse`` command, run as a real process."""
+"""The ``psyche-sse`` command: ``main(argv)`` in this process, with the environment, the
+output streams and the logging set up as a fresh process has them; as a real process where
+a signal or a closed pipe is what is tested, or what a fresh interpreter imports."""
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import socket
 import subprocess
 import sys
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import pytest
+from tests.factories import AGENT_IDS
 from tests.fakes import FakeProvider
 
+from psyche_sse.cli import main
+
 EXE = [sys.executable, "-m", "psyche_sse"]
-AGENTS = ["Shadow", "Persona", "Anima/Animus", "Self", "Ego"]
+# What the command quiets unless -v: set back after each run.
+QUIETED = ("psyche_sse.council", "psyche_sse.llm.client")
 
 
 def env(**extra: str) -> dict[str, str]:
@@ -27,14 +36,54 @@ def env(**extra: str) -> dict[str, str]:
     return {**base, "PSYCHE_DB": ":memory:", **extra}
 
 
-def run(*args: str, timeout: float = 60, **extra: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [*EXE, *args], capture_output=True, text=True, timeout=timeout, env=env(**extra)
-    )
+@dataclass(frozen=True)
+class Result:
+    returncode: int
+    stdout: str
+    stderr: str
 
 
-def test_help_is_quick_and_lists_commands() -> None:
-    result = run("--help", timeout=10)
+class Run(Protocol):
+    def __call__(self, *args: str, **extra: str) -> Result: ...
+
+
+@pytest.fixture
+def run(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Run:
+    """``psyche-sse ARGS`` with ``extra`` environment variables: its exit code and output.
+
+    The root logger starts with no handler, as in a new process, so the command's own
+    ``basicConfig`` writes its log lines to the captured stderr, where a test sees them."""
+
+    def run(*args: str, **extra: str) -> Result:
+        root = logging.getLogger()
+        handlers, level = root.handlers[:], root.level
+        levels = {name: logging.getLogger(name).level for name in QUIETED}
+        with monkeypatch.context() as patch:
+            for key in list(os.environ):
+                if key.startswith(("PSYCHE_", "OPENAI_", "ANTHROPIC_")):
+                    patch.delenv(key)
+            for key, value in {"PSYCHE_DB": ":memory:", **extra}.items():
+                patch.setenv(key, value)
+            capsys.readouterr()
+            root.handlers = []
+            try:
+                code = main(list(args))
+            except SystemExit as exc:  # argparse's --help and usage errors
+                code = exc.code if isinstance(exc.code, int) else 2
+            finally:
+                for handler in root.handlers:
+                    handler.close()
+                root.handlers, root.level = handlers, level
+                for name, old in levels.items():
+                    logging.getLogger(name).setLevel(old)
+            out, err = capsys.readouterr()
+        return Result(code, out, err)
+
+    return run
+
+
+def test_help_is_quick_and_lists_commands(run: Run) -> None:
+    result = run("--help")
     assert result.returncode == 0
     assert "run" in result.stdout and "serve" in result.stdout
     imported = subprocess.run(
@@ -51,7 +100,7 @@ def test_help_is_quick_and_lists_commands() -> None:
     assert imported.stdout.split() == ["False", "False"]
 
 
-def test_json_prints_five_well_formed_turns() -> None:
+def test_json_prints_five_well_formed_turns(run: Run) -> None:
     result = run(
         "run", "--json", "--seed", "4", "I was passed over for promotion", PSYCHE_OFFLINE_TPS="0"
     )
@@ -61,13 +110,7 @@ def test_json_prints_five_well_formed_turns() -> None:
     ids = [e["id"] for e in events]
     assert ids == list(range(1, len(ids) + 1))
     completes = [e for e in events if e["type"] == "agent_processing_complete"]
-    assert [c["agent_id"] for c in completes] == [
-        "Shadow",
-        "Persona",
-        "Anima/Animus",
-        "Self",
-        "Ego",
-    ]
+    assert [c["agent_id"] for c in completes] == AGENT_IDS
     for c in completes:
         streamed = "".join(
             e["partial_content"]
@@ -86,13 +129,11 @@ def test_json_prints_five_well_formed_turns() -> None:
     assert result.stderr == ""
 
 
-def test_human_view_shows_each_agent_and_its_sentiment() -> None:
+def test_human_view_shows_each_agent_and_its_sentiment(run: Run) -> None:
     result = run("run", "My sister stopped calling me", PSYCHE_OFFLINE_TPS="0")
     assert result.returncode == 0, result.stderr
     out = result.stdout
-    positions = [
-        out.index(f"{name}\n") for name in ("Shadow", "Persona", "Anima/Animus", "Self", "Ego")
-    ]
+    positions = [out.index(f"{name}\n") for name in AGENT_IDS]
     assert positions == sorted(positions)
     assert out.count(" · native · ") == 5
     assert "\x1b[" not in out  # not a terminal: no colour codes
@@ -113,7 +154,7 @@ def test_human_view_shows_each_agent_and_its_sentiment() -> None:
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(
-    args: list[str], extra: dict[str, str], message: str
+    run: Run, args: list[str], extra: dict[str, str], message: str
 ) -> None:
     result = run(*args, **extra)
     assert result.returncode == 2
@@ -146,20 +187,22 @@ def test_ctrl_c_cancels_cleanly(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("command", [["run", "hi"], ["serve", "--port", "1"]])
-def test_a_corrupt_database_is_one_line_and_exit_2(tmp_path: Path, command: list[str]) -> None:
+def test_a_corrupt_database_is_one_line_and_exit_2(
+    run: Run, tmp_path: Path, command: list[str]
+) -> None:
     db = tmp_path / "psyche.db"
     db.write_text("not a database")
-    result = run(*command, PSYCHE_DB=str(db), timeout=20)
+    result = run(*command, PSYCHE_DB=str(db))
     assert result.returncode == 2
     assert str(db) in result.stderr and "not a SQLite database" in result.stderr
     assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
 
 
-def test_an_unwritable_database_is_one_line_and_exit_2(tmp_path: Path) -> None:
+def test_an_unwritable_database_is_one_line_and_exit_2(run: Run, tmp_path: Path) -> None:
     # A file under a plain file's name: no directory can be made there, not even by root.
     (tmp_path / "a-file").write_text("")
     db = tmp_path / "a-file" / "psyche.db"
-    result = run("serve", "--port", "1", PSYCHE_DB=str(db), timeout=20)
+    result = run("serve", "--port", "1", PSYCHE_DB=str(db))
     assert result.returncode == 2
     assert str(db) in result.stderr and "cannot create its directory" in result.stderr
     assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
@@ -203,7 +246,7 @@ def against(api_base: str) -> dict[str, str]:
 
 
 @pytest.mark.parametrize("json_view", [False, True])
-def test_a_round_whose_turns_all_fail_exits_1_with_one_line(json_view: bool) -> None:
+def test_a_round_whose_turns_all_fail_exits_1_with_one_line(run: Run, json_view: bool) -> None:
     # A port with nothing listening: bound, never listened on, so nobody else can take it.
     with socket.socket() as unused:
         unused.bind(("127.0.0.1", 0))
@@ -220,11 +263,12 @@ def test_a_round_whose_turns_all_fail_exits_1_with_one_line(json_view: bool) -> 
         assert events[-1]["type"] == "round_complete" and events[-1]["status"] == "error"
     else:
         assert all(
-            f"[{name} is experiencing technical difficulties]" in result.stdout for name in AGENTS
+            f"[{name} is experiencing technical difficulties]" in result.stdout
+            for name in AGENT_IDS
         )
 
 
-def test_each_distinct_error_is_named_once_with_its_count(fake: FakeProvider) -> None:
+def test_each_distinct_error_is_named_once_with_its_count(run: Run, fake: FakeProvider) -> None:
     # Shadow's key is refused (no retry); Persona's and Ego's replies end after three words;
     # Anima/Animus's and Self's streams end before a word, and they are asked again without
     # streaming.
@@ -238,7 +282,7 @@ def test_each_distinct_error_is_named_once_with_its_count(fake: FakeProvider) ->
     assert "[Persona's reply was cut off by the provider]" in result.stdout
 
 
-def test_a_round_that_succeeds_against_a_provider_exits_0(fake: FakeProvider) -> None:
+def test_a_round_that_succeeds_against_a_provider_exits_0(run: Run, fake: FakeProvider) -> None:
     fake.behave()
     result = run("run", "--model", "openai/gpt-4o-mini", "hi", **against(fake.openai_base))
     assert result.returncode == 0, result.stderr

@@ -11,9 +11,9 @@ import pytest
 from psyche_sse.config import Settings
 from psyche_sse.engine import Engine
 from psyche_sse.events import Event
+from tests.factories import AGENT_IDS
 
 pytestmark = pytest.mark.anyio
-AGENTS = ["Shadow", "Persona", "Anima/Animus", "Self", "Ego"]
 
 
 def check_protocol(events: list[Event]) -> dict[str, dict[str, Any]]:
@@ -62,7 +62,7 @@ async def test_a_round_streams_five_turns_in_order() -> None:
     assert kinds[:2] == ["network_update", "round_started"]
     assert kinds[-1] == "conversation_state" and "round_complete" in kinds[-4:]
     turns = check_protocol(events)
-    assert [t["agent"] for t in turns.values()] == AGENTS
+    assert [t["agent"] for t in turns.values()] == AGENT_IDS
     for t in turns.values():
         assert t["status"] == "ok" and t["meta"]["streaming"] == "native"
         assert t["meta"]["model"] == "psyche/offline" and t["meta"]["usage"]

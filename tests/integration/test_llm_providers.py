@@ -31,6 +31,7 @@ from psyche_sse.llm import (
     StreamBroken,
     check_model,
 )
+from tests.factories import AGENT_IDS
 from tests.fakes import DEFAULT_REPLY, Connections, FakeProvider, guard_network
 
 pytestmark = [
@@ -610,7 +611,7 @@ async def test_a_round_streams_natively(
 ) -> None:
     events = await run_round(settings_for(fake, model), "My sister borrowed money again")
     turns = check_turns(events)
-    assert [t["agent"] for t in turns] == ["Shadow", "Persona", "Anima/Animus", "Self", "Ego"]
+    assert [t["agent"] for t in turns] == AGENT_IDS
     for t in turns:
         assert t["meta"]["status"] == "ok" and t["final"] == DEFAULT_REPLY
         assert t["meta"]["streaming"] == "native" and t["modes"] == {"native"}

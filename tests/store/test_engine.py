@@ -6,6 +6,7 @@ from pathlib import Path
 
 import anyio
 import pytest
+from tests.factories import AGENT_IDS
 
 from psyche_sse.config import Settings
 from psyche_sse.engine import Engine
@@ -14,7 +15,6 @@ from psyche_sse.events import Event
 from psyche_sse.store import queries
 
 pytestmark = pytest.mark.anyio
-AGENTS = ["Shadow", "Persona", "Anima/Animus", "Self", "Ego"]
 
 
 async def run(engine: Engine, situation: str, session_id: str | None = None, **kw: int) -> str:
@@ -48,7 +48,7 @@ async def test_a_round_is_recorded_as_it_was_streamed(settings: Settings) -> Non
     assert [r.index for r in transcript.rounds] == [1, 2]
     assert all(r.status == "ok" and r.duration_ms is not None for r in transcript.rounds)
     turns = [t for r in transcript.rounds for t in r.turns]
-    assert [t.agent_id for t in turns] == AGENTS * 2
+    assert [t.agent_id for t in turns] == AGENT_IDS * 2
     assert {t.id: t.text for t in turns} == finals(events)
     assert all(t.status == "ok" and t.streaming == "native" and t.usage for t in turns)
     assert [t.interaction_count for t in turns] == [1] * 5 + [2] * 5
@@ -132,7 +132,7 @@ async def test_a_restarted_engine_carries_the_session_on(settings: Settings) -> 
         agents = session.council.agents
         assert {a: list(s.memory) for a, s in agents.items()} == memory
         assert {a: s.lengths.average for a, s in agents.items()} == pytest.approx(lengths)
-        assert {a: s.interaction_count for a, s in agents.items()} == dict.fromkeys(AGENTS, 1)
+        assert {a: s.interaction_count for a, s in agents.items()} == dict.fromkeys(AGENT_IDS, 1)
         assert session.council.latest == latest
         assert session.title == situation and len(session.rounds) == 1
 

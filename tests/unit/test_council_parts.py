@@ -12,7 +12,7 @@ from psyche_sse.llm import LLMError, StreamBroken
 from psyche_sse.progress import LengthHistory, ProgressEstimate
 from psyche_sse.prompts import build_messages
 from psyche_sse.sentiment import NEUTRAL_FALLBACK, Sentiment, analyse, label_for
-from psyche_sse.transcript import Status as TurnStatus
+from psyche_sse.transcript import Status
 
 
 @pytest.mark.parametrize(
@@ -100,21 +100,21 @@ FAILED = LLMError("the provider failed (InternalServerError)", error_class="Inte
 @pytest.mark.parametrize(
     ("text", "status", "error", "final"),
     [
-        ("All of it.", TurnStatus.OK, None, "All of it."),
-        ("", TurnStatus.ERROR, FAILED, "[Shadow is experiencing technical difficulties]"),
-        ("Half a", TurnStatus.ERROR, CUT, "Half a\n\n[Shadow's reply was cut off by the provider]"),
+        ("All of it.", Status.OK, None, "All of it."),
+        ("", Status.ERROR, FAILED, "[Shadow is experiencing technical difficulties]"),
+        ("Half a", Status.ERROR, CUT, "Half a\n\n[Shadow's reply was cut off by the provider]"),
         (
             "Half a",
-            TurnStatus.ERROR,
+            Status.ERROR,
             STALLED,
             "Half a\n\n[Shadow's reply was cut off: the stream stalled]",
         ),
-        ("", TurnStatus.CANCELLED, None, "[Shadow was stopped]"),
-        ("Half a", TurnStatus.CANCELLED, None, "Half a"),
+        ("", Status.CANCELLED, None, "[Shadow was stopped]"),
+        ("Half a", Status.CANCELLED, None, "Half a"),
     ],
 )
 def test_final_text_keeps_the_text_and_says_what_happened(
-    text: str, status: TurnStatus, error: LLMError | None, final: str
+    text: str, status: Status, error: LLMError | None, final: str
 ) -> None:
     assert final_text("Shadow", text, status, error) == final
 

@@ -6,12 +6,13 @@ import re
 from statistics import mean
 
 import pytest
+from tests.factories import AGENT_IDS
 
 from psyche_sse.archetypes import BY_ID
 from psyche_sse.llm.offline_text import PromptView, compose, read_prompt, themes_of, topic_of
 from psyche_sse.prompts import build_messages
 
-AGENTS = ("Shadow", "Persona", "Anima/Animus", "Self", "Ego")
+AGENTS = AGENT_IDS
 SISTER = "My sister stopped calling me after our father's funeral"
 PROMOTION = "I was passed over for promotion and my manager took credit"
 ABROAD = "I can't decide whether to move abroad for a year"

@@ -15,7 +15,7 @@ from pathlib import Path
 from psyche_sse.sentiment import SentimentScores
 from psyche_sse.store import Store, queries
 from tests import factories as f
-from tests.factories import AGENT_IDS as AGENTS
+from tests.factories import AGENT_IDS
 
 BASE = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
 
@@ -43,7 +43,7 @@ def _turn(
     running: bool,
 ) -> None:
     turn_id = f"{round_id}t{position}"
-    agent = AGENTS[position]
+    agent = AGENT_IDS[position]
     where = {"session": session, "round_id": round_id}
     started = f.started(turn_id, agent, **where)
     queries.insert_turn(conn, replace(started, timestamp=when), position=position)
@@ -73,9 +73,9 @@ def _session(
         for position in range(count):
             running = last and position == count - 1
             text = (
-                f"{AGENTS[position]} was half way through a thought about {situation}"
+                f"{AGENT_IDS[position]} was half way through a thought about {situation}"
                 if running
-                else f"{AGENTS[position]} answers {situation}."
+                else f"{AGENT_IDS[position]} answers {situation}."
             )
             _turn(
                 conn,

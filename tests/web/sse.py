@@ -14,8 +14,6 @@ from httpx_sse import EventSource, ServerSentEvent, connect_sse
 from tests.factories import AGENT_IDS
 from tests.schema import check_event
 
-AGENTS = list(AGENT_IDS)
-
 
 @dataclass(frozen=True)
 class Msg:
@@ -97,11 +95,19 @@ def follow_round(
     raise AssertionError(f"the round did not complete in {reconnects} connections")
 
 
+def run_round(client: httpx.Client, situation: str, **fields: Any) -> list[Msg]:
+    """Start a round and read its stream (``POST /api/rounds``) to the end, which comes
+    with the round's ``round_complete``: in process too, where a response ends or waits."""
+    body = {"situation": situation, **fields}
+    with connect_sse(client, "POST", "/api/rounds", json=body) as source:
+        return list(messages(source))
+
+
 def finished_session(client: httpx.Client, situation: str) -> str:
     """A new session with one round, run to its end: its id."""
-    body = start_round(client, situation)
-    follow_round(client, body["events_url"])
-    session_id: str = body["session_id"]
+    msgs = run_round(client, situation)
+    assert msgs[-1].type == "round_complete", msgs[-1]
+    session_id: str = msgs[0].data["session_id"]
     return session_id
 
 
@@ -144,7 +150,7 @@ def assert_whole_round(msgs: list[Msg]) -> None:
         assert m.data["session_id"] == session_id
         assert m.data["round_id"] == round_id
     started = [m for m in msgs if m.type == "agent_processing_started"]
-    assert [m.data["agent_id"] for m in started] == AGENTS
+    assert [m.data["agent_id"] for m in started] == AGENT_IDS
     streamed = texts(msgs)
     for turn_id, final in finals(msgs).items():
         assert final["metadata"]["status"] == "ok"

@@ -10,7 +10,7 @@ import httpx
 import pytest
 from httpx_sse import connect_sse
 
-from tests.web.conftest import LiveServer
+from tests.live import LiveServer
 from tests.web.sse import (
     assert_whole_round,
     finished_session,

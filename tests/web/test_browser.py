@@ -10,14 +10,10 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, Locator, Page, Route, expect, sync_playwright
 
+from tests.factories import AGENT_IDS
+from tests.live import LiveServer, kill_server, start_server, stop_server
 from tests.saved import saved_partial
-from tests.web.conftest import (
-    LiveServer,
-    SeededServer,
-    kill_server,
-    start_server,
-    stop_server,
-)
+from tests.web.conftest import SeededServer
 from tests.web.sse import finished_session
 
 pytestmark = pytest.mark.browser
@@ -27,7 +23,6 @@ CHROMIUM = Path("/usr/bin/chromium")
 # the test suite leaves the tree as it found it.
 SCREENSHOTS = "PSYCHE_SCREENSHOTS"
 WAIT_MS = 30_000
-AGENTS = ["Shadow", "Persona", "Anima/Animus", "Self", "Ego"]
 
 
 @pytest.fixture(scope="module")
@@ -163,7 +158,7 @@ def test_a_round_live_in_the_browser(
     expect(finals).to_have_count(5, timeout=WAIT_MS)
     expect(page.locator(".turn-live")).to_have_count(0)
     expect(page.locator(".turn-final .sentiment")).to_have_count(5)
-    assert finals.locator(".name").all_text_contents() == AGENTS
+    assert finals.locator(".name").all_text_contents() == AGENT_IDS
     expect(page.locator(".round-end-text")).to_contain_text("Round complete in")
     expect(page.locator("#situation")).to_be_enabled()
     expect(page.locator(".stop-button")).to_have_count(0)
@@ -280,7 +275,7 @@ def test_a_session_reads_without_javascript(
     page.goto(f"{fast_server.url}/s/{session_id}")
     finals = page.locator(".turn-final")
     expect(finals).to_have_count(5)
-    assert finals.locator(".name").all_text_contents() == AGENTS
+    assert finals.locator(".name").all_text_contents() == AGENT_IDS
     for card, turn in zip(finals.all(), stored["rounds"][0]["turns"], strict=True):
         shown = " ".join(card.locator(".turn-text").inner_text().split())
         assert shown == " ".join(turn["text"].split())

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from tests.web.conftest import start_server, stop_server
+from tests.live import start_server, stop_server
 from tests.web.sse import finished_session
 
 

@@ -15,7 +15,7 @@ import httpx
 import pytest
 from httpx_sse import connect_sse
 
-from tests.web.conftest import LiveServer, start_server, stop_server
+from tests.live import LiveServer, start_server, stop_server
 from tests.web.sse import Msg, finished_session, follow_round, messages, start_round
 
 RESUMES = 200

@@ -1,13 +1,16 @@
-"""The page's routes over HTTP: the form with and without htmx, the HTML stream, errors."""
+"""The page's routes: the form with and without htmx, the HTML stream, errors; in process
+where the responses end."""
 
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 
-from tests.web.conftest import LiveServer, start_server, stop_server
-from tests.web.sse import follow_round, start_round
+from tests import inprocess
+from tests.live import LiveServer
+from tests.web.sse import follow_round, run_round, start_round
 
 HTMX = {"HX-Request": "true"}
 
@@ -100,11 +103,21 @@ def test_the_stream_of_an_unknown_session_says_so_and_ends(fast_server: LiveServ
     assert response.text.rstrip().endswith("event: end\ndata:")
 
 
-def test_a_provider_failure_is_shown_in_its_card(failing_server: LiveServer) -> None:
-    with failing_server.client() as client:
-        body = start_round(client, "The mask slips")
-        msgs = follow_round(client, body["events_url"])
-        page = client.get(f"/s/{body['session_id']}")
+def test_a_provider_failure_is_shown_in_its_card(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Persona's provider refuses every connection (port 9 on loopback: nothing listens), so
+    # its call fails every time, while the others answer on the offline model.
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-not-a-real-key")
+    config = inprocess.settings(
+        tmp_path,
+        model_persona="openai/gpt-4o-mini",
+        api_base="http://127.0.0.1:9/v1",
+        retry_attempts=1,
+    )
+    with inprocess.running(config) as app, app.client() as client:
+        msgs = run_round(client, "The mask slips")
+        page = client.get(f"/s/{msgs[0].data['session_id']}")
     completes = {m.data["agent_id"]: m.data for m in msgs if m.type == "agent_processing_complete"}
     assert len(completes) == 5, "the round goes on after the failure"
     persona = completes["Persona"]
@@ -117,31 +130,20 @@ def test_a_provider_failure_is_shown_in_its_card(failing_server: LiveServer) -> 
     assert "Traceback" not in page.text
 
 
-def test_a_session_from_before_a_restart_is_shown_and_goes_on(
-    tmp_path_factory: pytest.TempPathFactory,
-) -> None:
-    where = tmp_path_factory.mktemp("restart")
-    server = start_server(where, offline_tps="0")
-    try:
-        with server.client() as client:
-            body = start_round(client, "Before the restart")
-            before = follow_round(client, body["events_url"])
-    finally:
-        stop_server(server)
-    server = start_server(where, offline_tps="0")
-    try:
-        with server.client() as client:
-            page = client.get(f"/s/{body['session_id']}")
-            assert page.status_code == 200
-            assert page.text.count("turn-final turn-ok") == 5
-            assert "Before the restart" in page.text
-            # The store numbers on from a reserved high-water mark: maybe a gap, never a repeat.
-            resume = re.search(r"stream\?after=(\d+)", page.text)
-            assert resume
-            assert int(resume.group(1)) >= before[-1].id
-            second = start_round(client, "After it", session_id=body["session_id"])
-            after = follow_round(client, second["events_url"])
-    finally:
-        stop_server(server)
+def test_a_session_from_before_a_restart_is_shown_and_goes_on(tmp_path: Path) -> None:
+    config = inprocess.settings(tmp_path)
+    with inprocess.running(config) as app, app.client() as client:
+        before = run_round(client, "Before the restart")
+    session_id = before[0].data["session_id"]
+    with inprocess.running(config) as app, app.client() as client:
+        page = client.get(f"/s/{session_id}")
+        assert page.status_code == 200
+        assert page.text.count("turn-final turn-ok") == 5
+        assert "Before the restart" in page.text
+        # The store numbers on from a reserved high-water mark: maybe a gap, never a repeat.
+        resume = re.search(r"stream\?after=(\d+)", page.text)
+        assert resume
+        assert int(resume.group(1)) >= before[-1].id
+        after = run_round(client, "After it", session_id=session_id)
     assert after[0].id > before[-1].id
     assert after[1].data["metadata"]["has_memory"] is True

@@ -16,8 +16,8 @@ import httpx
 import pytest
 from httpx_sse import connect_sse
 
+from tests.live import LiveServer, kill_server, start_server, stop_server
 from tests.saved import saved_partial
-from tests.web.conftest import LiveServer, kill_server, start_server, stop_server
 from tests.web.sse import (
     Msg,
     assert_whole_round,

@@ -11,7 +11,7 @@ import pytest
 from psyche_sse.config import LOOPBACK_HOSTS, Settings, load_settings
 from psyche_sse.web import create_app
 from psyche_sse.web.security import SECURITY_HEADERS
-from tests.web.conftest import LiveServer
+from tests.live import LiveServer
 from tests.web.sse import start_round
 
 

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.web.conftest import LiveServer, start_server, stop_server
+from tests.live import LiveServer, start_server, stop_server
 from tests.web.sse import finished_session
 
 HEADER_TIMEOUT = 0.5

@@ -1,5 +1,5 @@
-"""The stored sessions over the API, against a real server: list, transcript, rename,
-delete and export, with every error a client can provoke."""
+"""The stored sessions over the API: list, transcript, rename, delete and export, with every
+error a client can provoke. In process, but for what follows a session's live events."""
 
 from __future__ import annotations
 
@@ -12,13 +12,17 @@ from httpx_sse import connect_sse
 
 from psyche_sse.export import from_json
 from psyche_sse.transcript import Transcript
-from tests.web.conftest import SEEDED_COUNT, LiveServer, SeededServer
+from tests.inprocess import InProcess
+from tests.live import LiveServer
+from tests.web.conftest import SEEDED_COUNT, SeededServer
 from tests.web.sse import finals, finished_session, follow_round, messages, start_round, texts
 
 SAFE_FILENAME = re.compile(r'attachment; filename="psyche-[a-z0-9-]+-[A-Za-z0-9]+\.(json|md|html)"')
 
 
-def a_session(server: LiveServer, situation: str = "My boss <b>yelled</b> at me") -> str:
+def a_session(
+    server: LiveServer | InProcess, situation: str = "My boss <b>yelled</b> at me"
+) -> str:
     """A session with one finished round."""
     with server.client() as client:
         return finished_session(client, situation)
@@ -36,10 +40,10 @@ def assert_json_error(response: httpx.Response, status: int, needle: str = "") -
 # --- the list ------------------------------------------------------------------------------
 
 
-def test_the_list_is_newest_activity_first_in_pages(seeded: SeededServer) -> None:
-    newest_first = [s.id for s in reversed(seeded.sessions)]
+def test_the_list_is_newest_activity_first_in_pages(seeded_app: SeededServer) -> None:
+    newest_first = [s.id for s in reversed(seeded_app.sessions)]
     seen: list[dict[str, Any]] = []
-    with seeded.server.client() as client:
+    with seeded_app.server.client() as client:
         url: str | None = "/api/sessions"
         pages = 0
         while url is not None:
@@ -54,21 +58,21 @@ def test_the_list_is_newest_activity_first_in_pages(seeded: SeededServer) -> Non
     assert pages == 3
     assert [s["id"] for s in seen] == newest_first
     newest = seen[0]
-    assert newest["title"] == seeded.interrupted.title  # the first situation, as it was
+    assert newest["title"] == seeded_app.interrupted.title  # the first situation, as it was
     assert newest["rounds"] == 2
     assert newest["last_status"] == "interrupted"
     assert newest["running"] is False
-    assert newest["updated"] == seeded.interrupted.updated
+    assert newest["updated"] == seeded_app.interrupted.updated
     assert newest["url"] == f"/api/sessions/{newest['id']}"
     assert newest["page_url"] == f"/s/{newest['id']}"
     assert {s["last_status"] for s in seen[1:]} == {"ok"}
 
 
-def test_limit_and_offset(seeded: SeededServer) -> None:
-    with seeded.server.client() as client:
+def test_limit_and_offset(seeded_app: SeededServer) -> None:
+    with seeded_app.server.client() as client:
         body = client.get("/api/sessions", params={"limit": 7, "offset": 40}).json()
         past = client.get("/api/sessions", params={"offset": 1000}).json()
-    assert [s["id"] for s in body["sessions"]] == [s.id for s in seeded.sessions[4::-1]]
+    assert [s["id"] for s in body["sessions"]] == [s.id for s in seeded_app.sessions[4::-1]]
     assert body["next"] is None
     assert body["previous"] == "/api/sessions?limit=7&offset=33"
     assert past["sessions"] == [] and past["total"] == SEEDED_COUNT and past["next"] is None
@@ -86,8 +90,8 @@ def test_limit_and_offset(seeded: SeededServer) -> None:
         ("offset=" + "9" * 5000, "offset must be a whole number"),
     ],
 )
-def test_bad_paging_is_a_400(seeded: SeededServer, query: str, needle: str) -> None:
-    with seeded.server.client() as client:
+def test_bad_paging_is_a_400(seeded_app: SeededServer, query: str, needle: str) -> None:
+    with seeded_app.server.client() as client:
         response = client.get(f"/api/sessions?{query}")
     assert_json_error(response, 400, needle)
 
@@ -119,9 +123,9 @@ def test_the_transcript_is_the_whole_conversation(fast_server: LiveServer) -> No
         assert turn["model"] == final["metadata"]["model"]
 
 
-def test_an_interrupted_turn_keeps_its_partial_text(seeded: SeededServer) -> None:
-    with seeded.server.client() as client:
-        session = client.get(f"/api/sessions/{seeded.interrupted.id}").json()
+def test_an_interrupted_turn_keeps_its_partial_text(seeded_app: SeededServer) -> None:
+    with seeded_app.server.client() as client:
+        session = client.get(f"/api/sessions/{seeded_app.interrupted.id}").json()
     first, second = session["rounds"]
     assert first["status"] == "ok" and len(first["turns"]) == 5
     assert second["status"] == "interrupted"
@@ -154,8 +158,8 @@ def test_a_transcript_read_mid_turn_then_its_events_url_is_the_whole_text(
     assert current["text"] + texts(later).get(current["id"], "") == final
 
 
-def test_an_unknown_session_is_a_404_everywhere(fast_server: LiveServer) -> None:
-    with fast_server.client() as client:
+def test_an_unknown_session_is_a_404_everywhere(app: InProcess) -> None:
+    with app.client() as client:
         for method, path in [
             ("GET", "/api/sessions/nope"),
             ("PATCH", "/api/sessions/nope"),
@@ -171,10 +175,10 @@ def test_an_unknown_session_is_a_404_everywhere(fast_server: LiveServer) -> None
 # --- rename ----------------------------------------------------------------------------
 
 
-def test_rename(fast_server: LiveServer) -> None:
-    session_id = a_session(fast_server)
+def test_rename(app: InProcess) -> None:
+    session_id = a_session(app)
     url = f"/api/sessions/{session_id}"
-    with fast_server.client() as client:
+    with app.client() as client:
         response = client.patch(url, json={"title": "  Work,\n <i>again</i>  "})
         session = client.get(url).json()
         listed = client.get("/api/sessions", params={"limit": 100}).json()["sessions"]
@@ -198,28 +202,28 @@ def test_rename(fast_server: LiveServer) -> None:
     ],
 )
 def test_a_bad_rename_is_refused_and_changes_nothing(
-    fast_server: LiveServer, kwargs: dict[str, Any], status: int, needle: str
+    app: InProcess, kwargs: dict[str, Any], status: int, needle: str
 ) -> None:
-    session_id = a_session(fast_server, "Keep this title")
-    with fast_server.client() as client:
+    session_id = a_session(app, "Keep this title")
+    with app.client() as client:
         response = client.patch(f"/api/sessions/{session_id}", **kwargs)
         title = client.get(f"/api/sessions/{session_id}").json()["title"]
     assert_json_error(response, status, needle)
     assert title == "Keep this title"
 
 
-def test_a_title_of_exactly_the_limit_is_accepted(fast_server: LiveServer) -> None:
-    session_id = a_session(fast_server)
-    with fast_server.client() as client:
+def test_a_title_of_exactly_the_limit_is_accepted(app: InProcess) -> None:
+    session_id = a_session(app)
+    with app.client() as client:
         response = client.patch(f"/api/sessions/{session_id}", json={"title": "é" * 200})
     assert response.status_code == 200
     assert response.json()["title"] == "é" * 200
 
 
-def test_a_cross_site_browser_cannot_rename_or_delete(fast_server: LiveServer) -> None:
-    session_id = a_session(fast_server, "Not yours")
+def test_a_cross_site_browser_cannot_rename_or_delete(app: InProcess) -> None:
+    session_id = a_session(app, "Not yours")
     evil = {"Origin": "http://evil.example"}
-    with fast_server.client() as client:
+    with app.client() as client:
         rename = client.patch(f"/api/sessions/{session_id}", json={"title": "x"}, headers=evil)
         delete = client.delete(f"/api/sessions/{session_id}", headers=evil)
         still = client.get(f"/api/sessions/{session_id}")
@@ -231,10 +235,10 @@ def test_a_cross_site_browser_cannot_rename_or_delete(fast_server: LiveServer) -
 # --- delete ----------------------------------------------------------------------------
 
 
-def test_delete(fast_server: LiveServer) -> None:
-    session_id = a_session(fast_server)
+def test_delete(app: InProcess) -> None:
+    session_id = a_session(app)
     url = f"/api/sessions/{session_id}"
-    with fast_server.client() as client:
+    with app.client() as client:
         response = client.delete(url)
         after = [client.get(url), client.get(f"{url}/export.json"), client.delete(url)]
         listed = client.get("/api/sessions", params={"limit": 100}).json()["sessions"]
@@ -273,9 +277,9 @@ def test_deleting_a_session_with_a_round_running_stops_it_first(paced_server: Li
 # --- export ----------------------------------------------------------------------------
 
 
-def test_export_json_reads_back_to_the_transcript(fast_server: LiveServer) -> None:
-    session_id = a_session(fast_server, "Round <trip> & back")
-    with fast_server.client() as client:
+def test_export_json_reads_back_to_the_transcript(app: InProcess) -> None:
+    session_id = a_session(app, "Round <trip> & back")
+    with app.client() as client:
         session = client.get(f"/api/sessions/{session_id}").json()
         response = client.get(f"/api/sessions/{session_id}/export.json")
     assert response.status_code == 200
@@ -292,11 +296,9 @@ def test_export_json_reads_back_to_the_transcript(fast_server: LiveServer) -> No
     ("fmt", "media_type"),
     [("md", "text/markdown; charset=utf-8"), ("html", "text/html; charset=utf-8")],
 )
-def test_export_for_people_escapes_what_was_said(
-    fast_server: LiveServer, fmt: str, media_type: str
-) -> None:
-    session_id = a_session(fast_server, "<script>alert(1)</script> at work")
-    with fast_server.client() as client:
+def test_export_for_people_escapes_what_was_said(app: InProcess, fmt: str, media_type: str) -> None:
+    session_id = a_session(app, "<script>alert(1)</script> at work")
+    with app.client() as client:
         response = client.get(f"/api/sessions/{session_id}/export.{fmt}")
     assert response.status_code == 200
     assert response.headers["content-type"] == media_type
@@ -308,17 +310,17 @@ def test_export_for_people_escapes_what_was_said(
         assert "default-src 'none'" in response.text
 
 
-def test_export_file_names_are_plain_ascii(fast_server: LiveServer) -> None:
-    session_id = a_session(fast_server)
-    with fast_server.client() as client:
+def test_export_file_names_are_plain_ascii(app: InProcess) -> None:
+    session_id = a_session(app)
+    with app.client() as client:
         client.patch(f"/api/sessions/{session_id}", json={"title": 'Ünïcode "quotes"\\/; ok'})
         response = client.get(f"/api/sessions/{session_id}/export.md")
     disposition = response.headers["content-disposition"]
     assert disposition == f'attachment; filename="psyche-unicode-quotes-ok-{session_id}.md"'
 
 
-def test_an_unknown_export_format_is_a_404(fast_server: LiveServer) -> None:
-    session_id = a_session(fast_server)
-    with fast_server.client() as client:
+def test_an_unknown_export_format_is_a_404(app: InProcess) -> None:
+    session_id = a_session(app)
+    with app.client() as client:
         response = client.get(f"/api/sessions/{session_id}/export.pdf")
     assert_json_error(response, 404, "use json, md, html")

@@ -1,19 +1,23 @@
-"""The sessions pages over HTTP: the list, renaming and deleting with a confirmation, the
-session bar, and a stored history rendered on the server."""
+"""The sessions pages: the list, renaming and deleting with a confirmation, the session bar,
+and a stored history rendered on the server. In process, but for a round left running."""
 
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 
-from tests.web.conftest import SEEDED_COUNT, LiveServer, SeededServer
+from tests import inprocess
+from tests.inprocess import InProcess
+from tests.live import LiveServer
+from tests.web.conftest import SEEDED_COUNT, SeededServer
 from tests.web.sse import finished_session, start_round
 
 HTMX = {"HX-Request": "true"}
 
 
-def a_session(server: LiveServer, situation: str) -> str:
+def a_session(server: LiveServer | InProcess, situation: str) -> str:
     with server.client() as client:
         return finished_session(client, situation)
 
@@ -25,14 +29,14 @@ def items(html: str) -> list[str]:
 # --- the list ------------------------------------------------------------------------------
 
 
-def test_the_list_shows_the_newest_activity_first(seeded: SeededServer) -> None:
-    with seeded.server.client() as client:
+def test_the_list_shows_the_newest_activity_first(seeded_app: SeededServer) -> None:
+    with seeded_app.server.client() as client:
         page = client.get("/sessions")
     assert page.status_code == 200
     assert page.headers["content-type"].startswith("text/html")
-    newest_first = [s.id for s in reversed(seeded.sessions)]
+    newest_first = [s.id for s in reversed(seeded_app.sessions)]
     assert items(page.text) == newest_first[:20]
-    newest = seeded.interrupted
+    newest = seeded_app.interrupted
     # The title is the first situation, escaped; when, how many rounds, last activity.
     assert "Situation 44 &lt;b&gt;bold&lt;/b&gt; &amp; more</a>" in page.text
     assert "<b>bold</b>" not in page.text
@@ -46,12 +50,12 @@ def test_the_list_shows_the_newest_activity_first(seeded: SeededServer) -> None:
     assert 'rel="prev"' not in page.text
 
 
-def test_the_list_in_pages(seeded: SeededServer) -> None:
-    with seeded.server.client() as client:
+def test_the_list_in_pages(seeded_app: SeededServer) -> None:
+    with seeded_app.server.client() as client:
         second = client.get("/sessions?page=2")
         last = client.get("/sessions?page=3")
         past = client.get("/sessions?page=9")
-    newest_first = [s.id for s in reversed(seeded.sessions)]
+    newest_first = [s.id for s in reversed(seeded_app.sessions)]
     assert items(second.text) == newest_first[20:40]
     assert 'href="/sessions?page=1" rel="prev"' in second.text
     assert "rename?next=/sessions%3Fpage%3D2" in second.text
@@ -63,8 +67,8 @@ def test_the_list_in_pages(seeded: SeededServer) -> None:
 
 
 @pytest.mark.parametrize("query", ["page=0", "page=-1", "page=two", "page=50001"])
-def test_a_bad_page_number_is_a_400_page(seeded: SeededServer, query: str) -> None:
-    with seeded.server.client() as client:
+def test_a_bad_page_number_is_a_400_page(seeded_app: SeededServer, query: str) -> None:
+    with seeded_app.server.client() as client:
         response = client.get(f"/sessions?{query}")
     assert response.status_code == 400
     assert response.headers["content-type"].startswith("text/html")
@@ -72,21 +76,15 @@ def test_a_bad_page_number_is_a_400_page(seeded: SeededServer, query: str) -> No
     assert "Traceback" not in response.text
 
 
-def test_an_empty_list_says_how_to_start(tmp_path_factory: pytest.TempPathFactory) -> None:
-    from tests.web.conftest import start_server, stop_server
-
-    server = start_server(tmp_path_factory.mktemp("empty"), offline_tps="0")
-    try:
-        with server.client() as client:
-            page = client.get("/sessions")
-    finally:
-        stop_server(server)
+def test_an_empty_list_says_how_to_start(tmp_path: Path) -> None:
+    with inprocess.running(inprocess.settings(tmp_path)) as app, app.client() as client:
+        page = client.get("/sessions")
     assert "No sessions yet." in page.text
     assert 'class="pager"' not in page.text
 
 
-def test_every_page_links_to_the_list(fast_server: LiveServer) -> None:
-    with fast_server.client() as client:
+def test_every_page_links_to_the_list(app: InProcess) -> None:
+    with app.client() as client:
         for url in ("/", "/sessions", "/s/nope"):
             page = client.get(url)
             assert '<a class="topbar-link" href="/sessions">Sessions</a>' in page.text
@@ -96,9 +94,9 @@ def test_every_page_links_to_the_list(fast_server: LiveServer) -> None:
 # --- the session page ----------------------------------------------------------------------
 
 
-def test_the_session_page_has_its_title_exports_rename_and_delete(fast_server: LiveServer) -> None:
-    session_id = a_session(fast_server, "A <b>bold</b> boss")
-    with fast_server.client() as client:
+def test_the_session_page_has_its_title_exports_rename_and_delete(app: InProcess) -> None:
+    session_id = a_session(app, "A <b>bold</b> boss")
+    with app.client() as client:
         page = client.get(f"/s/{session_id}")
     assert "<title>A &lt;b&gt;bold&lt;/b&gt; boss · Psyche council</title>" in page.text
     assert '<h1 class="sessionbar-title">A &lt;b&gt;bold&lt;/b&gt; boss</h1>' in page.text
@@ -108,22 +106,22 @@ def test_the_session_page_has_its_title_exports_rename_and_delete(fast_server: L
     assert f'href="/s/{session_id}/delete"' in page.text
 
 
-def test_a_new_session_from_the_htmx_form_gets_its_session_bar(fast_server: LiveServer) -> None:
-    with fast_server.client() as client:
+def test_a_new_session_from_the_htmx_form_gets_its_session_bar(app: InProcess) -> None:
+    with app.client() as client:
         response = client.post("/rounds", data={"situation": "Bar <i>me</i>"}, headers=HTMX)
     assert '<hx-partial hx-target="#sessionbar" hx-swap="outerHTML">' in response.text
     assert '<h1 class="sessionbar-title">Bar &lt;i&gt;me&lt;/i&gt;</h1>' in response.text
 
 
-def test_the_home_page_has_no_session_bar(fast_server: LiveServer) -> None:
-    with fast_server.client() as client:
+def test_the_home_page_has_no_session_bar(app: InProcess) -> None:
+    with app.client() as client:
         page = client.get("/")
     assert '<nav id="sessionbar" class="sessionbar" aria-label="This session" hidden>' in page.text
 
 
-def test_a_stored_interrupted_round_is_rendered_as_such(seeded: SeededServer) -> None:
-    with seeded.server.client() as client:
-        page = client.get(f"/s/{seeded.interrupted.id}")
+def test_a_stored_interrupted_round_is_rendered_as_such(seeded_app: SeededServer) -> None:
+    with seeded_app.server.client() as client:
+        page = client.get(f"/s/{seeded_app.interrupted.id}")
     assert page.status_code == 200
     assert page.text.count('<section id="round-') == 2
     assert page.text.count("turn-final turn-ok") == 6
@@ -135,8 +133,8 @@ def test_a_stored_interrupted_round_is_rendered_as_such(seeded: SeededServer) ->
     assert "<fieldset>" in page.text
 
 
-def test_an_unknown_session_is_a_clear_404_page(fast_server: LiveServer) -> None:
-    with fast_server.client() as client:
+def test_an_unknown_session_is_a_clear_404_page(app: InProcess) -> None:
+    with app.client() as client:
         for url in ("/s/nope", "/s/nope/rename", "/s/nope/delete"):
             page = client.get(url)
             assert page.status_code == 404
@@ -148,10 +146,10 @@ def test_an_unknown_session_is_a_clear_404_page(fast_server: LiveServer) -> None
 # --- rename ----------------------------------------------------------------------------
 
 
-def test_rename_with_the_form(fast_server: LiveServer) -> None:
-    session_id = a_session(fast_server, "Old <name>")
+def test_rename_with_the_form(app: InProcess) -> None:
+    session_id = a_session(app, "Old <name>")
     back = f"/s/{session_id}"
-    with fast_server.client() as client:
+    with app.client() as client:
         form = client.get(f"/s/{session_id}/rename", params={"next": back})
         response = client.post(
             f"/s/{session_id}/rename", data={"title": " New <b>name</b> ", "next": back}
@@ -169,9 +167,9 @@ def test_rename_with_the_form(fast_server: LiveServer) -> None:
 @pytest.mark.parametrize(
     ("title", "needle"), [("", "cannot be empty"), ("x" * 201, "too long"), ("  ", "empty")]
 )
-def test_a_bad_title_shows_the_form_again(fast_server: LiveServer, title: str, needle: str) -> None:
-    session_id = a_session(fast_server, "Keep me")
-    with fast_server.client() as client:
+def test_a_bad_title_shows_the_form_again(app: InProcess, title: str, needle: str) -> None:
+    session_id = a_session(app, "Keep me")
+    with app.client() as client:
         response = client.post(f"/s/{session_id}/rename", data={"title": title})
         after = client.get(f"/api/sessions/{session_id}").json()["title"]
     assert response.status_code == 422
@@ -184,9 +182,9 @@ def test_a_bad_title_shows_the_form_again(fast_server: LiveServer, title: str, n
 @pytest.mark.parametrize(
     "next_url", ["https://evil.example/", "//evil.example", "/sessions?page=1&x=<y>", "/s/other"]
 )
-def test_rename_only_goes_back_to_our_own_pages(fast_server: LiveServer, next_url: str) -> None:
-    session_id = a_session(fast_server, "Where next")
-    with fast_server.client() as client:
+def test_rename_only_goes_back_to_our_own_pages(app: InProcess, next_url: str) -> None:
+    session_id = a_session(app, "Where next")
+    with app.client() as client:
         form = client.get(f"/s/{session_id}/rename", params={"next": next_url})
         response = client.post(f"/s/{session_id}/rename", data={"title": "x", "next": next_url})
     assert '<input type="hidden" name="next" value="/sessions">' in form.text
@@ -196,9 +194,9 @@ def test_rename_only_goes_back_to_our_own_pages(fast_server: LiveServer, next_ur
 # --- delete ----------------------------------------------------------------------------
 
 
-def test_delete_asks_first_then_deletes(fast_server: LiveServer) -> None:
-    session_id = a_session(fast_server, "Delete <me>")
-    with fast_server.client() as client:
+def test_delete_asks_first_then_deletes(app: InProcess) -> None:
+    session_id = a_session(app, "Delete <me>")
+    with app.client() as client:
         confirm = client.get(f"/s/{session_id}/delete")
         unconfirmed = client.post(f"/s/{session_id}/delete")
         still = client.get(f"/s/{session_id}")
@@ -231,16 +229,16 @@ def test_the_confirmation_says_a_running_round_is_stopped_first(paced_server: Li
     assert "A round is running in this session: it is stopped first." in confirm.text
 
 
-def test_cross_site_forms_are_refused(fast_server: LiveServer) -> None:
-    session_id = a_session(fast_server, "Mine")
+def test_cross_site_forms_are_refused(app: InProcess) -> None:
+    session_id = a_session(app, "Mine")
     evil = {"Origin": "http://evil.example"}
-    with fast_server.client() as client:
+    with app.client() as client:
         rename = client.post(f"/s/{session_id}/rename", data={"title": "x"}, headers=evil)
         delete = client.post(f"/s/{session_id}/delete", data={"confirm": "yes"}, headers=evil)
         same_site = client.post(
             f"/s/{session_id}/rename",
             data={"title": "Still mine"},
-            headers={"Origin": fast_server.url},
+            headers={"Origin": app.url},
         )
         title = client.get(f"/api/sessions/{session_id}").json()["title"]
     assert rename.status_code == 403 and delete.status_code == 403

@@ -10,9 +10,9 @@ from collections.abc import Iterator
 import httpx
 from httpx_sse import connect_sse
 
-from tests.web.conftest import LiveServer
+from tests.factories import AGENT_IDS
+from tests.live import LiveServer
 from tests.web.sse import (
-    AGENTS,
     Msg,
     assert_whole_round,
     finals,
@@ -196,7 +196,7 @@ def test_stop_one_turn_and_the_round_goes_on(paced_server: LiveServer) -> None:
             msgs += rest_of_round(stream)
     statuses = [d["metadata"]["status"] for d in finals(msgs).values()]
     assert statuses == ["ok", "cancelled", "ok", "ok", "ok"]
-    assert [m.data["agent_id"] for m in msgs if m.type == "agent_processing_started"] == AGENTS
+    assert [m.data["agent_id"] for m in msgs if m.type == "agent_processing_started"] == AGENT_IDS
     assert msgs[-1].type == "round_complete"
 
 

@@ -19,6 +19,7 @@ from typing import Protocol
 import pytest
 from tests.factories import AGENT_IDS
 from tests.fakes import FakeProvider
+from tests.schema import check_event
 
 from psyche_sse.cli import main
 
@@ -106,11 +107,15 @@ def test_json_prints_five_well_formed_turns(run: Run) -> None:
     )
     assert result.returncode == 0, result.stderr
     events = [json.loads(line) for line in result.stdout.splitlines()]
-    assert events[0]["type"] == "round_started" and events[-1]["type"] == "round_complete"
+    # Who hears whom, then the round, then the conversation's state: each a published event.
+    assert events[0]["type"] == "network_update" and events[1]["type"] == "round_started"
+    assert events[-1]["type"] == "conversation_state"
+    for event in events:
+        check_event({k: v for k, v in event.items() if k != "id"})
     ids = [e["id"] for e in events]
     assert ids == list(range(1, len(ids) + 1))
     completes = [e for e in events if e["type"] == "agent_processing_complete"]
-    assert [c["agent_id"] for c in completes] == AGENT_IDS
+    assert [c["agent_id"] for c in completes] == list(AGENT_IDS)
     for c in completes:
         streamed = "".join(
             e["partial_content"]
@@ -182,7 +187,8 @@ def test_ctrl_c_cancels_cleanly(tmp_path: Path) -> None:
     assert proc.returncode == 130
     complete = [e for e in lines if e["type"] == "agent_processing_complete"]
     assert len(complete) == 1 and complete[0]["metadata"]["status"] == "cancelled"
-    assert lines[-1]["type"] == "round_complete" and lines[-1]["status"] == "cancelled"
+    [end] = [e for e in lines if e["type"] == "round_complete"]
+    assert end["status"] == "cancelled" and lines[-1]["type"] == "conversation_state"
     assert "Traceback" not in err
 
 
@@ -221,7 +227,7 @@ def test_a_reader_that_goes_away_ends_quietly() -> None:
     proc.stdout.close()
     err = proc.stderr.read().decode()
     assert proc.wait(timeout=20) == 0
-    assert first["type"] == "round_started"
+    assert first["type"] == "network_update"
     assert "Traceback" not in err and "Broken pipe" not in err
 
 
@@ -260,7 +266,8 @@ def test_a_round_whose_turns_all_fail_exits_1_with_one_line(run: Run, json_view:
     assert line.count("InternalServerError") == 1 and "Traceback" not in line
     if json_view:
         events = [json.loads(x) for x in result.stdout.splitlines()]
-        assert events[-1]["type"] == "round_complete" and events[-1]["status"] == "error"
+        [end] = [e for e in events if e["type"] == "round_complete"]
+        assert end["status"] == "error" and events[-1]["type"] == "conversation_state"
     else:
         assert all(
             f"[{name} is experiencing technical difficulties]" in result.stdout

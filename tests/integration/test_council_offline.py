@@ -62,7 +62,7 @@ async def test_a_round_streams_five_turns_in_order() -> None:
     assert kinds[:2] == ["network_update", "round_started"]
     assert kinds[-1] == "conversation_state" and "round_complete" in kinds[-4:]
     turns = check_protocol(events)
-    assert [t["agent"] for t in turns.values()] == AGENT_IDS
+    assert [t["agent"] for t in turns.values()] == list(AGENT_IDS)
     for t in turns.values():
         assert t["status"] == "ok" and t["meta"]["streaming"] == "native"
         assert t["meta"]["model"] == "psyche/offline" and t["meta"]["usage"]

@@ -48,7 +48,7 @@ async def test_a_round_is_recorded_as_it_was_streamed(settings: Settings) -> Non
     assert [r.index for r in transcript.rounds] == [1, 2]
     assert all(r.status == "ok" and r.duration_ms is not None for r in transcript.rounds)
     turns = [t for r in transcript.rounds for t in r.turns]
-    assert [t.agent_id for t in turns] == AGENT_IDS * 2
+    assert [t.agent_id for t in turns] == list(AGENT_IDS) * 2
     assert {t.id: t.text for t in turns} == finals(events)
     assert all(t.status == "ok" and t.streaming == "native" and t.usage for t in turns)
     assert [t.interaction_count for t in turns] == [1] * 5 + [2] * 5

@@ -48,11 +48,16 @@ def parse(sse: ServerSentEvent) -> Msg:
     return Msg(int(sse.id), sse.event, data)
 
 
+ROUND_END = "conversation_state"
+"""A round's last event: the conversation's state, after its ``round_complete``."""
+
+
 def until_round_complete(source: EventSource) -> list[Msg]:
+    """The stream's events to the end of a round (its ``conversation_state``)."""
     out: list[Msg] = []
     for msg in messages(source):
         out.append(msg)
-        if msg.type == "round_complete":
+        if msg.type == ROUND_END:
             break
     return out
 
@@ -70,15 +75,20 @@ def start_round(client: httpx.Client, situation: str, **fields: Any) -> dict[str
 
 
 def round_over(history: Msg) -> bool:
-    """Whether a ``session_history`` shows the session's newest round finished."""
+    """Whether a ``session_history`` shows the session's newest round over: finished, with
+    its state (or cut off by a crash)."""
     rounds = history.data["transcript"]["rounds"]
-    return bool(rounds) and rounds[-1]["status"] != "running"
+    if not rounds:
+        return False
+    last = rounds[-1]
+    return last["status"] == "interrupted" or (last["status"] != "running" and last["state"])
 
 
 def follow_round(
     client: httpx.Client, url: str, *, reconnects: int = 20, **headers: str
 ) -> list[Msg]:
-    """Everything until the round's ``round_complete``, followed as a browser does: when the
+    """Everything until the round's end (its ``conversation_state``), followed as a browser
+    does: when the
     stream ends first, connect again with the last id seen; a ``session_history`` (sent
     when the server cannot replay from that id) stands for what came before it, and ends
     the round when it shows the round finished."""
@@ -88,7 +98,7 @@ def follow_round(
             for msg in messages(source):
                 out.append(msg)
                 headers["Last-Event-ID"] = str(msg.id)
-                if msg.type == "round_complete":
+                if msg.type == ROUND_END:
                     return out
                 if msg.type == "session_history" and round_over(msg):
                     return out
@@ -97,7 +107,8 @@ def follow_round(
 
 def run_round(client: httpx.Client, situation: str, **fields: Any) -> list[Msg]:
     """Start a round and read its stream (``POST /api/rounds``) to the end, which comes
-    with the round's ``round_complete``: in process too, where a response ends or waits."""
+    with the round's ``conversation_state``: in process too, where a response ends or
+    waits."""
     body = {"situation": situation, **fields}
     with connect_sse(client, "POST", "/api/rounds", json=body) as source:
         return list(messages(source))
@@ -106,7 +117,7 @@ def run_round(client: httpx.Client, situation: str, **fields: Any) -> list[Msg]:
 def finished_session(client: httpx.Client, situation: str) -> str:
     """A new session with one round, run to its end: its id."""
     msgs = run_round(client, situation)
-    assert msgs[-1].type == "round_complete", msgs[-1]
+    assert msgs[-1].type == ROUND_END, msgs[-1]
     session_id: str = msgs[0].data["session_id"]
     return session_id
 
@@ -131,10 +142,18 @@ BEFORE_ROUND = ("network_update", "stimulus_injected")
 AFTER_ROUND = ("emergency_status", "network_update", "conversation_state")
 
 
-def assert_whole_round(msgs: list[Msg]) -> None:
-    """The order and the guarantees of SPEC §3 for one round of five turns."""
+def the_round(msgs: list[Msg]) -> list[Msg]:
+    """A round's events from its ``round_started`` to its ``round_complete``."""
+    kinds = [m.type for m in msgs]
+    return msgs[kinds.index("round_started") : kinds.index("round_complete") + 1]
+
+
+def assert_whole_round(msgs: list[Msg]) -> list[Msg]:
+    """The order and the guarantees of SPEC §3 for one round of five turns (and what comes
+    around it); returns the round from its ``round_started`` to its ``round_complete``."""
     ids = [m.id for m in msgs]
     assert ids == sorted(set(ids)), "ids strictly increasing, no duplicate"
+    msgs = list(msgs)
     while msgs and msgs[0].type in BEFORE_ROUND:
         msgs = msgs[1:]
     tail: list[Msg] = []
@@ -150,7 +169,7 @@ def assert_whole_round(msgs: list[Msg]) -> None:
         assert m.data["session_id"] == session_id
         assert m.data["round_id"] == round_id
     started = [m for m in msgs if m.type == "agent_processing_started"]
-    assert [m.data["agent_id"] for m in started] == AGENT_IDS
+    assert [m.data["agent_id"] for m in started] == list(AGENT_IDS)
     streamed = texts(msgs)
     for turn_id, final in finals(msgs).items():
         assert final["metadata"]["status"] == "ok"
@@ -171,3 +190,4 @@ def assert_whole_round(msgs: list[Msg]) -> None:
             assert m.turn_id == current
             current = None
     assert current is None
+    return msgs

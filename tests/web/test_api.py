@@ -40,8 +40,10 @@ def test_post_round_streams_the_whole_round_and_ends(fast_server: LiveServer) ->
         assert response.headers["cache-control"] == "no-cache, no-transform"
         assert response.headers["x-accel-buffering"] == "no"
         session_id = response.headers["x-session-id"]
-        msgs = list(messages(source))  # the stream ends by itself after round_complete
-    assert_whole_round(msgs)
+        msgs = list(messages(source))  # the stream ends by itself after the round's state
+    assert [m.type for m in msgs][-1] == "conversation_state"
+    assert msgs[0].type == "network_update"  # who hears whom, as the run starts
+    msgs = assert_whole_round(msgs)
     assert msgs[0].data["session_id"] == session_id
     assert msgs[0].data["situation"] == "I was passed over"
     started = msgs[1].data
@@ -85,9 +87,9 @@ def test_json_body_and_a_second_round_in_the_same_session(fast_server: LiveServe
             json={"situation": "She called today", "session_id": session_id},
         ) as source:
             second = until_round_complete(source)
-    assert_whole_round(second)
-    assert second[0].data["session_id"] == session_id
     assert second[0].id > first[-1].id
+    second = assert_whole_round(second)
+    assert second[0].data["session_id"] == session_id
     assert second[0].data["index"] == 2
     assert second[1].data["metadata"]["has_memory"] is True
 
@@ -98,10 +100,10 @@ def test_accept_json_gets_202_and_where_to_follow(fast_server: LiveServer) -> No
         assert set(body) == {"session_id", "round_id", "events_url"}
         msgs = follow_round(client, body["events_url"])
         session = client.get(f"/api/sessions/{body['session_id']}").json()
-    assert_whole_round(msgs)
+    assert session["last_event_id"] == msgs[-1].id
+    msgs = assert_whole_round(msgs)
     assert msgs[0].data["round_id"] == body["round_id"]
     assert [r["id"] for r in session["rounds"]] == [body["round_id"]]
-    assert session["last_event_id"] == msgs[-1].id
 
 
 def test_curl_shows_a_whole_round_live(fast_server: LiveServer) -> None:
@@ -116,9 +118,9 @@ def test_curl_shows_a_whole_round_live(fast_server: LiveServer) -> None:
     assert out.startswith("retry: ")
     assert out.count("event: agent_processing_complete\n") == 5
     assert "event: round_complete\n" in out
-    # The last message is round_complete: curl returned because the stream ended there.
+    # The last message is the round's state: curl returned because the stream ended there.
     last = out.rstrip("\n").split("\n\n")[-1]
-    assert "event: round_complete" in last
+    assert "event: conversation_state" in last
 
 
 @pytest.mark.parametrize(

@@ -158,7 +158,7 @@ def test_a_round_live_in_the_browser(
     expect(finals).to_have_count(5, timeout=WAIT_MS)
     expect(page.locator(".turn-live")).to_have_count(0)
     expect(page.locator(".turn-final .sentiment")).to_have_count(5)
-    assert finals.locator(".name").all_text_contents() == AGENT_IDS
+    assert finals.locator(".name").all_text_contents() == list(AGENT_IDS)
     expect(page.locator(".round-end-text")).to_contain_text("Round complete in")
     expect(page.locator("#situation")).to_be_enabled()
     expect(page.locator(".stop-button")).to_have_count(0)
@@ -275,7 +275,7 @@ def test_a_session_reads_without_javascript(
     page.goto(f"{fast_server.url}/s/{session_id}")
     finals = page.locator(".turn-final")
     expect(finals).to_have_count(5)
-    assert finals.locator(".name").all_text_contents() == AGENT_IDS
+    assert finals.locator(".name").all_text_contents() == list(AGENT_IDS)
     for card, turn in zip(finals.all(), stored["rounds"][0]["turns"], strict=True):
         shown = " ".join(card.locator(".turn-text").inner_text().split())
         assert shown == " ".join(turn["text"].split())

@@ -13,7 +13,7 @@ import pytest
 from psyche_sse import events as ev
 from psyche_sse.bus import MemoryBus
 from psyche_sse.events import Event
-from psyche_sse.transcript import Round, Status, Transcript
+from psyche_sse.transcript import Round, RoundState, Status, Transcript
 from psyche_sse.web import streams
 from psyche_sse.web.streams import JSON, StreamHub, run_done, runs
 from tests import factories as f
@@ -152,40 +152,55 @@ async def test_each_event_is_encoded_once_and_shared() -> None:
     assert chunks[0] is chunks[1] is JSON(event)
 
 
-async def test_a_run_stream_ends_after_its_last_round_complete() -> None:
+async def test_a_run_stream_ends_with_its_last_round_state() -> None:
     bus = MemoryBus()
     for index in (1, 2):
         await bus.publish(f.round_started(SID, f"r{index}", index=index))
         await bus.publish(f.round_complete(SID, f"r{index}", index=index))
+        await bus.publish(f.state(SID, f"r{index}", round_index=index))
     await bus.publish(f.round_started(SID, "r3", index=3))
     chunks = [c async for c in follow(bus, SID, 0, JSON, max_per_second=30, until=run_done(1, 2))]
     messages = b"".join(chunks).split(b"\n\n")[:-1]
-    assert len(messages) == 5  # the retry field, then the two rounds
+    assert len(messages) == 7  # the retry field, then the two rounds
+    assert b"event: conversation_state" in messages[-1]
 
 
 def test_a_run_ends_with_a_stopped_round_or_a_history_that_shows_its_end() -> None:
     done = run_done(2, 3)  # rounds 2, 3 and 4 of the session
 
-    def complete(index: int, status: str) -> Event:
-        return Event(1, f.round_complete(index=index, status=Status(status)))  # type: ignore[arg-type]
+    def ended(index: int, status: str) -> bool:
+        """A round's end as the stream sees it: its round_complete, then its state."""
+        complete = Event(1, f.round_complete(index=index, status=Status(status)))  # type: ignore[arg-type]
+        assert not done(complete)
+        return done(Event(2, f.state(round_index=index)))
 
     def history(*rounds: tuple[int, str]) -> Event:
+        state = RoundState(metrics=f.metrics())
         transcript = Transcript(
             id=SID,
             rounds=[
-                Round(id=f"r{i}", index=i, situation="", started="", status=Status(s))
+                Round(
+                    id=f"r{i}",
+                    index=i,
+                    situation="",
+                    started="",
+                    status=Status(s),
+                    state=None if s == "running" else state,
+                )
                 for i, s in rounds
             ],
         )
         return Event(1, f.history(transcript))
 
-    assert not done(complete(1, "cancelled"))  # a round before the run
-    assert not done(complete(3, "error"))
-    assert done(complete(3, "cancelled"))
-    assert done(complete(4, "ok"))
+    assert not ended(1, "cancelled")  # a round before the run
+    assert not ended(3, "error")
+    assert ended(3, "cancelled")
+    assert ended(4, "ok")
+    done = run_done(2, 3)
     assert not done(history((1, "ok"), (2, "ok"), (3, "running")))
     assert done(history((1, "ok"), (2, "ok"), (3, "ok"), (4, "error")))
     assert done(history((1, "ok"), (2, "cancelled")))
+    assert done(history((1, "ok"), (2, "interrupted")))
 
 
 async def test_a_merged_message_is_encoded_once_for_all_readers() -> None:

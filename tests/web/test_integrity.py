@@ -244,11 +244,13 @@ def test_an_idle_session_leaves_memory_and_comes_back_numbering_on(
         url = f"/api/sessions/{session_id}/events"
         with connect_sse(client, "GET", url, headers={"Last-Event-ID": str(last)}) as source:
             start_round(client, "And now?", session_id=session_id)
-            first = next(messages(source))
+            stream = messages(source)
+            first, started = next(stream), next(stream)
     assert stored["last_event_id"] == last
     assert len(stored["rounds"]) == 1 and stored["rounds"][0]["status"] == "ok"
-    assert first.type == "round_started" and first.id == last + 1
-    assert first.data["index"] == 2
+    # The new run's first event (who hears whom) comes right after the last one stored.
+    assert first.type == "network_update" and first.id == last + 1
+    assert started.type == "round_started" and started.data["index"] == 2
 
 
 def test_a_watched_session_stays_in_memory(forgetful: LiveServer) -> None:
@@ -263,4 +265,4 @@ def test_a_watched_session_stays_in_memory(forgetful: LiveServer) -> None:
             wait_for(lambda: client.get("/healthz").json()["sessions"] == 1)
             start_round(client, "Still here?", session_id=session_id)
             first = next(stream)
-    assert first.type == "round_started" and first.id == last + 1
+    assert first.type == "network_update" and first.id == last + 1

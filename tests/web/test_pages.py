@@ -10,7 +10,7 @@ import pytest
 
 from tests import inprocess
 from tests.live import LiveServer
-from tests.web.sse import follow_round, run_round, start_round
+from tests.web.sse import follow_round, run_round, start_round, the_round
 
 HTMX = {"HX-Request": "true"}
 
@@ -124,7 +124,7 @@ def test_a_provider_failure_is_shown_in_its_card(
     assert persona["metadata"]["status"] == "error"
     assert persona["metadata"]["error_class"]
     assert persona["final_content"] == "[Persona is experiencing technical difficulties]"
-    assert msgs[-1].data["status"] == "error"
+    assert the_round(msgs)[-1].data["status"] == "error"
     assert "Persona could not answer:" in page.text
     assert "turn-final turn-error" in page.text
     assert "Traceback" not in page.text
@@ -146,4 +146,4 @@ def test_a_session_from_before_a_restart_is_shown_and_goes_on(tmp_path: Path) ->
         assert int(resume.group(1)) >= before[-1].id
         after = run_round(client, "After it", session_id=session_id)
     assert after[0].id > before[-1].id
-    assert after[1].data["metadata"]["has_memory"] is True
+    assert the_round(after)[1].data["metadata"]["has_memory"] is True

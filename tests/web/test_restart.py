@@ -19,6 +19,7 @@ from httpx_sse import connect_sse
 from tests.live import LiveServer, kill_server, start_server, stop_server
 from tests.saved import saved_partial
 from tests.web.sse import (
+    ROUND_END,
     Msg,
     assert_whole_round,
     follow_round,
@@ -36,10 +37,11 @@ def landmarks(msgs: list[Msg]) -> list[tuple[int, str]]:
 
 
 def rest_of_round(stream: Iterator[Msg]) -> list[Msg]:
+    """The stream's events to the end of the round (its conversation_state)."""
     out = []
     for msg in stream:
         out.append(msg)
-        if msg.type == "round_complete":
+        if msg.type == ROUND_END:
             break
     return out
 
@@ -91,7 +93,7 @@ def test_the_page_shows_the_interrupted_turn_with_its_text(crashed: dict[str, An
     assert round_["status"] == "interrupted"
     (shadow,) = round_["turns"]
     assert shadow["status"] == "interrupted" and shadow["text"]
-    streamed = "".join(m.data["partial_content"] for m in seen if m.type.endswith("update"))
+    streamed = "".join(texts(seen).values())
     # Both are the start of what Shadow said: at most a couple of seconds were lost.
     assert streamed.startswith(shadow["text"]) or shadow["text"].startswith(streamed)
     assert session["last_event_id"] > seen[-1].id
@@ -163,14 +165,14 @@ def test_the_raw_stream_from_before_the_crash_gets_the_history_then_live_events(
     assert round_["status"] == "interrupted"
     assert round_["turns"][0]["status"] == "interrupted"
 
-    assert_whole_round(live)
-    assert live[0].id == history.id + 1
-    assert live[0].data["round_id"] == second["round_id"]
-    assert live[0].data["index"] == 2
-    assert live[1].data["metadata"]["has_memory"] is True  # Shadow remembers its partial
+    assert live[0].id == history.id + 1 and live[0].type == "network_update"
     # The same events (deltas may be merged differently: a replay reads them all at once).
     assert texts(again) == texts(live)
     assert landmarks(again) == landmarks(live)
+    round_ = assert_whole_round(live)
+    assert round_[0].data["round_id"] == second["round_id"]
+    assert round_[0].data["index"] == 2
+    assert round_[1].data["metadata"]["has_memory"] is True  # Shadow remembers its partial
 
 
 def test_a_client_from_after_the_restart_is_not_sent_the_history_again(
@@ -184,7 +186,7 @@ def test_a_client_from_after_the_restart_is_not_sent_the_history_again(
         with connect_sse(client, "GET", url, headers={"Last-Event-ID": str(last)}) as source:
             start_round(client, "Once more", session_id=session_id)
             first = next(messages(source))
-    assert first.type == "round_started"
+    assert first.type == "network_update"
     assert first.id == last + 1
 
 
@@ -224,7 +226,7 @@ def test_an_id_older_than_the_memory_gets_the_history_from_the_store(
     assert history.type == "session_history" and history.id == last
     (round_,) = history.data["transcript"]["rounds"]
     assert round_["status"] == "ok" and len(round_["turns"]) == 5
-    assert live[0].id == last + 1 and live[0].type == "round_started"
+    assert live[0].id == last + 1 and live[0].type == "network_update"
     assert [m.id for m in replay] == [last - 2, last - 1, last]
     assert page.text.count("turn-final turn-ok") == 10
 

@@ -196,7 +196,9 @@ def test_stop_one_turn_and_the_round_goes_on(paced_server: LiveServer) -> None:
             msgs += rest_of_round(stream)
     statuses = [d["metadata"]["status"] for d in finals(msgs).values()]
     assert statuses == ["ok", "cancelled", "ok", "ok", "ok"]
-    assert [m.data["agent_id"] for m in msgs if m.type == "agent_processing_started"] == AGENT_IDS
+    assert [m.data["agent_id"] for m in msgs if m.type == "agent_processing_started"] == list(
+        AGENT_IDS
+    )
     assert msgs[-1].type == "round_complete"
 
 

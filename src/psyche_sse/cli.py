@@ -97,6 +97,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="seed, for repeatable replies from models that take one",
     )
     run.add_argument(
+        "--stimulus",
+        action="append",
+        default=[],
+        metavar="ROUND:TEXT",
+        help="a development that opens round ROUND of the run (repeatable)",
+    )
+    run.add_argument(
         "--json", action="store_true", help="print one JSON event per line instead of the text"
     )
 
@@ -178,6 +185,7 @@ def _run(args: argparse.Namespace) -> int:
         clean_situation(args.situation, settings.max_situation_chars)
     except InputError as exc:
         raise UsageError(str(exc)) from exc
+    scheduled = _stimuli(args.stimulus, settings.rounds)
     _check_models(settings)
     _check_store(settings)
     if not args.verbose:
@@ -192,7 +200,7 @@ def _run(args: argparse.Namespace) -> int:
 
     view = JsonView(sys.stdout) if args.json else TextView(sys.stdout)
     try:
-        stopped = anyio.run(_run_async, settings, args.situation, args.seed, view)
+        stopped = anyio.run(_run_async, settings, args.situation, args.seed, view, scheduled)
     except BaseExceptionGroup as group:
         # The view's task raises a closed pipe inside the round's task group.
         if group.subgroup(BrokenPipeError) is not None:
@@ -205,6 +213,28 @@ def _run(args: argparse.Namespace) -> int:
         print(f"{PROG}: error: {summary}", file=sys.stderr)
         return EXIT_FAILED
     return 0
+
+
+def _stimuli(specs: list[str], rounds: int) -> dict[int, list[str]]:
+    """``--stimulus ROUND:TEXT`` options, by round; a :class:`UsageError` for a bad one."""
+    from .council import clean_stimulus
+    from .errors import InputError
+
+    out: dict[int, list[str]] = {}
+    for spec in specs:
+        where, sep, text = spec.partition(":")
+        if not sep or not where.strip().isdigit():
+            raise UsageError(
+                f"--stimulus takes ROUND:TEXT, such as 2:She called back (not {spec!r})"
+            )
+        at = int(where)
+        if not 1 <= at <= rounds:
+            raise UsageError(f"--stimulus {at}: the run has rounds 1 to {rounds} (see --rounds)")
+        try:
+            out.setdefault(at, []).append(clean_stimulus(text))
+        except InputError as exc:
+            raise UsageError(f"--stimulus {at}: {exc}") from exc
+    return out
 
 
 def _check_models(settings: Settings) -> None:
@@ -231,7 +261,13 @@ def _agent_ids() -> list[str]:
     return [a.agent_id for a in ARCHETYPES]
 
 
-async def _run_async(settings: Settings, situation: str, seed: int | None, view: View) -> bool:
+async def _run_async(
+    settings: Settings,
+    situation: str,
+    seed: int | None,
+    view: View,
+    scheduled: dict[int, list[str]],
+) -> bool:
     import anyio
 
     from .engine import Engine
@@ -254,7 +290,9 @@ async def _run_async(settings: Settings, situation: str, seed: int | None, view:
         async with anyio.create_task_group() as tg:
             tg.start_soon(watch_signals, tg.cancel_scope)
             tg.start_soon(view.follow, engine.bus, session.id, settings.rounds)
-            await engine.rounds.run(session, round_id, text, rounds=settings.rounds, seed=seed)
+            await engine.rounds.run(
+                session, round_id, text, rounds=settings.rounds, seed=seed, scheduled=scheduled
+            )
             await view.done.wait()
             tg.cancel_scope.cancel()
         return stopped
@@ -400,7 +438,16 @@ class TextView(View):
 
     def show(self, event: Event) -> None:
         from .archetypes import BY_ID
-        from .events import AgentComplete, AgentStarted, AgentUpdate, RoundComplete, RoundStarted
+        from .events import (
+            AgentComplete,
+            AgentStarted,
+            AgentUpdate,
+            ConversationState,
+            EmergencyStatus,
+            RoundComplete,
+            RoundStarted,
+            StimulusInjected,
+        )
         from .transcript import Status, seconds
 
         payload = event.payload
@@ -449,6 +496,27 @@ class TextView(View):
             took = seconds(payload.duration_ms)
             self.out.write(
                 self._paint(f"Round complete ({payload.status}, {took})", dim=True) + "\n"
+            )
+        elif isinstance(payload, ConversationState):
+            m = payload.metrics
+            line = (
+                f"State: conflict {m.conflict:.2f} · engagement {m.engagement:.2f} · "
+                f"diversity {m.diversity:.2f} · repetition {m.repetition:.2f} · "
+                f"intensity {m.intensity:.2f} · stagnation {m.stagnation:.2f}"
+            )
+            self.out.write(self._paint(line, dim=True) + "\n")
+            for guide in payload.guidance:
+                self.out.write(self._paint(f"Guidance: {guide}", dim=True) + "\n")
+            self.out.write("\n")
+        elif isinstance(payload, EmergencyStatus):
+            mode = "on: emergency paths open" if payload.active else "off: emergency paths closed"
+            self.out.write(self._paint(f"Emergency mode {mode} ({payload.reason})", bold=True))
+            self.out.write("\n")
+        elif isinstance(payload, StimulusInjected):
+            self.out.write(
+                self._paint(f"Stimulus for round {payload.round}: ", bold=True)
+                + payload.text
+                + "\n\n"
             )
         self.out.flush()
 

@@ -243,6 +243,8 @@ class Council:
                         status=status,
                         turns=turns,
                         duration_ms=int((time.perf_counter() - started) * 1000),
+                        run_index=ctx.run_index,
+                        rounds=ctx.rounds,
                     )
                 )
                 await self._assess(publish, ctx, said)

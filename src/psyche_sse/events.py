@@ -75,6 +75,8 @@ class RoundContext:
     """What the person added for this round."""
     left_off: str | None = None
     """Where the previous round left the conversation, in a line."""
+    run_index: int = 1
+    """Its place in the run (from 1); :attr:`rounds` is the run's length."""
 
     @property
     def situation(self) -> str:
@@ -135,6 +137,9 @@ class RoundStarted(_Payload):
     index: int
     agents: tuple[str, ...]
     rounds: int = 1
+    """How many rounds the run this round belongs to has."""
+    run_index: int = 1
+    """This round's place in its run, from 1 ("round 2 of 5")."""
     stimulus: str | None = field(default=None, metadata=OMIT_NONE)
     left_off: str | None = field(default=None, metadata=OMIT_NONE)
 
@@ -147,6 +152,7 @@ class RoundStarted(_Payload):
             index=ctx.index,
             agents=tuple(agents),
             rounds=ctx.rounds,
+            run_index=ctx.run_index,
             stimulus=ctx.stimulus,
             left_off=ctx.left_off,
         )
@@ -159,6 +165,8 @@ class RoundStarted(_Payload):
             started=self.timestamp,
             stimulus=self.stimulus,
             left_off=self.left_off,
+            run_index=self.run_index,
+            run_rounds=self.rounds,
         )
         transcript.rounds.append(round_)
         return round_
@@ -172,6 +180,15 @@ class RoundComplete(_Payload):
     status: Ending
     duration_ms: int
     turns: int
+    run_index: int = 1
+    """This round's place in its run, from 1."""
+    rounds: int = 1
+    """How many rounds its run has: the run ends here when ``run_index`` reaches it, or
+    when the round was stopped."""
+
+    @property
+    def ends_run(self) -> bool:
+        return self.run_index >= self.rounds or self.status is Status.CANCELLED
 
     def apply(self, transcript: Transcript) -> Round | None:
         round_ = self._round(transcript)

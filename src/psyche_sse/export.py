@@ -17,6 +17,7 @@ from types import MappingProxyType
 
 from .archetypes import BY_ID
 from .links import neutralise_markdown_links
+from .pictures import network_picture, sentiment_chart, state_chart
 from .transcript import Round, Status, Transcript, Turn, turn_facts
 
 JSON_FORMAT = "psyche-sse/transcript"
@@ -80,6 +81,26 @@ def _md_quote(text: str) -> str:
     return "\n".join(f"> {line}".rstrip() for line in _md(text).splitlines() or [""])
 
 
+def _state_line(rnd: Round) -> str | None:
+    """The conversation's state after the round, in a line; None before it has one."""
+    if rnd.state is None:
+        return None
+    m = rnd.state.metrics
+    line = (
+        f"State after round {rnd.index}: conflict {m.conflict:.2f} · engagement "
+        f"{m.engagement:.2f} · diversity {m.diversity:.2f} · repetition {m.repetition:.2f} · "
+        f"intensity {m.intensity:.2f} · stagnation {m.stagnation:.2f}"
+    )
+    return line + (" · emergency mode on" if rnd.state.emergency else "")
+
+
+def _heard(turn: Turn) -> str | None:
+    if not turn.heard:
+        return None
+    names = [h.agent_id + (" (emergency path)" if h.emergency else "") for h in turn.heard]
+    return f"Heard: {', '.join(names)}"
+
+
 def _facts(turn: Turn) -> list[str]:
     facts = [] if turn.status is Status.OK else [turn.status.value]
     if turn.sentiment:
@@ -106,10 +127,24 @@ def to_markdown(transcript: Transcript) -> str:
             out += ["**Stimulus:**", "", _md_quote(rnd.stimulus), ""]
         out += ["**Situation:**", "", _md_quote(rnd.situation), ""]
         for turn in rnd.turns:
-            out += [f"### {_md(turn.agent_id)}", "", _md(turn.text).strip() or "*(no text)*", ""]
+            out += [f"### {_md(turn.agent_id)}", ""]
+            heard = _heard(turn)
+            if heard:
+                out += [f"*{_md(heard)}*", ""]
+            out += [f"- Guidance: {_md(line)}" for line in turn.guidance]
+            if turn.guidance:
+                out.append("")
+            out += [_md(turn.text).strip() or "*(no text)*", ""]
             if turn.reasoning:
                 out += ["*Reasoning:*", "", _md_quote(turn.reasoning), ""]
             out += [f"*{_md(' · '.join(_facts(turn)))}*", ""]
+        state = _state_line(rnd)
+        if state:
+            out += [f"**{_md(state)}**", ""]
+            guidance = rnd.state.guidance if rnd.state else ()
+            out += [f"- Guidance for the next round: {_md(g)}" for g in guidance]
+            if guidance:
+                out.append("")
     return "\n".join(out).rstrip() + "\n"
 
 
@@ -140,6 +175,12 @@ article.turn h3 { color: var(--agent, inherit); margin: 0 0 .25rem; font-size: 1
   margin-left: .5rem; color: var(--muted); }
 details { font-size: .9rem; color: var(--muted); }
 details .text { margin: .25rem 0 .5rem; }
+.state { font-size: .85rem; border-top: 1px dashed var(--line); padding-top: .5rem; }
+.picture { margin: 1.5rem 0; }
+.picture svg { max-width: 100%; height: auto; }
+.picture-network svg { max-width: 28rem; }
+table { border-collapse: collapse; font-size: .85rem; }
+td, th { padding: .15rem .5rem; border-bottom: 1px solid var(--line); text-align: right; }
 """
 
 _CSP = "default-src 'none'; style-src 'unsafe-inline'"
@@ -153,11 +194,14 @@ def _html_turn(turn: Turn) -> str:
     archetype = BY_ID.get(turn.agent_id)
     style = f' style="--agent: {archetype.colour}"' if archetype else ""
     status = "" if turn.status is Status.OK else f'<span class="status">{_e(turn.status)}</span>'
-    parts = [
-        f'<article class="turn"{style}>',
-        f"<h3>{_e(turn.agent_id)}{status}</h3>",
-        f'<div class="text">{_e(turn.text)}</div>',
-    ]
+    parts = [f'<article class="turn"{style}>', f"<h3>{_e(turn.agent_id)}{status}</h3>"]
+    heard = _heard(turn)
+    if heard:
+        parts.append(f'<p class="facts">{_e(heard)}</p>')
+    if turn.guidance:
+        items = "".join(f"<li>{_e(line)}</li>" for line in turn.guidance)
+        parts.append(f'<ul class="facts">{items}</ul>')
+    parts.append(f'<div class="text">{_e(turn.text)}</div>')
     if turn.reasoning:
         parts.append(
             f'<details><summary>Reasoning</summary><div class="text">{_e(turn.reasoning)}</div>'
@@ -186,7 +230,19 @@ def to_html(transcript: Transcript) -> str:
             f"<p><strong>Situation</strong></p><blockquote>{_e(rnd.situation)}</blockquote>"
         )
         body.extend(_html_turn(turn) for turn in rnd.turns)
+        state = _state_line(rnd)
+        if state:
+            body.append(f'<p class="state">{_e(state)}</p>')
         body.append("</section>")
+    if transcript.rounds:
+        body += [
+            '<section class="pictures">',
+            "<h2>The conversation in pictures</h2>",
+            sentiment_chart(transcript),
+            state_chart(transcript),
+            network_picture(transcript),
+            "</section>",
+        ]
     return (
         "<!doctype html>\n"
         '<html lang="en">\n<head>\n<meta charset="utf-8">\n'

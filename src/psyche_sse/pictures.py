@@ -29,13 +29,8 @@ from markupsafe import Markup
 
 from .archetypes import ARCHETYPES, BY_ID
 from .council import EMERGENCY_PATHS, NORMAL_PATHS
+from .state import EMERGENCY_OFF, EMERGENCY_ON
 from .transcript import Metrics, Round, Status, Transcript
-
-# Stagnation above EMERGENCY_ON turns the emergency paths on; below EMERGENCY_OFF they may
-# turn off again (SPEC §2). Here until the module computing the state (psyche_sse.state)
-# exists to own them; then these should be imported from it.
-EMERGENCY_ON = 0.6
-EMERGENCY_OFF = 0.48
 
 NO_ROUNDS = "No rounds yet"
 

@@ -4,7 +4,9 @@ Measured on the replies of the round just finished (the recent window), each met
 [0, 1]; words are lower-cased runs of letters and apostrophes.
 
 - **engagement**: the replies' mean length in words, 150 words counting as 1.0.
-- **diversity**: distinct words over all words of the window.
+- **diversity**: distinct words over all words, in each reply, averaged over the window
+  (so a longer window or longer replies do not lower it by themselves; what the replies
+  repeat of one another is :attr:`repetition`'s).
 - **repetition**: the share of the window's word trigrams that occur more than once in it.
 - **conflict**: half the share of replies with a word of disagreement (:data:`CONFLICT_WORDS`),
   half the sentiment divergence (the spread of the replies' scores, max − min, over 2).
@@ -89,7 +91,7 @@ def measure(window: Sequence[Said]) -> Metrics:
             stagnation=1.0,
         )
     engagement = min(1.0, len(every) / len(window) / WORDS_FOR_FULL_ENGAGEMENT)
-    diversity = len(set(every)) / len(every)
+    diversity = sum(len(set(ws)) / len(ws) for ws in per_reply if ws) / len(window)
     trigrams = Counter(tuple(ws[i : i + 3]) for ws in per_reply for i in range(max(0, len(ws) - 2)))
     total = sum(trigrams.values())
     repeated = sum(n for n in trigrams.values() if n > 1)

@@ -131,6 +131,10 @@ class Round:
     turns: list[Turn] = field(default_factory=list)
     left_off: str | None = None
     state: RoundState | None = None
+    run_index: int = 1
+    """Its place in the run it belongs to (from 1)."""
+    run_rounds: int = 1
+    """How many rounds that run has."""
 
     @property
     def base(self) -> str:

@@ -110,7 +110,7 @@ def test_a_round_live_in_the_browser(
 
     # Thinking indicator, then text that grows, while the form is off and Stop is on.
     expect(page.locator(".turn-live .thinking").first).to_have_text("Shadow is thinking…")
-    expect(page.locator("#status")).to_contain_text("Shadow: processing…")
+    expect(page.locator("#status")).to_contain_text("Shadow (1 of 5): processing…")
     expect(page.locator("#situation")).to_be_disabled()
     expect(page.locator(".stop-button")).to_be_visible()
     first = wait_for_live_text(page, "Shadow", 0)

@@ -86,7 +86,7 @@ def test_started_shows_the_thinking_card_hidden_from_the_log(renderer: Renderer)
     assert "Shadow is thinking…" in html
     assert 'class="turn turn-live"' in html
     assert 'aria-hidden="true"' in html
-    assert "<strong>Shadow</strong>: processing…" in html
+    assert "<strong>Shadow</strong> (1 of 5): processing…" in html
 
 
 STYLESHEET = (Path(__file__).parents[2] / "src/psyche_sse/static/psyche.css").read_text()

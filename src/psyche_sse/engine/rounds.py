@@ -103,6 +103,7 @@ class Rounds:
                         situation,
                         index=len(session.rounds),
                         rounds=rounds,
+                        run_index=index + 1,
                         stimulus=stimulus,
                         left_off=council.left_off() if index or continuing else None,
                     )
@@ -115,7 +116,7 @@ class Rounds:
 
     def start(
         self,
-        situation: str,
+        situation: str | None,
         session_id: str | None = None,
         *,
         rounds: int = 1,

@@ -1073,7 +1073,10 @@ def second_person(text: str, max_words: int = 14) -> str | None:
     if not words or words[0].lower().strip(",") not in _STARTERS:
         return None
     words[0] = words[0] if words[0] == "I" else words[0].lower()
-    return " ".join(_swap_all(words))
+    # What follows a colon is someone's words ('My sister texted: we need to talk'): told
+    # back as they were said, only the part before it in the second person.
+    cut = next((i for i, w in enumerate(words) if w.endswith(":")), len(words) - 1) + 1
+    return " ".join(_swap_all(words[:cut]) + words[cut:])
 
 
 def _question(text: str, max_words: int = 14) -> str | None:

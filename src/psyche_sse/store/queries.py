@@ -75,8 +75,8 @@ def insert_round(conn: sqlite3.Connection, started: RoundStarted) -> None:
         ),
     )
     conn.execute(
-        "INSERT INTO rounds (id, session_id, idx, situation, stimulus, left_off, status, started)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO rounds (id, session_id, idx, situation, stimulus, left_off, status, started,"
+        " run_index, run_rounds) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (
             started.round_id,
             started.session_id,
@@ -86,6 +86,8 @@ def insert_round(conn: sqlite3.Connection, started: RoundStarted) -> None:
             started.left_off,
             RUNNING,
             started.timestamp,
+            started.run_index,
+            started.rounds,
         ),
     )
 
@@ -278,10 +280,13 @@ def transcript(
             turns=turns.get(r[0], []),
             left_off=r[8],
             state=_state(r[9]),
+            run_index=r[10],
+            run_rounds=r[11],
         )
         for r in conn.execute(
             "SELECT id, idx, situation, stimulus, status, started, finished, duration_ms,"
-            " left_off, state FROM rounds WHERE session_id = ? ORDER BY idx, started",
+            " left_off, state, run_index, run_rounds FROM rounds WHERE session_id = ?"
+            " ORDER BY idx, started",
             (session_id,),
         )
     ]

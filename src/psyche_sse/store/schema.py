@@ -68,6 +68,8 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE rounds ADD COLUMN left_off TEXT;
     ALTER TABLE rounds ADD COLUMN state TEXT;  -- JSON: metrics, guidance, emergency
+    ALTER TABLE rounds ADD COLUMN run_index INTEGER NOT NULL DEFAULT 1;
+    ALTER TABLE rounds ADD COLUMN run_rounds INTEGER NOT NULL DEFAULT 1;
     ALTER TABLE turns ADD COLUMN heard TEXT;  -- JSON: [{agent_id, emergency}]
     ALTER TABLE turns ADD COLUMN guidance TEXT;  -- JSON: [line]
     """,

@@ -89,6 +89,7 @@ class Api:
             Route("/api/sessions/{session_id}", self.delete, methods=["DELETE"]),
             Route("/api/sessions/{session_id}/events", self.events, methods=["GET"]),
             Route("/api/sessions/{session_id}/stop", self.stop, methods=["POST"]),
+            Route("/api/sessions/{session_id}/stimulus", self.stimulus, methods=["POST"]),
             Route("/api/sessions/{session_id}/export.{fmt}", self.export, methods=["GET"]),
         ]
 
@@ -107,9 +108,9 @@ class Api:
     async def start_round(self, request: Request) -> Response:
         """Start a round; the response is its event stream, or 202 with where to follow it."""
         fields = await read_fields(request)
-        situation = text_field(fields, "situation", required=True)
-        assert situation is not None
         session_id = id_field(fields, "session_id")
+        # With a session and no situation, the run continues the session's newest one.
+        situation = text_field(fields, "situation", required=session_id is None)
         rounds = int_field(fields, "rounds", low=1, high=20) or 1
         seed = int_field(fields, "seed", low=0, high=2**31 - 1)
         started = await self.ctx.start_round(situation, session_id, rounds=rounds, seed=seed)
@@ -200,6 +201,19 @@ class Api:
         session = await self.ctx.session(path_session_id(request))
         stream = self.ctx.follow(session, event_cursor(request), JSON)
         return sse_response(stream)
+
+    async def stimulus(self, request: Request) -> Response:
+        """``text`` (at most 500 characters) opens the session's next round: 202 with the
+        number of that round."""
+        session = await self.ctx.session(path_session_id(request))
+        fields = await read_fields(request)
+        text = text_field(fields, "text", required=True)
+        assert text is not None
+        opens = await self.ctx.inject(session, text)
+        return JSONResponse(
+            {"session_id": session.id, "round": opens, "text": session.stimuli[-1]},
+            status_code=202,
+        )
 
     async def stop(self, request: Request) -> Response:
         """Stop the session's round, or with ``turn_id`` only that agent's turn."""

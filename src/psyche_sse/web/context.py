@@ -133,15 +133,24 @@ class Context:
         except SessionNotFound:
             raise _not_found() from None
 
+    async def inject(self, session: Session, text: str) -> int:
+        """Queue a stimulus for the session's next round (its number); 400 when the text is
+        empty or too long."""
+        try:
+            return await self.engine.rounds.inject(session, text)
+        except InputError as exc:
+            raise HTTPError(400, str(exc), code="invalid_stimulus") from None
+
     async def start_round(
         self,
-        situation: str,
+        situation: str | None,
         session_id: str | None,
         *,
         rounds: int = 1,
         seed: int | None = None,
     ) -> Started:
-        """Start a run of ``rounds`` rounds. Errors as HTTP."""
+        """Start a run of ``rounds`` rounds (with no ``situation``, continuing the session's
+        newest run). Errors as HTTP."""
         engine = self.engine
         if session_id is not None:
             await self.session(session_id)  # loaded without blocking, if it must be

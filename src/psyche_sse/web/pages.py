@@ -15,11 +15,12 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from ..council import MAX_STIMULUS_CHARS
 from ..events import encode_sse
 from ..transcript import Transcript
 from .context import Context
 from .errors import HTTPError, is_htmx
-from .inputs import event_cursor, id_field, path_session_id, read_fields, text_field
+from .inputs import event_cursor, id_field, int_field, path_session_id, read_fields, text_field
 from .render import HTML_FORMAT, partial
 from .streams import Format, sse_response
 
@@ -37,6 +38,8 @@ class Pages:
             Route("/s/{session_id}", self.session_page, methods=["GET"]),
             Route("/s/{session_id}/stream", self.stream, methods=["GET"]),
             Route("/s/{session_id}/stop", self.stop, methods=["POST"]),
+            Route("/s/{session_id}/stimulus", self.stimulus, methods=["POST"]),
+            Route("/s/{session_id}/pictures", self.pictures, methods=["GET"]),
         ]
 
     # --- pages ------------------------------------------------------------------------------
@@ -59,8 +62,14 @@ class Pages:
             sessionbar=r.sessionbar(session_id, title),
             conversation=self._conversation(session_id, transcript),
             status=r.status(session_id, transcript),
+            emergency=r.emergency(transcript),
             composer=r.composer(
-                session_id, running=running, situation=situation, error=error, autofocus=True
+                session_id,
+                running=running,
+                situation=situation,
+                error=error,
+                autofocus=True,
+                can_continue=bool(transcript and transcript.rounds),
             ),
         )
         return HTMLResponse(html, status_code=status_code)
@@ -83,6 +92,7 @@ class Pages:
             rounds=rounds,
             stream_url=stream_url,
             intro=not (transcript and transcript.rounds),
+            pictures=self.renderer.pictures(transcript) if session_id is not None else "",
         )
 
     async def home(self, request: Request) -> Response:
@@ -106,7 +116,13 @@ class Pages:
             fields = await read_fields(request)
             session_id = id_field(fields, "session_id")
             situation = text_field(fields, "situation") or ""
-            session = (await self.ctx.start_round(situation, session_id)).session
+            rounds = int_field(fields, "rounds", low=1, high=20) or 1
+            # "Continue": a session and no situation go on from the session's newest run.
+            go_on = session_id is not None and fields.get("continue") is not None
+            started = await self.ctx.start_round(
+                None if go_on else situation, session_id, rounds=rounds
+            )
+            session = started.session
         except HTTPError as exc:
             if is_htmx(request) or exc.status not in (400, 409, 429):
                 raise
@@ -145,6 +161,32 @@ class Pages:
             )
             headers["HX-Push-Url"] = page_url
         return HTMLResponse(str(swaps), headers=headers)
+
+    async def stimulus(self, request: Request) -> Response:
+        """A stimulus from the page's form: it opens the session's next round."""
+        session = await self.ctx.session(path_session_id(request))
+        fields = await read_fields(request)
+        text = text_field(fields, "text", required=True, max_chars=MAX_STIMULUS_CHARS)
+        assert text is not None
+        opens = await self.ctx.inject(session, text)
+        if not is_htmx(request):
+            return RedirectResponse(f"/s/{session.id}", status_code=303)
+        composer = self.renderer.composer(
+            session.id, running=session.running, can_continue=bool(session.rounds)
+        )
+        note = Markup("Round {} will open with: “{}”").format(opens, session.stimuli[-1])
+        return HTMLResponse(
+            str(
+                partial("#composer", "outerHTML", composer)
+                + partial("#stimulus-note", "innerHTML", note)
+            )
+        )
+
+    async def pictures(self, request: Request) -> Response:
+        """The session's pictures, as they stand now (the page loads them after a round)."""
+        session = await self.ctx.session(path_session_id(request))
+        transcript = await self.ctx.transcript(session)
+        return HTMLResponse(str(self.renderer.pictures(transcript)))
 
     async def stop(self, request: Request) -> Response:
         session = await self.ctx.session(path_session_id(request))

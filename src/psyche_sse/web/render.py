@@ -22,13 +22,18 @@ from ..events import (
     AgentComplete,
     AgentStarted,
     AgentUpdate,
+    ConversationState,
+    EmergencyStatus,
     Event,
+    NetworkUpdate,
     RoundComplete,
     RoundStarted,
     SessionHistory,
+    StimulusInjected,
     encode_sse,
 )
 from ..llm.models import is_offline
+from ..pictures import network_picture, picture_environment, sentiment_chart, state_chart
 from ..transcript import Round, Status, Transcript, Turn, seconds, turn_facts
 from .markdown import MarkdownRenderer
 
@@ -100,6 +105,7 @@ class Renderer:
             static_url=static_url,
         )
         self.env.filters["when"] = when
+        self.pictures_env = picture_environment()
 
     @property
     def offline(self) -> bool:
@@ -119,12 +125,39 @@ class Renderer:
         return self.template("_round_end.html", round=round_, summary=_round_summary(round_))
 
     def turn(self, session_id: str, turn: Turn) -> Markup:
+        """The turn's card, after what it was given: whom it heard and the guidance."""
+        return self.turn_context(turn) + self.card(turn)
+
+    def card(self, turn: Turn) -> Markup:
         agent = AgentLook.of(turn.agent_id)
         if turn.running:
             return self.template(
                 "_turn_live.html", turn=turn, agent=agent, bar=self.bar(turn.id, turn.progress)
             )
         return self.template("_turn_final.html", **self._final_view(turn, agent))
+
+    def turn_context(self, turn: Turn) -> Markup:
+        return self.template("_turn_context.html", turn=turn, agent=AgentLook.of(turn.agent_id))
+
+    def pictures(self, transcript: Transcript | None) -> Markup:
+        """The session's three pictures, in their section."""
+        empty = Transcript(id="")
+        shown = transcript or empty
+        return self.template(
+            "_pictures.html",
+            sentiment=sentiment_chart(shown, env=self.pictures_env),
+            state=state_chart(shown, env=self.pictures_env),
+            network=network_picture(shown, env=self.pictures_env),
+        )
+
+    def emergency(self, transcript: Transcript | None) -> Markup:
+        """The emergency banner for the state a transcript is in."""
+        active = False
+        for round_ in reversed(transcript.rounds if transcript else []):
+            if round_.state is not None:
+                active = round_.state.emergency
+                break
+        return self.template("_emergency.html", active=active, switched=None)
 
     def bar(self, turn_id: str, progress: float) -> Markup:
         percent = max(0.0, min(1.0, progress)) * 100
@@ -138,6 +171,7 @@ class Renderer:
         situation: str = "",
         error: str = "",
         autofocus: bool = False,
+        can_continue: bool = False,
     ) -> Markup:
         return self.template(
             "_composer.html",
@@ -146,6 +180,7 @@ class Renderer:
             situation=situation,
             error=error,
             autofocus=autofocus,
+            can_continue=can_continue,
         )
 
     def status(self, session_id: str | None, transcript: Transcript | None) -> Markup:
@@ -153,32 +188,59 @@ class Renderer:
         round_ = transcript.last_round if transcript else None
         if round_ is None:
             return self._status(session_id, "Describe a situation; the council will answer.")
+        run = run_label(round_)
         turn = round_.current_turn
         if turn is not None:
-            return self._status(session_id, turn=turn)
+            return self._status(session_id, run=run, turn=turn)
         if not round_.running:
-            return self._status(session_id, _round_summary(round_))
+            return self._status(session_id, _round_summary(round_), run=run)
         if round_.turns:
-            return self._status(session_id, f"{round_.turns[-1].agent_id}: done")
-        return self._status(session_id, f"Round {round_.index}: starting…")
+            return self._status(session_id, f"{round_.turns[-1].agent_id}: done", run=run)
+        return self._status(session_id, "starting…", run=run)
 
     def sessionbar(self, session_id: str | None, title: str = "") -> Markup:
         """The session's title and what can be done with it (empty for a new session)."""
         return self.template("_sessionbar.html", session_id=session_id, title=title)
 
     def history(self, session_id: str, transcript: Transcript, running: bool) -> Markup:
-        """Swaps that replace a page's whole conversation, status line and form."""
+        """Swaps that replace a page's whole conversation, status line, form and pictures."""
         rounds = Markup("").join(self.round_(session_id, r) for r in transcript.rounds)
+        composer = self.composer(session_id, running=running, can_continue=bool(transcript.rounds))
         return (
             partial("#rounds", "innerHTML", rounds)
-            + partial("#composer", "outerHTML", self.composer(session_id, running=running))
+            + partial("#composer", "outerHTML", composer)
             + partial("#status", "innerHTML", self.status(session_id, transcript))
+            + partial("#emergency", "outerHTML", self.emergency(transcript))
+            + partial("#pictures", "outerHTML", self.pictures(transcript))
         )
 
-    def _status(self, session_id: str | None, text: str = "", turn: Turn | None = None) -> Markup:
-        agent = AgentLook.of(turn.agent_id) if turn else None
+    def _status(
+        self,
+        session_id: str | None,
+        text: str = "",
+        turn: Turn | None = None,
+        *,
+        run: str = "",
+    ) -> Markup:
         return self.template(
-            "_status.html", session_id=session_id, text=text, turn=turn, agent=agent
+            "_status.html", run=run, turn_part=self._status_turn(session_id, text, turn)
+        )
+
+    def _status_turn(
+        self, session_id: str | None, text: str = "", turn: Turn | None = None
+    ) -> Markup:
+        agent = AgentLook.of(turn.agent_id) if turn else None
+        position = next(
+            (i for i, a in enumerate(ARCHETYPES, 1) if turn and a.agent_id == turn.agent_id), 0
+        )
+        return self.template(
+            "_status_turn.html",
+            session_id=session_id,
+            text=text,
+            turn=turn,
+            agent=agent,
+            position=position,
+            agents=len(ARCHETYPES),
         )
 
     def _final_view(self, turn: Turn, agent: AgentLook) -> dict[str, Any]:
@@ -225,6 +287,8 @@ class Renderer:
                 + partial("#composer", "outerHTML", self.composer(sid, running=True))
                 + partial("#status", "innerHTML", self.status(sid, transcript))
             )
+        if isinstance(payload, NetworkUpdate):
+            return Markup("")  # the network picture follows each round's state
         round_ = Round(id=payload.round_id or "", index=0, situation="", started="")
         transcript.rounds.append(round_)
         if isinstance(payload, AgentStarted):
@@ -232,7 +296,7 @@ class Renderer:
             assert turn is not None
             return partial(
                 f"#round-{round_.id}-turns", "beforeend", self.turn(sid, turn)
-            ) + partial("#status", "innerHTML", self.status(sid, transcript))
+            ) + partial("#status-turn", "innerHTML", self._status_turn(sid, turn=turn))
         if isinstance(payload, AgentComplete):
             turn = Turn(
                 id=payload.turn_id,
@@ -242,22 +306,49 @@ class Renderer:
             )
             round_.turns.append(turn)
             payload.apply(transcript)
-            return partial(f"#turn-{turn.id}", "outerHTML", self.turn(sid, turn)) + partial(
-                "#status", "innerHTML", self._status(sid, f"{turn.agent_id}: done")
+            return partial(f"#turn-{turn.id}", "outerHTML", self.card(turn)) + partial(
+                "#status-turn", "innerHTML", self._status_turn(sid, f"{turn.agent_id}: done")
             )
         if isinstance(payload, RoundComplete):
             payload.apply(transcript)
+            round_.run_index, round_.run_rounds = payload.run_index, payload.rounds
+            ended = payload.ends_run
+            composer = self.composer(sid, running=not ended, autofocus=ended, can_continue=True)
             return (
                 partial(f"#round-{round_.id}-end", "outerHTML", self.round_end(round_))
+                + partial("#composer", "outerHTML", composer)
                 + partial(
-                    "#composer", "outerHTML", self.composer(sid, running=False, autofocus=True)
+                    "#status",
+                    "innerHTML",
+                    self._status(sid, _round_summary(round_), run=run_label(round_)),
                 )
-                + partial("#status", "innerHTML", self._status(sid, _round_summary(round_)))
             )
+        if isinstance(payload, ConversationState):
+            # The pictures as they stand after this round: fetched by the page (htmx loads
+            # them), as an event's HTML is the same for every page and holds no session
+            # state of its own.
+            loader = Markup(
+                '<div hx-get="/s/{}/pictures" hx-trigger="load" hx-target="#pictures"'
+                ' hx-swap="outerHTML"></div>'
+            ).format(sid)
+            return partial("#loaders", "innerHTML", loader)
+        if isinstance(payload, EmergencyStatus):
+            banner = self.template("_emergency.html", active=payload.active, switched=payload)
+            return partial("#emergency", "outerHTML", banner)
+        if isinstance(payload, StimulusInjected):
+            note = Markup("Round {} will open with: “{}”").format(payload.round, payload.text)
+            return partial("#stimulus-note", "innerHTML", note)
         return Markup("")
 
     def encode_event(self, event: Event) -> bytes:
         return encode_sse(str(self.event_html(event)), id=event.id)
+
+
+def run_label(round_: Round) -> str:
+    """ "Round 2 of 5" in a run of several rounds; "Round 3" (the session's count) alone."""
+    if round_.run_rounds > 1:
+        return f"Round {round_.run_index} of {round_.run_rounds}"
+    return f"Round {round_.index}" if round_.index else ""
 
 
 def _round_summary(round_: Round) -> str:

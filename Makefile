@@ -35,7 +35,7 @@ test-fast: install ## run the suite without the browser tests
 	$(BIN)/python -m pytest -m "not browser"
 
 docs: install browser ## retake the screenshots in docs/ (the browser tests, writing there)
-	PSYCHE_SCREENSHOTS=$(CURDIR)/docs $(BIN)/python -m pytest -m browser -k round_live
+	PSYCHE_SCREENSHOTS=$(CURDIR)/docs $(BIN)/python -m pytest -m browser -k "round_live or three_rounds"
 
 lint: install ## ruff (lint and format check) and mypy
 	$(BIN)/ruff check src tests bench tools

@@ -418,10 +418,10 @@ class NetworkUpdate(_Payload):
 @dataclass(frozen=True, slots=True, kw_only=True)
 class StimulusInjected(_Payload):
     """A person's stimulus was accepted: it opens round number ``round`` (its situation
-    starts with ``text``). ``round_id`` is the session's newest round when it came (None
-    before the first)."""
+    starts with ``text``), whose id is ``round_id``."""
 
     type: Literal[EventType.STIMULUS_INJECTED] = EventType.STIMULUS_INJECTED
+    round_id: str
     text: str
     round: int
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -340,3 +341,85 @@ def test_an_open_page_comes_back_by_itself_after_a_crash(
     # server was down; those are expected.
     outage = ("ERR_INCOMPLETE_CHUNKED_ENCODING", "ERR_CONNECTION_REFUSED", "htmx:sse:error")
     console_errors[:] = [e for e in console_errors if not any(o in e for o in outage)]
+
+
+# --- a run of several rounds --------------------------------------------------------------
+
+# Records, in the page, every text the round counter shows and how many rounds the state
+# chart holds each time the pictures change: what a person would have seen, however fast the
+# rounds go by.
+WATCH = """() => {
+    window.__seen = {counter: [], charted: [], banner: []};
+    const note = () => {
+        const round = document.querySelector('#status-round');
+        const text = round ? round.textContent : '';
+        const seen = window.__seen;
+        if (text && seen.counter[seen.counter.length - 1] !== text) seen.counter.push(text);
+        const rows = document.querySelectorAll('#picture-state table tbody tr').length;
+        if (seen.charted[seen.charted.length - 1] !== rows) seen.charted.push(rows);
+        const banner = document.querySelector('#emergency');
+        const said = banner ? banner.textContent.trim() : '';
+        if (said && seen.banner[seen.banner.length - 1] !== said) seen.banner.push(said);
+    };
+    new MutationObserver(note).observe(document.body, {subtree: true, childList: true,
+        characterData: true});
+    note();
+}"""
+
+
+@pytest.fixture(scope="module")
+def quick_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    """200 deltas a second: a round in two or three seconds."""
+    server = start_server(tmp_path_factory.mktemp("quick"), offline_tps="200")
+    yield server
+    stop_server(server)
+
+
+def test_three_rounds_with_a_stimulus_and_the_pictures(
+    quick_server: LiveServer, page: Page, shots: Path
+) -> None:
+    page.goto(quick_server.url)
+    page.evaluate(WATCH)
+    page.fill("#run-rounds", "3")
+    send(page, "My sister stopped calling me after our father's funeral")
+    # While the run goes on, the page offers a stimulus; it opens the next round.
+    stimulus = page.locator("#stimulus-text")
+    expect(stimulus).to_be_visible(timeout=WAIT_MS)
+    page.evaluate(WATCH)  # the conversation was swapped in for the new session: watch it
+    stimulus.fill("She texted: we need to talk")
+    page.locator("#stimulus button").click()
+    # Said at once, then again when the round it opens starts.
+    expect(page.locator("#stimulus-note")).to_contain_text(
+        re.compile(r"(will open|opened) with"), timeout=WAIT_MS
+    )
+    # The run's end: three rounds in the state chart, Continue offered.
+    expect(page.locator("#picture-state table tbody tr")).to_have_count(3, timeout=WAIT_MS * 2)
+    expect(page.locator(".continue")).to_be_visible(timeout=WAIT_MS)
+    seen = page.evaluate("() => window.__seen")
+    counter = [text for text in seen["counter"] if text.startswith("Round")]
+    assert [t for t in ("Round 1 of 3", "Round 2 of 3", "Round 3 of 3") if t in counter] == [
+        "Round 1 of 3",
+        "Round 2 of 3",
+        "Round 3 of 3",
+    ], counter
+    assert (
+        counter.index("Round 1 of 3")
+        < counter.index("Round 2 of 3")
+        < counter.index("Round 3 of 3")
+    )
+    # The charts grew a round at a time, after each round.
+    grown = [n for n in seen["charted"] if n]
+    assert grown == sorted(grown) and grown[-1] == 3 and set(grown) >= {1, 2, 3}, grown
+    # This situation stagnates after round 1: the banner said so as it happened.
+    assert any("Emergency mode on" in said for said in seen["banner"]), seen["banner"]
+    # The stimulus opened one of the rounds after the first, word for word.
+    situations = page.locator(".round .situation").all_text_contents()
+    assert len(situations) == 3
+    assert any(s.startswith("She texted: we need to talk") for s in situations[1:])
+    # Each card says whom its agent heard; the network picture has its five nodes.
+    expect(page.locator(".turn-heard").first).to_contain_text("heard")
+    assert page.locator("#picture-network circle").count() >= 5
+    assert page.locator("#picture-sentiment polyline").count() == 5
+    page.set_viewport_size({"width": 1100, "height": 1500})
+    page.locator("#picture-sentiment").evaluate("e => e.scrollIntoView({block: 'start'})")
+    page.screenshot(path=str(shots / "screenshot-run.png"))

@@ -16,6 +16,7 @@ import pytest
 from httpx_sse import connect_sse
 
 from tests.live import LiveServer, start_server, stop_server
+from tests.waiting import wait_for
 from tests.web.sse import Msg, finished_session, follow_round, messages, start_round
 
 RESUMES = 200
@@ -218,18 +219,6 @@ def test_rounds_over_the_cap_get_429_with_retry_after(capped: LiveServer) -> Non
     # Without JavaScript: the form again, with the message and the text kept.
     assert page.status_code == 429 and page.headers["retry-after"].isdigit()
     assert "the council is busy" in page.text and "One too many" in page.text
-
-
-def wait_for(condition: Any, timeout: float = 20.0) -> None:
-    done = threading.Event()
-    deadline = threading.Timer(timeout, done.set)
-    deadline.start()
-    try:
-        while not condition():
-            assert not done.is_set(), "timed out"
-            done.wait(0.05)
-    finally:
-        deadline.cancel()
 
 
 def test_an_idle_session_leaves_memory_and_comes_back_numbering_on(

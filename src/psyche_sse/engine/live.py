@@ -40,6 +40,12 @@ class Session:
     idle_since: float | None = None  # when the sweep first saw it idle (engine's clock)
     base: str | None = None  # the situation the person gave for the newest run
     stimuli: list[str] = field(default_factory=list)  # for the next round, in order
+    upcoming: str = field(default_factory=new_id)  # the id the next round will have
+
+    def next_round_id(self) -> str:
+        """The id of the round about to start (what a stimulus for it was told)."""
+        round_id, self.upcoming = self.upcoming, new_id()
+        return round_id
 
     @property
     def running(self) -> bool:

@@ -17,7 +17,7 @@ from ..config import Settings
 from ..council import clean_situation, clean_stimulus
 from ..errors import InputError, RoundInProgress, TooManyRounds
 from ..events import RoundContext, StimulusInjected
-from .live import LiveSessions, Session, new_id
+from .live import LiveSessions, Session
 from .publisher import Publisher
 
 log = logging.getLogger(__name__)
@@ -58,7 +58,7 @@ class Rounds:
             raise RoundInProgress(f"session {session.id} already has a round running")
         if self.live.running >= self.settings.max_running_rounds:
             raise TooManyRounds(self.live.running)
-        round_id = new_id()
+        round_id = session.next_round_id()
         session.scope = anyio.CancelScope()
         session.finished = anyio.Event()
         session.current_round = round_id
@@ -89,11 +89,13 @@ class Rounds:
             with session.scope:
                 await self.publish(council.network_update(session.id, round_id))
                 for index in range(rounds):
-                    if index:
-                        round_id = new_id()
-                        session.current_round = round_id
+                    # The first round's id was taken when the run was claimed.
+                    opens = None if index else round_id
                     for text in (scheduled or {}).get(index + 1, ()):
-                        await self.inject(session, text)
+                        await self.inject(session, text, opens=opens)
+                    if index:
+                        round_id = session.next_round_id()
+                        session.current_round = round_id
                     stimulus = "\n".join(session.stimuli) or None
                     session.stimuli.clear()
                     session.rounds.append(round_id)
@@ -135,21 +137,22 @@ class Rounds:
         except Exception:
             log.exception("round %s of session %s failed", round_id, session.id)
 
-    async def inject(self, session: Session, text: str) -> int:
-        """Queue a stimulus for the session's next round: the number of that round.
-        :class:`~psyche_sse.errors.InputError` when the text is empty or too long."""
+    async def inject(self, session: Session, text: str, *, opens: str | None = None) -> int:
+        """Queue a stimulus for the session's next round (whose id is ``opens`` when it is
+        already taken): the number of that round. :class:`~psyche_sse.errors.InputError`
+        when the text is empty or too long."""
         text = clean_stimulus(text)
         session.stimuli.append(text)
-        opens = len(session.rounds) + 1
+        number = len(session.rounds) + 1
         await self.publish(
             StimulusInjected(
                 session_id=session.id,
-                round_id=session.rounds[-1] if session.rounds else None,
+                round_id=opens or session.upcoming,
                 text=text,
-                round=opens,
+                round=number,
             )
         )
-        return opens
+        return number
 
     def stop(self, session_id: str, turn_id: str | None = None) -> bool:
         """Stop the session's run, or only one turn of it. True when something was stopped."""

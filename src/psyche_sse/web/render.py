@@ -282,10 +282,14 @@ class Renderer:
         transcript = Transcript(id=sid)
         if isinstance(payload, RoundStarted):
             round_ = payload.apply(transcript)
+            note = Markup("")
+            if payload.stimulus:
+                note = Markup("Round {} opened with: “{}”").format(payload.index, payload.stimulus)
             return (
                 partial("#rounds", "beforeend", self.round_(sid, round_))
                 + partial("#composer", "outerHTML", self.composer(sid, running=True))
                 + partial("#status", "innerHTML", self.status(sid, transcript))
+                + partial("#stimulus-note", "innerHTML", note)
             )
         if isinstance(payload, NetworkUpdate):
             return Markup("")  # the network picture follows each round's state

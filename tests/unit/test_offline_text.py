@@ -9,7 +9,14 @@ import pytest
 from tests.factories import AGENT_IDS
 
 from psyche_sse.archetypes import BY_ID
-from psyche_sse.llm.offline_text import PromptView, compose, read_prompt, themes_of, topic_of
+from psyche_sse.llm.offline_text import (
+    PromptView,
+    compose,
+    read_prompt,
+    second_person,
+    themes_of,
+    topic_of,
+)
 from psyche_sse.prompts import build_messages
 
 AGENTS = AGENT_IDS
@@ -373,3 +380,10 @@ def test_later_rounds_say_new_things(agent: str) -> None:
         openings.append(own[0])
         before = own
         memory.append((SISTER, text))
+
+
+def test_reported_speech_in_a_stimulus_is_told_back_as_it_was_said() -> None:
+    assert second_person("My sister texted: we need to talk") == (
+        "your sister texted: we need to talk"
+    )
+    assert second_person("I told my boss: I quit") == "you told your boss: I quit"

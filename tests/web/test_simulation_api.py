@@ -121,3 +121,17 @@ def test_the_page_runs_rounds_and_continues(app: InProcess) -> None:
     assert page_url.startswith("/s/")
     assert events and done["id"] == session_id
     assert bad.status_code == 400 and "rounds" in bad.text
+
+
+def test_a_run_can_open_with_a_stimulus(app: InProcess) -> None:
+    with app.client() as client:
+        msgs = run_round(client, "I failed my exam again", stimulus="The retake is on Monday")
+        before = client.get("/api/sessions").json()["total"]
+        bad = client.post("/api/rounds", json={"situation": "x", "stimulus": "y" * 501})
+        after = client.get("/api/sessions").json()["total"]
+    kinds = [m.type for m in msgs]
+    assert kinds.index("stimulus_injected") < kinds.index("round_started")
+    [started] = [m for m in msgs if m.type == "round_started"]
+    assert started.data["situation"] == "The retake is on Monday\n\nI failed my exam again"
+    assert bad.status_code == 400 and "too long" in bad.json()["error"]["message"]
+    assert after == before  # the refused run started nothing

@@ -8,7 +8,8 @@ stops it.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from functools import partial
 
 import anyio
 from anyio.abc import TaskGroup
@@ -123,17 +124,21 @@ class Rounds:
         *,
         rounds: int = 1,
         seed: int | None = None,
+        scheduled: Mapping[int, Sequence[str]] | None = None,
     ) -> tuple[Session, str]:
         """Start a run in the background; returns at once with its session and round id."""
         session, round_id, text = self.prepare(situation, session_id)
-        self._tg.start_soon(self._run_logged, session, round_id, text, rounds, seed)
+        run = partial(
+            self.run, session, round_id, text, rounds=rounds, seed=seed, scheduled=scheduled
+        )
+        self._tg.start_soon(self._run_logged, run, session, round_id)
         return session, round_id
 
     async def _run_logged(
-        self, session: Session, round_id: str, situation: str, rounds: int, seed: int | None
+        self, run: Callable[[], Awaitable[None]], session: Session, round_id: str
     ) -> None:
         try:
-            await self.run(session, round_id, situation, rounds=rounds, seed=seed)
+            await run()
         except Exception:
             log.exception("round %s of session %s failed", round_id, session.id)
 

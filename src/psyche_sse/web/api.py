@@ -10,6 +10,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from .. import __version__, llm
+from ..council import MAX_STIMULUS_CHARS
 from ..engine import Session
 from ..export import FORMATS, export
 from ..store import SessionSummary
@@ -113,7 +114,10 @@ class Api:
         situation = text_field(fields, "situation", required=session_id is None)
         rounds = int_field(fields, "rounds", low=1, high=20) or 1
         seed = int_field(fields, "seed", low=0, high=2**31 - 1)
-        started = await self.ctx.start_round(situation, session_id, rounds=rounds, seed=seed)
+        stimulus = text_field(fields, "stimulus", max_chars=MAX_STIMULUS_CHARS)
+        started = await self.ctx.start_round(
+            situation, session_id, rounds=rounds, seed=seed, stimulus=stimulus
+        )
         session, round_id = started.session, started.round_id
         ids = {"session_id": session.id, "round_id": round_id}
         if _prefers_json(request):

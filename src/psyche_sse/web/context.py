@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from ..config import Settings
+from ..council import clean_stimulus
 from ..engine import Engine, Session
 from ..errors import InputError, RoundInProgress, SessionNotFound, TooManyRounds
 from ..events import Event, SessionHistory
@@ -148,6 +149,7 @@ class Context:
         *,
         rounds: int = 1,
         seed: int | None = None,
+        stimulus: str | None = None,
     ) -> Started:
         """Start a run of ``rounds`` rounds (with no ``situation``, continuing the session's
         newest run). Errors as HTTP."""
@@ -158,7 +160,15 @@ class Context:
             # The round runs as a task that has not started yet, so every event after this
             # id is the round's.
             after = engine.bus.last_id(session_id) if session_id else 0
-            session, round_id = engine.rounds.start(situation, session_id, rounds=rounds, seed=seed)
+            if stimulus is not None:
+                clean_stimulus(stimulus)  # a bad one is refused before anything starts
+            session, round_id = engine.rounds.start(
+                situation,
+                session_id,
+                rounds=rounds,
+                seed=seed,
+                scheduled={1: [stimulus]} if stimulus else None,
+            )
         except InputError as exc:
             raise HTTPError(400, str(exc), code="invalid_situation") from None
         except RoundInProgress:

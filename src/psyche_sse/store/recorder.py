@@ -131,16 +131,17 @@ class Recorder:
         if session_id in self._deleted:
             return
         self._last_id[session_id] = event.id
-        live = self._live.get(session_id)
-        if live is None:
-            live = self._live[session_id] = Transcript(id=session_id)
-        changed = live.apply(event)
         payload = event.payload
+        live = self._live.get(session_id)
+        if live is None and isinstance(payload, RoundStarted):
+            live = self._live[session_id] = Transcript(id=session_id)
+        # Only running rounds are folded: what the others change is saved as it comes.
+        changed = live.apply(event) if live is not None else None
         if isinstance(payload, AgentUpdate):
             if isinstance(changed, Turn):
                 self._dirty[changed.id] = (session_id, changed)
             return
-        write = self._write_for(payload, live, changed)
+        write = self._write_for(payload, live)
         if write is not None:
             self._writes.append(write)
             self._touched.add(session_id)
@@ -246,11 +247,11 @@ class Recorder:
 
     # --- folding events into writes ----------------------------------------------------
 
-    def _write_for(self, payload: object, live: Transcript, changed: object) -> Write | None:
+    def _write_for(self, payload: object, live: Transcript | None) -> Write | None:
         if isinstance(payload, RoundStarted):
             return partial(queries.insert_round, started=payload)
         if isinstance(payload, AgentStarted):
-            round_ = live.round(payload.round_id)
+            round_ = live.round(payload.round_id) if live is not None else None
             position = len(round_.turns) - 1 if round_ is not None else 0
             return partial(queries.insert_turn, started=payload, position=position)
         if isinstance(payload, AgentComplete):
@@ -260,9 +261,10 @@ class Recorder:
             return partial(queries.save_state, state=payload)
         if isinstance(payload, RoundComplete):
             # The round's text is all in the store now: only running rounds are kept.
-            live.rounds[:] = [r for r in live.rounds if r.running]
-            if not live.rounds:
-                del self._live[live.id]
+            if live is not None:
+                live.rounds[:] = [r for r in live.rounds if r.running]
+                if not live.rounds:
+                    del self._live[live.id]
             return partial(queries.finish_round, complete=payload)
         return None
 

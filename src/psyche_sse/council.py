@@ -62,30 +62,26 @@ EMERGENCY_PATHS: tuple[tuple[str, str], ...] = (
 )
 
 
-def clean_situation(text: str, max_chars: int) -> str:
-    """The situation as we will use it, or :class:`InputError`."""
-    text = "".join(ch for ch in text if ch in "\n\t" or ch.isprintable()).strip()
-    if not text:
-        raise InputError("describe a situation: the text is empty")
-    if len(text) > max_chars:
-        raise InputError(
-            f"the situation is too long ({len(text)} characters; the limit is {max_chars})"
-        )
-    return text
-
-
 MAX_STIMULUS_CHARS = 500
 
 
+def clean_situation(text: str, max_chars: int) -> str:
+    """The situation as we will use it (its lines kept), or :class:`InputError`."""
+    text = "".join(ch for ch in text if ch in "\n\t" or ch.isprintable()).strip()
+    return _bounded(text, "the situation", max_chars, "describe a situation: the text is empty")
+
+
 def clean_stimulus(text: str) -> str:
-    """A stimulus as we will use it (one short text), or :class:`InputError`."""
+    """A stimulus as we will use it (one line), or :class:`InputError`."""
     text = " ".join("".join(ch for ch in text if ch.isprintable() or ch.isspace()).split())
+    return _bounded(text, "the stimulus", MAX_STIMULUS_CHARS, "a stimulus needs some text")
+
+
+def _bounded(text: str, what: str, max_chars: int, empty: str) -> str:
     if not text:
-        raise InputError("a stimulus needs some text")
-    if len(text) > MAX_STIMULUS_CHARS:
-        raise InputError(
-            f"the stimulus is too long ({len(text)} characters; the limit is {MAX_STIMULUS_CHARS})"
-        )
+        raise InputError(empty)
+    if len(text) > max_chars:
+        raise InputError(f"{what} is too long ({len(text)} characters; the limit is {max_chars})")
     return text
 
 

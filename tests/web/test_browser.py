@@ -420,6 +420,7 @@ def test_three_rounds_with_a_stimulus_and_the_pictures(
     expect(page.locator(".turn-heard").first).to_contain_text("heard")
     assert page.locator("#picture-network circle").count() >= 5
     assert page.locator("#picture-sentiment polyline").count() == 5
+    page.locator(".pictures-panel > summary").click()  # folded away while the talk goes on
     page.set_viewport_size({"width": 1100, "height": 1500})
     page.locator("#picture-sentiment").evaluate("e => e.scrollIntoView({block: 'start'})")
     page.screenshot(path=str(shots / "screenshot-run.png"))

@@ -28,11 +28,15 @@ browser: ## install Debian's Chromium for the browser tests, when missing
 run: install ## serve on http://127.0.0.1:8000 with the offline model
 	$(BIN)/psyche-sse serve
 
-test: install browser ## install everything and run the whole test suite
-	$(BIN)/python -m pytest
+# pytest-xdist: three workers for two cores, as much of the suite waits on paced streams,
+# heartbeats and deadlines rather than computing.
+XDIST := -n 3
 
-test-fast: install ## run the suite without the browser tests
-	$(BIN)/python -m pytest -m "not browser"
+test: install browser ## install everything and run the whole test suite
+	$(BIN)/python -m pytest $(XDIST)
+
+test-fast: install ## run the suite without the browser tests and those marked slow
+	$(BIN)/python -m pytest $(XDIST) -m "not browser and not slow"
 
 docs: install browser ## retake the screenshots in docs/ (the browser tests, writing there)
 	PSYCHE_SCREENSHOTS=$(CURDIR)/docs $(BIN)/python -m pytest -m browser -k "round_live or three_rounds"

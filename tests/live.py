@@ -1,10 +1,12 @@
-"""Real servers on loopback, each in its own process: the one launcher of the tests and the
-bench.
+"""Real servers on loopback: the one launcher of the tests and the bench.
 
 Event streams never end, and an in-process ASGI client buffers a response until it does, so
-what needs a socket (resuming, disconnects, heartbeats, shutdown, the browser, load) talks to
-uvicorn in a process of its own, with its own settings and its own database. The server binds
-port 0 and reports the port it got, so there is no race for a free port.
+what needs a socket (resuming, disconnects, heartbeats, the browser, load) talks to uvicorn
+on a real port, with its own settings and its own database: in a thread of this process
+(:func:`serve_in_thread`, which starts in milliseconds, LiteLLM being imported here already),
+or in a process of its own (:func:`start_server`) where the process is what is tested: a
+crash, a signal, what it writes. Each binds port 0 and reports the port it got, so there is
+no race for a free port.
 """
 
 from __future__ import annotations
@@ -24,6 +26,11 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+
+from psyche_sse.config import Settings
+from psyche_sse.llm import preload
+from psyche_sse.web.server import Server
+from psyche_sse.web.server import server as web_server
 
 ROOT = Path(__file__).resolve().parent.parent
 START_TIMEOUT = 60.0
@@ -59,7 +66,20 @@ def settings_env(db_dir: Path, **settings: str) -> dict[str, str]:
 
 @dataclass
 class LiveServer:
+    """A server listening on loopback: where it is, and clients for it."""
+
     url: str
+
+    @property
+    def port(self) -> int:
+        return int(self.url.rsplit(":", 1)[1])
+
+    def client(self, **kwargs: Any) -> httpx.Client:
+        return httpx.Client(base_url=self.url, timeout=httpx.Timeout(15.0), **kwargs)
+
+
+@dataclass
+class ServerProcess(LiveServer):
     process: subprocess.Popen[str]
     started: float  # time.perf_counter() when the process was started
     up_s: float  # from then until it listened
@@ -74,12 +94,11 @@ class LiveServer:
     def pid(self) -> int:
         return self.process.pid
 
-    @property
-    def port(self) -> int:
-        return int(self.url.rsplit(":", 1)[1])
 
-    def client(self, **kwargs: Any) -> httpx.Client:
-        return httpx.Client(base_url=self.url, timeout=httpx.Timeout(15.0), **kwargs)
+@dataclass
+class ServerThread(LiveServer):
+    server: Server
+    thread: threading.Thread
 
 
 def _raise_fd_limit() -> None:
@@ -89,7 +108,7 @@ def _raise_fd_limit() -> None:
 
 def launch(
     command: Sequence[str], env: Mapping[str, str], *, many_files: bool = False
-) -> LiveServer:
+) -> ServerProcess:
     """Start a uvicorn process (bound to 127.0.0.1) and return once it listens. Its output
     is read all along (the pipe never fills up) and kept in :attr:`LiveServer.lines`.
     ``many_files``: the process may open as many files as the hard limit allows."""
@@ -122,7 +141,7 @@ def launch(
     reader = threading.Thread(target=drain, daemon=True)
     reader.start()
     ready.wait(START_TIMEOUT)
-    server = LiveServer(found[0] if found else "", process, started, up[0] if up else 0.0)
+    server = ServerProcess(found[0] if found else "", process, started, up[0] if up else 0.0)
     server.lines, server.reader = lines, reader
     if not found:
         stop_server(server)
@@ -132,7 +151,7 @@ def launch(
 
 def start_server(
     db_dir: Path, env_extra: dict[str, str] | None = None, **settings: str
-) -> LiveServer:
+) -> ServerProcess:
     """``psyche-sse serve`` on a database in ``db_dir``, with these settings (see
     :func:`settings_env`) and extra environment variables."""
     env = environ(**(env_extra or {}))
@@ -140,8 +159,36 @@ def start_server(
     return launch(psyche(), env)
 
 
+def serve_in_thread(db_dir: Path, **settings: str) -> ServerThread:
+    """The app of these settings (as :func:`start_server` takes them, on a database in
+    ``db_dir``) under uvicorn in a thread of this process, as ``psyche-sse serve`` runs it:
+    for what needs a real socket but not a process of its own."""
+    # The app's warm-up thread would otherwise import LiteLLM under a test's warning filters.
+    preload()
+    config = Settings(host="127.0.0.1", port=0, db=db_dir / "psyche.db", **settings)
+    server = web_server(config, log_config=None)
+    thread = threading.Thread(target=server.run, name=f"server-{db_dir.name}", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + START_TIMEOUT
+    waiting = threading.Event()
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            server.should_exit = True
+            raise RuntimeError("the server did not start (its error is in the output above)")
+        waiting.wait(0.005)
+    host, port = server.servers[0].sockets[0].getsockname()[:2]
+    return ServerThread(f"http://{host}:{port}", server, thread)
+
+
 def stop_server(server: LiveServer) -> None:
-    """SIGTERM, as a process manager stops it; SIGKILL if it has not ended in time."""
+    """A process: SIGTERM, as a process manager stops it; SIGKILL if it has not ended in
+    time. A thread: as uvicorn stops on SIGTERM."""
+    if isinstance(server, ServerThread):
+        server.server.should_exit = True
+        server.thread.join(STOP_TIMEOUT)
+        assert not server.thread.is_alive(), f"the server at {server.url} did not stop"
+        return
+    assert isinstance(server, ServerProcess)
     if server.process.poll() is None:
         server.process.send_signal(signal.SIGTERM)
     try:
@@ -157,7 +204,7 @@ def stop_server(server: LiveServer) -> None:
         print(f"\n--- server {server.url} ---\n{server.log}")
 
 
-def kill_server(server: LiveServer) -> None:
+def kill_server(server: ServerProcess) -> None:
     """SIGKILL: a crash, with no chance to save or mark anything."""
     server.process.send_signal(signal.SIGKILL)
     server.process.wait(timeout=10)
@@ -167,7 +214,7 @@ def kill_server(server: LiveServer) -> None:
 @contextmanager
 def running(
     db_dir: Path, env_extra: dict[str, str] | None = None, **settings: str
-) -> Iterator[LiveServer]:
+) -> Iterator[ServerProcess]:
     """:func:`start_server` for a ``with`` block, stopped at its end."""
     server = start_server(db_dir, env_extra, **settings)
     try:

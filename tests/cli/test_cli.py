@@ -241,13 +241,15 @@ def fake() -> Iterator[FakeProvider]:
 
 
 def against(api_base: str) -> dict[str, str]:
-    """The environment of a run against an OpenAI-compatible server, with quick retries."""
+    """The environment of a run against an OpenAI-compatible server, with quick retries and
+    no pause between the pieces of a reply asked for again without streaming."""
     return {
         "OPENAI_API_KEY": "sk-test-not-a-real-key",
         "PSYCHE_API_BASE": api_base,
         "PSYCHE_RETRY_ATTEMPTS": "2",
         "PSYCHE_RETRY_BASE": "0.01",
         "PSYCHE_RETRY_CAP": "0.02",
+        "PSYCHE_SIMULATED_DELAY": "0",
     }
 
 

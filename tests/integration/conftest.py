@@ -6,11 +6,15 @@ from collections.abc import Iterator
 
 import pytest
 
+from psyche_sse.llm import preload
 from tests.fakes import Connections, FakeProvider, guard_network
 
 
 @pytest.fixture(scope="session")
 def fake_server() -> Iterator[FakeProvider]:
+    # LiteLLM imported before the first turn, as the app does at start-up: its import (seconds
+    # on a busy machine) would otherwise count against that turn's deadline.
+    preload()
     with FakeProvider().running() as server:
         yield server
 

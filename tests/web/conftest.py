@@ -1,6 +1,7 @@
 """The apps the web tests share: in this process for what ends (``tests/inprocess.py``),
-real servers for what needs a socket (``tests/live.py``), where the offline model's pace
-is what sets them apart."""
+real servers for what needs a socket (``tests/live.py``, in a thread: they start in
+milliseconds, so each xdist worker has its own), where the offline model's pace is what
+sets them apart."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import pytest
 
 from tests import inprocess
 from tests.inprocess import InProcess
-from tests.live import LiveServer, start_server, stop_server
+from tests.live import LiveServer, serve_in_thread, stop_server
 from tests.web.seed import Seeded, seed
 
 
@@ -26,7 +27,7 @@ def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InProcess]:
 @pytest.fixture(scope="session")
 def fast_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     """The offline model as fast as it goes; heartbeats every half second."""
-    server = start_server(tmp_path_factory.mktemp("fast"), offline_tps="0", heartbeat="0.5")
+    server = serve_in_thread(tmp_path_factory.mktemp("fast"), offline_tps="0", heartbeat="0.5")
     yield server
     stop_server(server)
 
@@ -34,7 +35,7 @@ def fast_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer
 @pytest.fixture(scope="session")
 def paced_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     """100 deltas a second: faster than a viewer needs (30), slow enough to watch."""
-    server = start_server(tmp_path_factory.mktemp("paced"), offline_tps="100")
+    server = serve_in_thread(tmp_path_factory.mktemp("paced"), offline_tps="100")
     yield server
     stop_server(server)
 
@@ -59,7 +60,7 @@ def seeded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeededServer]:
     cut off by a crash in its second round. Only read it: the tests count on its order."""
     where = tmp_path_factory.mktemp("seeded")
     sessions = seed(where / "psyche.db", SEEDED_COUNT, interrupted=(SEEDED_INTERRUPTED,))
-    server = start_server(where, offline_tps="0")
+    server = serve_in_thread(where, offline_tps="0")
     yield SeededServer(server, sessions)
     stop_server(server)
 

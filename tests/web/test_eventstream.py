@@ -6,14 +6,16 @@ import time
 from pathlib import Path
 
 from tests.live import start_server, stop_server
-from tests.web.sse import finished_session
+from tests.web.seed import seed
 
 
 def test_a_quiet_stream_gets_heartbeats_and_the_server_stops_at_once(tmp_path: Path) -> None:
+    # A finished session written beforehand: no round to run, the stream is quiet at once.
+    (session,) = seed(tmp_path / "psyche.db", 1)
     server = start_server(tmp_path, offline_tps="0", heartbeat="0.2")
     try:
         with server.client() as client:
-            sid = finished_session(client, "A quiet evening")
+            sid = session.id
             last = client.get(f"/api/sessions/{sid}").json()["last_event_id"]
             with client.stream("GET", f"/api/sessions/{sid}/events?after={last}") as response:
                 assert response.headers["content-type"] == "text/event-stream; charset=utf-8"

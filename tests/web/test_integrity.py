@@ -15,7 +15,7 @@ import httpx
 import pytest
 from httpx_sse import connect_sse
 
-from tests.live import LiveServer, start_server, stop_server
+from tests.live import LiveServer, serve_in_thread, start_server, stop_server
 from tests.waiting import wait_for
 from tests.web.sse import Msg, finished_session, follow_round, messages, start_round
 
@@ -147,7 +147,7 @@ def test_a_viewer_gets_at_most_30_messages_a_second_of_a_turn(
 ) -> None:
     # The model streams 50 deltas a second, a turn lasting a second or two; a viewer's
     # messages go out on the ticks of a shared 1/30 s clock, at most one a tick.
-    server = start_server(tmp_path_factory.mktemp("rate"), offline_tps="50")
+    server = serve_in_thread(tmp_path_factory.mktemp("rate"), offline_tps="50")
     try:
         with server.client() as client:
             body = start_round(client, "A quick question about pacing")
@@ -181,7 +181,7 @@ def test_a_viewer_gets_at_most_30_messages_a_second_of_a_turn(
 @pytest.fixture(scope="module")
 def capped(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     """At most two rounds at once, at a pace that keeps them running a while."""
-    server = start_server(
+    server = serve_in_thread(
         tmp_path_factory.mktemp("capped"), offline_tps="40", max_running_rounds="2"
     )
     yield server
@@ -192,7 +192,7 @@ def capped(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
 def forgetful(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     """Sessions leave memory after half a second idle; a viewer that has gone is noticed at
     the next heartbeat, every 0.3 s."""
-    server = start_server(
+    server = serve_in_thread(
         tmp_path_factory.mktemp("idle"), offline_tps="0", session_idle="0.5", heartbeat="0.3"
     )
     yield server

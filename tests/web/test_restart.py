@@ -16,7 +16,7 @@ import httpx
 import pytest
 from httpx_sse import connect_sse
 
-from tests.live import LiveServer, kill_server, start_server, stop_server
+from tests.live import LiveServer, kill_server, serve_in_thread, start_server, stop_server
 from tests.saved import saved_partial
 from tests.web.sse import (
     ROUND_END,
@@ -76,7 +76,7 @@ def crashed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]
                         break
     finally:
         kill_server(before)
-    server = start_server(where, offline_tps="0")
+    server = serve_in_thread(where, offline_tps="0")
     try:
         yield {"server": server, "seen": seen, **body}
     finally:
@@ -196,7 +196,7 @@ def test_a_client_from_after_the_restart_is_not_sent_the_history_again(
 @pytest.fixture(scope="module")
 def short_memory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     """A server that keeps only the last 100 events of a session in memory."""
-    server = start_server(
+    server = serve_in_thread(
         tmp_path_factory.mktemp("short"), offline_tps="0", history_events="100", heartbeat="0.3"
     )
     yield server

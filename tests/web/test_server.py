@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.live import LiveServer, start_server, stop_server
+from tests.live import LiveServer, serve_in_thread, stop_server
 from tests.web.sse import finished_session
 
 HEADER_TIMEOUT = 0.5
@@ -20,7 +20,7 @@ SLACK = 3.0
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    server = start_server(
+    server = serve_in_thread(
         tmp_path_factory.mktemp("limits"),
         offline_tps="0",
         heartbeat="0.2",
@@ -129,7 +129,9 @@ def test_past_max_connections_a_request_gets_a_503(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> None:
     # A server of its own: a stream another test left may count until the server notices.
-    server = start_server(tmp_path_factory.mktemp("crowded"), offline_tps="0", max_connections="3")
+    server = serve_in_thread(
+        tmp_path_factory.mktemp("crowded"), offline_tps="0", max_connections="3"
+    )
     viewers = [server.client() for _ in range(2)]
     try:
         with server.client() as client:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import uvicorn
+from uvicorn.config import LOGGING_CONFIG
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from ..config import Settings
@@ -84,7 +85,9 @@ def http_protocol(header_timeout: float) -> type[HeaderDeadline]:
     return type("HttpProtocol", (HeaderDeadline,), {"header_timeout": header_timeout})
 
 
-def serve(settings: Settings) -> None:
+def server(settings: Settings, *, log_config: dict[str, Any] | None = LOGGING_CONFIG) -> Server:
+    """The app of ``settings`` under uvicorn, ready to :meth:`~Server.run`. ``log_config``:
+    uvicorn's logging set-up (``None`` leaves the process's logging as it is)."""
     app = create_app(settings)
     config = uvicorn.Config(
         app,
@@ -97,5 +100,10 @@ def serve(settings: Settings) -> None:
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
         log_level="info",
         access_log=settings.access_log,
+        log_config=log_config,
     )
-    Server(config, app.streams).run()
+    return Server(config, app.streams)
+
+
+def serve(settings: Settings) -> None:
+    server(settings).run()

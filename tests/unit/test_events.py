@@ -3,11 +3,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import httpx
 import jsonschema
 import pytest
-from httpx_sse import EventSource
 from tests import factories as f
+from tests.web.sse import from_bytes
 
 from psyche_sse import events as ev
 from psyche_sse.events import Event, EventType, encode_comment, encode_sse
@@ -17,9 +16,7 @@ SCHEMA_FILE = Path(__file__).parents[2] / "docs" / "events.schema.json"
 
 
 def parse(raw: bytes) -> list[tuple[str, str, str, int | None]]:
-    """Parse SSE bytes back with httpx-sse, the way a client would."""
-    response = httpx.Response(200, headers={"content-type": "text/event-stream"}, content=raw)
-    return [(s.id, s.event, s.data, s.retry) for s in EventSource(response).iter_sse()]
+    return [(s.id, s.event, s.data, s.retry) for s in from_bytes(raw)]
 
 
 def test_sse_round_trip_with_multiline_data_id_event_and_retry() -> None:

@@ -40,6 +40,13 @@ def messages(source: EventSource) -> Iterator[Msg]:
         yield parse(sse)
 
 
+def from_bytes(raw: bytes) -> list[ServerSentEvent]:
+    """SSE bytes read back with httpx-sse, as a client would (comments and the ``retry:``
+    field included as httpx-sse reports them)."""
+    response = httpx.Response(200, headers={"content-type": "text/event-stream"}, content=raw)
+    return list(EventSource(response).iter_sse())
+
+
 def parse(sse: ServerSentEvent) -> Msg:
     """The event, checked against the published schema (``docs/events.schema.json``)."""
     data = json.loads(sse.data)

@@ -17,6 +17,7 @@ from psyche_sse.transcript import Round, RoundState, Status, Transcript
 from psyche_sse.web import streams
 from psyche_sse.web.streams import JSON, StreamHub, run_done, runs
 from tests import factories as f
+from tests.web.sse import from_bytes
 
 pytestmark = pytest.mark.anyio
 
@@ -55,12 +56,11 @@ def follow(
 
 
 def parse(chunk: bytes) -> tuple[int, str, dict[str, Any]] | None:
-    fields = dict(
-        line.split(": ", 1) for line in chunk.decode().strip().split("\n") if ": " in line
-    )
-    if "data" not in fields:
+    """The first event of a chunk the stream wrote: (id, name, data); None for none."""
+    events = [sse for sse in from_bytes(chunk) if sse.data]
+    if not events:
         return None
-    return int(fields["id"]), fields["event"], json.loads(fields["data"])
+    return int(events[0].id), events[0].event, json.loads(events[0].data)
 
 
 _pending: dict[int, list[tuple[int, str, dict[str, Any]]]] = {}
@@ -71,10 +71,9 @@ async def read(stream: AsyncIterator[bytes], n: int) -> list[tuple[int, str, dic
     pending = _pending.setdefault(id(stream), [])
     while len(pending) < n:
         chunk = await anext(stream)
-        for message in chunk.split(b"\n\n"):
-            parsed = parse(message)
-            if parsed is not None:
-                pending.append(parsed)
+        pending += [
+            (int(sse.id), sse.event, json.loads(sse.data)) for sse in from_bytes(chunk) if sse.data
+        ]
     out, pending[:] = pending[:n], pending[n:]
     return out
 

@@ -34,7 +34,7 @@ def capture_round(seed: int) -> list[dict[str, Any]]:
 
 def _baseline_files(events: list[dict[str, Any]], tmp: Path) -> tuple[Path, Path]:
     from psyche_sse.config import load_settings
-    from psyche_sse.events import Event, EventType
+    from psyche_sse.events import Event, parse
     from psyche_sse.web.render import Renderer
 
     renderer = Renderer(load_settings())
@@ -42,7 +42,7 @@ def _baseline_files(events: list[dict[str, Any]], tmp: Path) -> tuple[Path, Path
     with raw.open("w") as fr, html.open("w") as fh:
         for line in events:
             data = {k: v for k, v in line.items() if k != "id"}
-            event = Event(line["id"], EventType(line["type"]), data)
+            event = Event(line["id"], parse(data))
             fr.write(json.dumps({"event": line["type"], "data": event.json()}) + "\n")
             fh.write(json.dumps({"event": None, "data": str(renderer.event_html(event))}) + "\n")
     return raw, html

@@ -153,6 +153,9 @@ def test_human_view_shows_each_agent_and_its_sentiment(run: Run) -> None:
         (["run", "--model", "nosuchprovider-model", "hi"], {}, "unknown model"),
         (["run", "--model", "openai/gpt-4o-mini", "hi"], {}, "OPENAI_API_KEY"),
         (["run", "--rounds", "0", "hi"], {}, "--rounds"),
+        (["run", "--stimulus", "she called", "hi"], {}, "ROUND:TEXT"),
+        (["run", "--rounds", "2", "--stimulus", "3:she called", "hi"], {}, "rounds 1 to 2"),
+        (["run", "--stimulus", "1:" + "x" * 501, "hi"], {}, "too long"),
         (["run", "hi"], {"PSYCHE_STREAMING": "maybe"}, "streaming"),
         (["serve", "--port", "1"], {"PSYCHE_MODEL": "openai/gpt-4o-mini"}, "OPENAI_API_KEY"),
         (["serve", "--port", "1"], {"PSYCHE_MODEL_EGO": "psyche/nonsense"}, "unknown offline"),
@@ -296,3 +299,27 @@ def test_a_round_that_succeeds_against_a_provider_exits_0(run: Run, fake: FakePr
     result = run("run", "--model", "openai/gpt-4o-mini", "hi", **against(fake.openai_base))
     assert result.returncode == 0, result.stderr
     assert result.stderr == "" and result.stdout.count(" · native · ") == 5
+
+
+def test_a_run_of_rounds_with_a_stimulus(run: Run) -> None:
+    result = run(
+        "run",
+        "--json",
+        "--rounds",
+        "2",
+        "--stimulus",
+        "2:She texted: we need to talk",
+        "My sister stopped calling me",
+        PSYCHE_OFFLINE_TPS="0",
+    )
+    assert result.returncode == 0, result.stderr
+    events = [json.loads(line) for line in result.stdout.splitlines()]
+    starts = [e for e in events if e["type"] == "round_started"]
+    [injected] = [e for e in events if e["type"] == "stimulus_injected"]
+    assert injected["round"] == 2 and injected["round_id"] == starts[1]["round_id"]
+    assert starts[1]["situation"].startswith("She texted: we need to talk\n\n")
+    assert [e["round"] for e in events if e["type"] == "conversation_state"] == [1, 2]
+    text = run(
+        "run", "--rounds", "2", "--stimulus", "2:She called", "Hi", PSYCHE_OFFLINE_TPS="0"
+    ).stdout
+    assert "Stimulus for round 2: She called" in text and text.count("State: conflict") == 2

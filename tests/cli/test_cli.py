@@ -170,6 +170,7 @@ def test_bad_input_is_one_line_and_exit_2(
     assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.slow
 def test_ctrl_c_cancels_cleanly(tmp_path: Path) -> None:
     proc = subprocess.Popen(
         [*EXE, "run", "--json", "I lost my keys"],
@@ -217,6 +218,7 @@ def test_an_unwritable_database_is_one_line_and_exit_2(run: Run, tmp_path: Path)
     assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.slow
 def test_a_reader_that_goes_away_ends_quietly() -> None:
     """``psyche-sse run --json ... | head -1``: no traceback when the pipe closes."""
     proc = subprocess.Popen(

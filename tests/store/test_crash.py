@@ -62,6 +62,7 @@ def crash(db: Path) -> tuple[str, str]:
     return session_id, seen
 
 
+@pytest.mark.slow
 @pytest.mark.anyio
 async def test_a_killed_turn_is_interrupted_with_its_text_and_the_session_goes_on(
     tmp_path: Path,

@@ -5,10 +5,13 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import pytest
+
 from tests.live import start_server, stop_server
 from tests.web.seed import seed
 
 
+@pytest.mark.slow
 def test_a_quiet_stream_gets_heartbeats_and_the_server_stops_at_once(tmp_path: Path) -> None:
     # A finished session written beforehand: no round to run, the stream is quiet at once.
     (session,) = seed(tmp_path / "psyche.db", 1)

@@ -83,6 +83,7 @@ def crashed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]
         stop_server(server)
 
 
+@pytest.mark.slow
 def test_the_page_shows_the_interrupted_turn_with_its_text(crashed: dict[str, Any]) -> None:
     seen: list[Msg] = crashed["seen"]
     with crashed["server"].client() as client:
@@ -110,6 +111,7 @@ def test_the_page_shows_the_interrupted_turn_with_its_text(crashed: dict[str, An
     assert f"stream?after={session['last_event_id']}" in page.text
 
 
+@pytest.mark.slow
 def test_the_page_stream_from_before_the_crash_renders_the_history_again(
     crashed: dict[str, Any],
 ) -> None:
@@ -129,6 +131,7 @@ def test_the_page_stream_from_before_the_crash_renders_the_history_again(
     assert "<fieldset>" in html
 
 
+@pytest.mark.slow
 def test_the_raw_stream_from_before_the_crash_gets_the_history_then_live_events(
     crashed: dict[str, Any],
 ) -> None:
@@ -175,6 +178,7 @@ def test_the_raw_stream_from_before_the_crash_gets_the_history_then_live_events(
     assert round_[1].data["metadata"]["has_memory"] is True  # Shadow remembers its partial
 
 
+@pytest.mark.slow
 def test_a_client_from_after_the_restart_is_not_sent_the_history_again(
     crashed: dict[str, Any],
 ) -> None:

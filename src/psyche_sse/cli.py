@@ -289,7 +289,7 @@ async def _run_async(
 
         async with anyio.create_task_group() as tg:
             tg.start_soon(watch_signals, tg.cancel_scope)
-            tg.start_soon(view.follow, engine.bus, session.id, settings.rounds)
+            tg.start_soon(view.follow, engine.bus, session.id)
             await engine.rounds.run(
                 session, round_id, text, rounds=settings.rounds, seed=seed, scheduled=scheduled
             )
@@ -348,24 +348,22 @@ class View:
         self.done = anyio.Event()
         self.failures = Failures()
 
-    async def follow(self, bus: EventBus, session_id: str, rounds: int) -> None:
+    async def follow(self, bus: EventBus, session_id: str) -> None:
+        """Show the run's events; done after the state (a round's last event) of the round
+        that ends the run (its last, or a stopped one)."""
         from .events import ConversationState, RoundComplete
-        from .transcript import Status
 
-        remaining = rounds
-        stopped = False
+        ending = False
         try:
             async for batch in bus.subscribe(session_id):
                 for event in batch:
                     self.failures.add(event)
                     self.show(event)
                     payload = event.payload
-                    if isinstance(payload, RoundComplete) and payload.status is Status.CANCELLED:
-                        stopped = True
-                    if isinstance(payload, ConversationState):  # a round's last event
-                        remaining -= 1
-                        if remaining == 0 or stopped:
-                            return
+                    if isinstance(payload, RoundComplete):
+                        ending = payload.ends_run
+                    elif isinstance(payload, ConversationState) and ending:
+                        return
         finally:
             self.finish()
             self.done.set()
@@ -414,7 +412,7 @@ class TextView(View):
             codes.append(f"38;2;{r};{g};{b}")
         return f"\x1b[{';'.join(codes)}m{text}\x1b[0m"
 
-    async def follow(self, bus: EventBus, session_id: str, rounds: int) -> None:
+    async def follow(self, bus: EventBus, session_id: str) -> None:
         import anyio
 
         async def spin() -> None:
@@ -427,7 +425,7 @@ class TextView(View):
 
         async with anyio.create_task_group() as tg:
             tg.start_soon(spin)
-            await super().follow(bus, session_id, rounds)
+            await super().follow(bus, session_id)
             tg.cancel_scope.cancel()
 
     def _clear_spinner(self) -> None:

@@ -196,6 +196,7 @@ class RoundComplete(_Payload):
             round_.status = self.status
             round_.finished = self.timestamp
             round_.duration_ms = self.duration_ms
+            round_.run_index, round_.run_rounds = self.run_index, self.rounds
         return round_
 
 

@@ -160,14 +160,10 @@ class Context:
             # The round runs as a task that has not started yet, so every event after this
             # id is the round's.
             after = engine.bus.last_id(session_id) if session_id else 0
-            if stimulus is not None:
-                clean_stimulus(stimulus)  # a bad one is refused before anything starts
+            # A bad stimulus is refused before anything starts.
+            opening = [clean_stimulus(stimulus)] if stimulus is not None else []
             session, round_id = engine.rounds.start(
-                situation,
-                session_id,
-                rounds=rounds,
-                seed=seed,
-                scheduled={1: [stimulus]} if stimulus else None,
+                situation, session_id, rounds=rounds, seed=seed, scheduled={1: opening}
             )
         except InputError as exc:
             raise HTTPError(400, str(exc), code="invalid_situation") from None

@@ -315,7 +315,6 @@ class Renderer:
             )
         if isinstance(payload, RoundComplete):
             payload.apply(transcript)
-            round_.run_index, round_.run_rounds = payload.run_index, payload.rounds
             ended = payload.ends_run
             composer = self.composer(sid, running=not ended, autofocus=ended, can_continue=True)
             return (

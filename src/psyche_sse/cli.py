@@ -208,6 +208,9 @@ def _run(args: argparse.Namespace) -> int:
         raise
     if stopped:
         return EXIT_INTERRUPTED
+    if view.failures.reason is not None:
+        print(f"{PROG}: stopped: {view.failures.reason}", file=sys.stderr)
+        return EXIT_FAILED
     summary = view.failures.summary()
     if summary is not None:
         print(f"{PROG}: error: {summary}", file=sys.stderr)
@@ -271,8 +274,13 @@ async def _run_async(
     import anyio
 
     from .engine import Engine
+    from .errors import OverBudget
 
     async with Engine(settings) as engine:
+        try:
+            await engine.rounds.afford(situation)
+        except OverBudget as exc:
+            raise UsageError(str(exc)) from None
         session, round_id, text = engine.rounds.prepare(situation)
         stopped = False
 
@@ -307,6 +315,7 @@ class Failures:
         self.rounds = 0
         self.rounds_failed = 0
         self.errors: Counter[str] = Counter()
+        self.reason: str | None = None  # why the run stopped early (its budget)
 
     def add(self, event: Event) -> None:
         from .events import AgentComplete, RoundComplete
@@ -324,6 +333,7 @@ class Failures:
                 self.errors[message] += 1
         elif isinstance(payload, RoundComplete):
             self.rounds += 1
+            self.reason = payload.reason or self.reason
             if payload.status is Status.ERROR:
                 self.rounds_failed += 1
 
@@ -446,7 +456,7 @@ class TextView(View):
             RoundStarted,
             StimulusInjected,
         )
-        from .transcript import Status, seconds
+        from .transcript import Status, cost_text, seconds
 
         payload = event.payload
         if isinstance(payload, RoundStarted):
@@ -492,8 +502,9 @@ class TextView(View):
             self.out.write("\n" + self._paint(line, dim=True) + "\n\n")
         elif isinstance(payload, RoundComplete):
             took = seconds(payload.duration_ms)
+            cost = "" if payload.cost_usd is None else f", {cost_text(payload.cost_usd)}"
             self.out.write(
-                self._paint(f"Round complete ({payload.status}, {took})", dim=True) + "\n"
+                self._paint(f"Round complete ({payload.status}, {took}{cost})", dim=True) + "\n"
             )
         elif isinstance(payload, ConversationState):
             m = payload.metrics

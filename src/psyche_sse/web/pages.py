@@ -59,7 +59,7 @@ class Pages:
         title = title or self._title(transcript)
         html = r.env.get_template("page.html").render(
             title=title,
-            sessionbar=r.sessionbar(session_id, title),
+            sessionbar=r.sessionbar(session_id, title, transcript.cost_usd if transcript else None),
             conversation=self._conversation(session_id, transcript),
             status=r.status(session_id, transcript),
             emergency=r.emergency(transcript),

@@ -8,6 +8,7 @@ A turn's facts as people read them are formatted here only (:func:`turn_facts`).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -258,12 +259,16 @@ def total_cost(costs: Iterable[float | None]) -> float | None:
 
 
 def usd(amount: float) -> str:
-    """An amount of US dollars as people read it: ``$0.0021``, ``$1.24``, ``<$0.0001``."""
+    """An amount of US dollars as people read it: ``$1.24``, ``$0.0021``, and amounts
+    below a hundredth of a cent to two significant digits (``$0.000012``)."""
     if amount >= 1:
         return f"${amount:,.2f}"
-    if 0 < amount < 0.0001:
-        return "<$0.0001"
-    return f"${amount:.4f}" if amount else "$0"
+    if amount >= 0.00005:  # four decimals show it
+        return f"${amount:.4f}"
+    if amount <= 0:
+        return "$0"
+    digits = min(12, 1 - math.floor(math.log10(amount)))
+    return f"${amount:.{digits}f}"
 
 
 def cost_text(cost: float | None) -> str:

@@ -124,7 +124,7 @@ class Pages:
             )
             session = started.session
         except HTTPError as exc:
-            if is_htmx(request) or exc.status not in (400, 409, 429):
+            if is_htmx(request) or exc.status not in (400, 402, 409, 429):
                 raise
             # Without JavaScript: the page again, with the message and the text kept.
             title = ""

@@ -198,6 +198,13 @@ def _run(args: argparse.Namespace) -> int:
 
     import anyio
 
+    from .engine.rounds import afford
+    from .errors import OverBudget
+
+    try:
+        anyio.run(afford, settings, args.situation)
+    except OverBudget as exc:
+        raise UsageError(str(exc)) from exc
     view = JsonView(sys.stdout) if args.json else TextView(sys.stdout)
     try:
         stopped = anyio.run(_run_async, settings, args.situation, args.seed, view, scheduled)
@@ -274,13 +281,8 @@ async def _run_async(
     import anyio
 
     from .engine import Engine
-    from .errors import OverBudget
 
     async with Engine(settings) as engine:
-        try:
-            await engine.rounds.afford(situation)
-        except OverBudget as exc:
-            raise UsageError(str(exc)) from None
         session, round_id, text = engine.rounds.prepare(situation)
         stopped = False
 

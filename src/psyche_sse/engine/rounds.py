@@ -32,6 +32,23 @@ def one_line(text: str) -> str:
     return " ".join(text.split())
 
 
+async def afford(settings: Settings, situation: str | None, session: Session | None = None) -> None:
+    """:class:`~psyche_sse.errors.OverBudget` when the session's budget (a new session's,
+    without one) cannot pay for the first turn of a run on ``situation`` (None: the
+    session's newest one), counting the situation alone as its prompt. Nothing when there is
+    no budget."""
+    if not settings.budget_usd:
+        return
+    text = situation if situation is not None else (session.base if session else None)
+    spent = session.council.spent_usd if session is not None else 0.0
+    model = settings.model_for(ARCHETYPES[0].agent_id)
+    messages = [{"role": "user", "content": text or ""}]
+    try:
+        await check_budget(settings, spent, model, messages, "its first turn")
+    except OverBudget as exc:
+        raise OverBudget(f"this round cannot start: {exc}") from None
+
+
 class Rounds:
     def __init__(
         self, settings: Settings, live: LiveSessions, publish: Publisher, tg: TaskGroup
@@ -68,19 +85,8 @@ class Rounds:
         return session, round_id, text
 
     async def afford(self, situation: str | None, session: Session | None = None) -> None:
-        """:class:`~psyche_sse.errors.OverBudget` when the session's budget cannot pay for
-        the first turn of a run on ``situation`` (None: the session's newest one), counting
-        the situation alone as its prompt. Nothing when there is no budget."""
-        if not self.settings.budget_usd:
-            return
-        text = situation if situation is not None else (session.base if session else None)
-        spent = session.council.spent_usd if session is not None else 0.0
-        model = self.settings.model_for(ARCHETYPES[0].agent_id)
-        messages = [{"role": "user", "content": text or ""}]
-        try:
-            await check_budget(self.settings, spent, model, messages, "its first turn")
-        except OverBudget as exc:
-            raise OverBudget(f"this round cannot start: {exc}") from None
+        """:func:`afford` with these settings."""
+        await afford(self.settings, situation, session)
 
     async def run(
         self,

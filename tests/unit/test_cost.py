@@ -64,6 +64,9 @@ async def test_the_worst_case_is_the_prompt_and_max_tokens_at_the_models_prices(
     # A model LiteLLM would count with a tokenizer from a hub: counted with the bundled one.
     assert await worst_case("ollama/llama3", MESSAGES, 400) is not None
     assert await worst_case("openai/no-such-model-anywhere", MESSAGES, 400) is None
+    # An Ollama model LiteLLM's map lacks is priced as free, without asking its server.
+    assert await worst_case("ollama_chat/a-local-model-of-mine", MESSAGES, 400) == 0.0
+    assert await turn_cost("ollama_chat/a-local-model-of-mine", USAGE) == 0.0
     assert not seen.elsewhere() and not seen.lookups, "counting tokens stays on this machine"
 
 

@@ -29,6 +29,8 @@ def cost_from(
 ) -> float | None:
     """The price of that many tokens of ``model`` in LiteLLM's map; None when it is not
     there."""
+    # An Ollama model LiteLLM does not know is asked about on its server otherwise.
+    _litellm.describe_model(lm, model)
     try:
         prompt, completion = lm.cost_per_token(
             model=model, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens

@@ -22,7 +22,7 @@ from psyche_sse.export import to_html, to_json, to_markdown
 from psyche_sse.llm import _litellm
 from psyche_sse.transcript import Status, Transcript, cost_text, usd
 from tests import inprocess
-from tests.fakes import Connections, FakeProvider
+from tests.fakes import DEFAULT_REPLY, Connections, FakeProvider
 from tests.web.sse import Msg, run_round
 
 pytestmark = [
@@ -178,6 +178,31 @@ def test_an_unknown_price_is_shown_as_such(fake: FakeProvider, network: Connecti
         exported = client.get(f"/api/sessions/{session_id}/export.json").json()
     assert page.count("<span>cost unknown</span>") == 5
     assert exported["cost_usd"] is None
+
+
+@pytest.mark.parametrize("streaming", ["native", "simulated"])
+async def test_a_provider_that_reports_no_usage_is_counted_not_free(
+    fake: FakeProvider, network: Connections, streaming: StreamingMode
+) -> None:
+    # LiteLLM counts a stream's tokens itself then; a whole reply's are counted the same way.
+    fake.behave(no_usage=True)
+    async with Engine(config(fake, streaming=streaming)) as engine:
+        session, round_id, text = engine.rounds.prepare(SITUATION)
+        await engine.rounds.run(session, round_id, text)
+        events = engine.bus.history(session.id)
+    turns = [e.payload.metadata for e in events if e.type == "agent_processing_complete"]  # type: ignore[union-attr]
+    assert [t.status for t in turns] == [Status.OK] * 5
+    lm = _litellm.litellm()
+    for turn in turns:
+        assert turn.usage is not None and turn.cost_usd is not None
+        # The reply's tokens, counted: not the fake's pieces, not zero.
+        assert turn.usage["completion_tokens"] == lm.token_counter(
+            model="gpt-4o", text=DEFAULT_REPLY
+        ), streaming
+        assert turn.usage["prompt_tokens"] > 50 and turn.usage["completion_tokens"] > 10
+        assert turn.cost_usd == pytest.approx(priced(turn.usage))
+    [end] = [e.payload for e in events if e.type == "round_complete"]
+    assert end.cost_usd == pytest.approx(sum(t.cost_usd or 0 for t in turns))  # type: ignore[union-attr]
 
 
 # --- the budget ---------------------------------------------------------------------------

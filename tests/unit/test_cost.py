@@ -41,6 +41,9 @@ async def test_an_unknown_model_or_usage_has_no_cost() -> None:
     assert await turn_cost("not-a-provider-model", USAGE) is None
     assert await turn_cost("gpt-4o-mini", None) is None
     assert await turn_cost("gpt-4o-mini", {"total_tokens": 10}) is None
+    # What LiteLLM leaves when a provider reports nothing: not a free turn.
+    zeros = {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
+    assert await turn_cost("gpt-4o-mini", zeros) is None
     assert await turn_cost(None, USAGE) is None
 
 

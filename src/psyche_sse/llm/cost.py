@@ -41,28 +41,56 @@ def cost_from(
     return float(prompt) + float(completion)
 
 
+def counted(usage: Mapping[str, int] | None) -> bool:
+    """Whether ``usage`` counts any token (a provider that sends none leaves zeros)."""
+    if not usage:
+        return False
+    return bool(usage.get("prompt_tokens") or usage.get("completion_tokens"))
+
+
 async def turn_cost(model: str | None, usage: Mapping[str, int] | None) -> float | None:
     """What a turn of ``model`` cost from its ``usage`` (prompt and completion tokens):
     0.0 for the offline model, None when the model's price or the usage is unknown."""
     if model is not None and is_offline(model):
         return 0.0
-    if not model or not usage:
+    if not model or usage is None or not counted(usage):
         return None
     prompt = usage.get("prompt_tokens")
     completion = usage.get("completion_tokens")
-    if prompt is None and completion is None:
-        return None
     lm = await _litellm.load()
     return cost_from(lm, model, prompt or 0, completion or 0)
 
 
-def _estimate_tokens(lm: ModuleType, model: str, messages: Sequence[Mapping[str, str]]) -> int:
+def _estimate_tokens(
+    lm: ModuleType, model: str, messages: Sequence[Mapping[str, str]] = (), text: str = ""
+) -> int:
+    """The tokens of a prompt (``messages``), or of a reply (``text``)."""
     try:
-        return int(lm.token_counter(model=model, messages=list(messages)))
+        if messages:
+            return int(lm.token_counter(model=model, messages=list(messages)))
+        return int(lm.token_counter(model=model, text=text))
     except Exception:
         log.debug("LiteLLM cannot count %s's tokens; estimating from characters", model)
-        chars = sum(len(m.get("content") or "") for m in messages)
+        chars = sum(len(m.get("content") or "") for m in messages) + len(text)
         return chars // _CHARS_PER_TOKEN + 4 * len(messages)
+
+
+async def estimate_usage(
+    lm: ModuleType, model: str, messages: Sequence[Mapping[str, str]], reply: str
+) -> dict[str, int]:
+    """Usage counted here, for a whole reply whose provider reported none: what LiteLLM
+    counts for a stream in that case (the prompt's and the reply's tokens)."""
+
+    def count() -> dict[str, int]:
+        prompt = _estimate_tokens(lm, model, messages)
+        completion = _estimate_tokens(lm, model, text=reply)
+        return {
+            "prompt_tokens": prompt,
+            "completion_tokens": completion,
+            "total_tokens": prompt + completion,
+        }
+
+    return await anyio.to_thread.run_sync(count)
 
 
 async def worst_case(

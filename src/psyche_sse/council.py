@@ -212,7 +212,8 @@ class Council:
         self.latest: dict[str, str] = {}
         self.emergency = EmergencyMode()
         self.guidance: tuple[str, ...] = ()  # for the next round's prompts
-        self.spent_usd = 0.0  # what the session's turns cost, those whose cost is known
+        # What the session's turns cost, those whose cost is known (None: none is).
+        self.spent_usd: float | None = None
         self._turn_scopes: dict[str, anyio.CancelScope] = {}
 
     def restore_state(self, states: Iterable[tuple[int, RoundState]]) -> None:
@@ -228,7 +229,7 @@ class Council:
 
     async def afford(self, model: str, messages: list[dict[str, str]], what: str) -> None:
         """:func:`check_budget` for this session."""
-        await check_budget(self.settings, self.spent_usd, model, messages, what)
+        await check_budget(self.settings, self.spent_usd or 0.0, model, messages, what)
 
     def cancel_turn(self, turn_id: str) -> bool:
         scope = self._turn_scopes.get(turn_id)
@@ -430,7 +431,7 @@ class Council:
             log.exception("%s: cannot price the turn", ctx.agent_id)
             cost = None
         if cost is not None:
-            self.spent_usd += cost
+            self.spent_usd = (self.spent_usd or 0.0) + cost
         await publish(
             AgentComplete(
                 session_id=ctx.session_id,

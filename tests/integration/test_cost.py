@@ -18,6 +18,7 @@ import pytest
 from psyche_sse.archetypes import ARCHETYPES
 from psyche_sse.config import StreamingMode
 from psyche_sse.engine import Engine
+from psyche_sse.errors import OverBudget
 from psyche_sse.export import to_html, to_json, to_markdown
 from psyche_sse.llm import _litellm
 from psyche_sse.transcript import Status, Transcript, cost_text, usd
@@ -173,6 +174,7 @@ def test_an_unknown_price_is_shown_as_such(fake: FakeProvider, network: Connecti
         assert all("cost_usd" not in c["metadata"] for c in completes(msgs))
         end = round_end(msgs)
         assert end["status"] == "ok" and "cost_usd" not in end
+        assert "session_cost_usd" not in end
         session_id = msgs[0].data["session_id"]
         page = client.get(f"/s/{session_id}").text
         exported = client.get(f"/api/sessions/{session_id}/export.json").json()
@@ -328,3 +330,21 @@ def test_a_stopped_round_reads_back_from_the_json_export(
     assert back.cost_usd == pytest.approx(json.loads(text)["cost_usd"])
     assert "stopped: " in to_markdown(back) and "stopped: " in to_html(back)
     assert to_json(back) == text
+
+
+async def test_a_restarted_session_keeps_what_it_spent(
+    fake: FakeProvider, network: Connections, tmp_path: Path
+) -> None:
+    fake.behave(reply=" ".join(f"word{n}" for n in range(120)))
+    settings = config(fake, tmp_path, budget_usd=0.001)
+    async with Engine(settings) as engine:
+        session, round_id, text = engine.rounds.prepare(SITUATION)
+        await engine.rounds.run(session, round_id, text)
+        spent = session.council.spent_usd
+    assert spent is not None and spent > 0.001
+    async with Engine(settings) as engine:  # the server again, the session from the store
+        restored = await engine.live.load(session.id)
+        assert restored.council.spent_usd == pytest.approx(spent)
+        left = re.escape("this session has $0 of its $0.0010 budget")
+        with pytest.raises(OverBudget, match=left):
+            await engine.rounds.afford(SITUATION, restored)

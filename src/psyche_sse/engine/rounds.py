@@ -40,7 +40,7 @@ async def afford(settings: Settings, situation: str | None, session: Session | N
     if not settings.budget_usd:
         return
     text = situation if situation is not None else (session.base if session else None)
-    spent = session.council.spent_usd if session is not None else 0.0
+    spent = (session.council.spent_usd if session is not None else None) or 0.0
     model = settings.model_for(ARCHETYPES[0].agent_id)
     messages = [{"role": "user", "content": text or ""}]
     try:

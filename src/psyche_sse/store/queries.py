@@ -342,7 +342,7 @@ def council_memory(conn: sqlite3.Connection, *, session_id: str, keep: int) -> C
         )
     )
     spent = conn.execute(
-        "SELECT coalesce(sum(cost_usd), 0) FROM turns WHERE session_id = ?", (session_id,)
+        "SELECT sum(cost_usd) FROM turns WHERE session_id = ?", (session_id,)
     ).fetchone()[0]
     return CouncilMemory(
         id=row[0],
@@ -352,5 +352,5 @@ def council_memory(conn: sqlite3.Connection, *, session_id: str, keep: int) -> C
         replies=replies,
         states=states,
         base=base_situation(rounds[-1][2], rounds[-1][3], rounds[-1][4]) if rounds else None,
-        spent_usd=float(spent),
+        spent_usd=None if spent is None else float(spent),
     )

@@ -198,6 +198,13 @@ def _run(args: argparse.Namespace) -> int:
 
     import anyio
 
+    from .engine.rounds import afford
+    from .errors import OverBudget
+
+    try:
+        anyio.run(afford, settings, args.situation)
+    except OverBudget as exc:
+        raise UsageError(str(exc)) from exc
     view = JsonView(sys.stdout) if args.json else TextView(sys.stdout)
     try:
         stopped = anyio.run(_run_async, settings, args.situation, args.seed, view, scheduled)
@@ -208,6 +215,9 @@ def _run(args: argparse.Namespace) -> int:
         raise
     if stopped:
         return EXIT_INTERRUPTED
+    if view.failures.reason is not None:
+        print(f"{PROG}: stopped: {view.failures.reason}", file=sys.stderr)
+        return EXIT_FAILED
     summary = view.failures.summary()
     if summary is not None:
         print(f"{PROG}: error: {summary}", file=sys.stderr)
@@ -307,6 +317,7 @@ class Failures:
         self.rounds = 0
         self.rounds_failed = 0
         self.errors: Counter[str] = Counter()
+        self.reason: str | None = None  # why the run stopped early (its budget)
 
     def add(self, event: Event) -> None:
         from .events import AgentComplete, RoundComplete
@@ -324,6 +335,7 @@ class Failures:
                 self.errors[message] += 1
         elif isinstance(payload, RoundComplete):
             self.rounds += 1
+            self.reason = payload.reason or self.reason
             if payload.status is Status.ERROR:
                 self.rounds_failed += 1
 
@@ -446,7 +458,7 @@ class TextView(View):
             RoundStarted,
             StimulusInjected,
         )
-        from .transcript import Status, seconds
+        from .transcript import Status, cost_text, seconds
 
         payload = event.payload
         if isinstance(payload, RoundStarted):
@@ -492,8 +504,9 @@ class TextView(View):
             self.out.write("\n" + self._paint(line, dim=True) + "\n\n")
         elif isinstance(payload, RoundComplete):
             took = seconds(payload.duration_ms)
+            cost = "" if payload.cost_usd is None else f", {cost_text(payload.cost_usd)}"
             self.out.write(
-                self._paint(f"Round complete ({payload.status}, {took})", dim=True) + "\n"
+                self._paint(f"Round complete ({payload.status}, {took}{cost})", dim=True) + "\n"
             )
         elif isinstance(payload, ConversationState):
             m = payload.metrics

@@ -74,6 +74,8 @@ class Settings(BaseSettings):
     rounds: int = Field(default=1, ge=1, le=20)
     memory_rounds: int = Field(default=5, ge=0, le=100)
     max_situation_chars: int = Field(default=4000, ge=1, le=100_000)
+    # US dollars a session may spend on its models (LiteLLM's price map); 0: no budget.
+    budget_usd: float = Field(default=0.0, ge=0.0, le=1_000_000.0)
 
     # Service
     host: str = "127.0.0.1"

@@ -19,7 +19,7 @@ import anyio
 
 from .archetypes import ARCHETYPES, Archetype
 from .config import Settings
-from .errors import InputError, LLMError, StreamBroken
+from .errors import InputError, LLMError, OverBudget, StreamBroken
 from .events import (
     AgentComplete,
     AgentStarted,
@@ -37,11 +37,12 @@ from .events import (
     TurnContext,
 )
 from .llm import CompletionRequest, LLMClient, Reply
+from .llm.cost import turn_cost, worst_case
 from .progress import LengthHistory, ProgressEstimate
 from .prompts import build_messages
 from .sentiment import NEUTRAL_FALLBACK, analyse
 from .state import EmergencyMode, Said, guidance, measure
-from .transcript import Heard, Path, PathKind, RoundState, Status
+from .transcript import Heard, Path, PathKind, RoundState, Status, total_cost, usd
 
 log = logging.getLogger(__name__)
 
@@ -100,6 +101,29 @@ def final_text(agent_id: str, text: str, status: Status, error: LLMError | None)
     if status is Status.CANCELLED and not text:
         return f"[{agent_id} was stopped]"
     return text
+
+
+async def check_budget(
+    settings: Settings, spent: float, model: str, messages: list[dict[str, str]], what: str
+) -> None:
+    """:class:`OverBudget` when ``what`` (a turn of ``model`` with this prompt) could take a
+    session that has spent ``spent`` past its budget, or when the model's price is unknown.
+    A free model always fits."""
+    budget = settings.budget_usd
+    if not budget:
+        return
+    worst = await worst_case(model, messages, settings.max_tokens)
+    if worst is None:
+        raise OverBudget(
+            f"the price of {model} is unknown, so this session's {usd(budget)} budget "
+            "cannot be kept"
+        )
+    if worst > 0 and spent + worst > budget:
+        left = max(0.0, budget - spent)
+        raise OverBudget(
+            f"{what} could cost {usd(worst)} and this session has {usd(left)} of its "
+            f"{usd(budget)} budget left"
+        )
 
 
 class Network:
@@ -188,6 +212,8 @@ class Council:
         self.latest: dict[str, str] = {}
         self.emergency = EmergencyMode()
         self.guidance: tuple[str, ...] = ()  # for the next round's prompts
+        # What the session's turns cost, those whose cost is known (None: none is).
+        self.spent_usd: float | None = None
         self._turn_scopes: dict[str, anyio.CancelScope] = {}
 
     def restore_state(self, states: Iterable[tuple[int, RoundState]]) -> None:
@@ -200,6 +226,10 @@ class Council:
     def left_off(self) -> str | None:
         """Where the newest round left the conversation (for the next one's situation)."""
         return left_off(self.latest.get("Ego"))
+
+    async def afford(self, model: str, messages: list[dict[str, str]], what: str) -> None:
+        """:func:`check_budget` for this session."""
+        await check_budget(self.settings, self.spent_usd or 0.0, model, messages, what)
 
     def cancel_turn(self, turn_id: str) -> bool:
         scope = self._turn_scopes.get(turn_id)
@@ -218,14 +248,20 @@ class Council:
         turns = 0
         status: Ending = Status.OK
         said: list[Said] = []
+        costs: list[float | None] = []
+        reason: str | None = None
         try:
             for archetype in ARCHETYPES:
                 turn_status = await self._turn(
-                    publish, ctx, self.agents[archetype.agent_id], seed, said
+                    publish, ctx, self.agents[archetype.agent_id], seed, said, costs
                 )
                 turns += 1
                 if turn_status is Status.ERROR:
                     status = Status.ERROR
+        except OverBudget as exc:
+            # Stopped before a turn, as a person stopping it would; the run ends here.
+            status, reason = Status.CANCELLED, str(exc)
+            log.info("round %s of session %s stopped: %s", ctx.round_id, ctx.session_id, reason)
         except anyio.get_cancelled_exc_class():
             status = Status.CANCELLED
             raise
@@ -241,6 +277,9 @@ class Council:
                         duration_ms=int((time.perf_counter() - started) * 1000),
                         run_index=ctx.run_index,
                         rounds=ctx.rounds,
+                        cost_usd=total_cost(costs),
+                        session_cost_usd=self.spent_usd,
+                        reason=reason,
                     )
                 )
                 await self._assess(publish, ctx, said)
@@ -290,7 +329,10 @@ class Council:
         agent: AgentState,
         seed: int | None,
         said: list[Said],
+        costs: list[float | None],
     ) -> Status:
+        """One agent's turn; :class:`OverBudget` (before it starts) when the session's
+        budget cannot pay for it."""
         archetype = agent.archetype
         ctx = round_ctx.turn(
             uuid.uuid4().hex[:12], archetype, self.settings.model_for(archetype.agent_id)
@@ -314,6 +356,7 @@ class Council:
             max_tokens=self.settings.max_tokens,
             seed=None if seed is None else seed + agent.interaction_count,
         )
+        await self.afford(request.model, request.messages, f"{archetype.agent_id}'s turn")
         await publish(
             AgentStarted.of(
                 ctx,
@@ -352,7 +395,8 @@ class Council:
         finally:
             self._turn_scopes.pop(ctx.turn_id, None)
             with anyio.CancelScope(shield=True):
-                score = await self._complete(publish, ctx, agent, stream.reply, status, error)
+                score, cost = await self._complete(publish, ctx, agent, stream.reply, status, error)
+                costs.append(cost)
                 if stream.reply.text:
                     said.append(Said(stream.reply.text, score))
         return status
@@ -365,8 +409,8 @@ class Council:
         reply: Reply,
         status: Ending,
         error: LLMError | None,
-    ) -> float:
-        """Publish the turn's end; its sentiment score."""
+    ) -> tuple[float, float | None]:
+        """Publish the turn's end; its sentiment score and its cost."""
         text = reply.text
         if error is not None:
             log.warning("%s: %s (%s)", ctx.agent_id, error.message, error.error_class)
@@ -381,6 +425,13 @@ class Council:
             agent.remember(ctx.situation, final)
             self.latest[ctx.agent_id] = final
         sentiment = await anyio.to_thread.run_sync(analyse, text) if text else NEUTRAL_FALLBACK
+        try:
+            cost = await turn_cost(reply.model, reply.usage)
+        except Exception:  # a price must never keep a turn from completing
+            log.exception("%s: cannot price the turn", ctx.agent_id)
+            cost = None
+        if cost is not None:
+            self.spent_usd = (self.spent_usd or 0.0) + cost
         await publish(
             AgentComplete(
                 session_id=ctx.session_id,
@@ -398,6 +449,7 @@ class Council:
                     streaming=reply.streaming,
                     model=reply.model,
                     usage=dict(reply.usage) if reply.usage else None,
+                    cost_usd=cost,
                     duration_ms=reply.elapsed_ms(),
                     first_token_ms=reply.first_token_ms,
                     attempts=reply.attempts,
@@ -409,4 +461,4 @@ class Council:
                 ),
             )
         )
-        return sentiment.polarity
+        return sentiment.polarity, cost

@@ -34,6 +34,11 @@ class TooManyRounds(RuntimeError):
         self.running = running
 
 
+class OverBudget(RuntimeError):
+    """The session's budget cannot pay for what was asked; the message says how much is
+    left and what the next turn could cost."""
+
+
 # --- the store --------------------------------------------------------------------------
 
 

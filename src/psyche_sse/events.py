@@ -185,6 +185,13 @@ class RoundComplete(_Payload):
     rounds: int = 1
     """How many rounds its run has: the run ends here when ``run_index`` reaches it, or
     when the round was stopped."""
+    cost_usd: float | None = field(default=None, metadata=OMIT_NONE)
+    """What the round's turns cost in US dollars (those whose cost is known)."""
+    session_cost_usd: float | None = field(default=None, metadata=OMIT_NONE)
+    """What the session's turns have cost so far, this round's included."""
+    reason: str | None = field(default=None, metadata=OMIT_NONE)
+    """Why a round was stopped before its last turn by something other than a person (the
+    session's budget), in a sentence."""
 
     @property
     def ends_run(self) -> bool:
@@ -197,6 +204,7 @@ class RoundComplete(_Payload):
             round_.finished = self.timestamp
             round_.duration_ms = self.duration_ms
             round_.run_index, round_.run_rounds = self.run_index, self.rounds
+            round_.reason = self.reason
         return round_
 
 
@@ -324,6 +332,9 @@ class CompleteMeta:
     usage: dict[str, int] | None
     duration_ms: int
     first_token_ms: int | None
+    cost_usd: float | None = field(default=None, metadata=OMIT_NONE)
+    """What the turn cost in US dollars (LiteLLM's price map): 0 for the offline model,
+    left out when the model's price or the usage is unknown."""
     progress: float = 1.0
     attempts: int = 1
     reasoning: str | None = field(default=None, metadata=OMIT_NONE)
@@ -363,6 +374,7 @@ class AgentComplete(_Payload):
             turn.reasoning = meta.reasoning
             turn.sentiment = self.sentiment
             turn.usage = meta.usage
+            turn.cost_usd = meta.cost_usd
             turn.interaction_count = meta.interaction_count
             turn.has_memory = meta.has_memory
             turn.duration_ms = meta.duration_ms

@@ -18,7 +18,7 @@ from types import MappingProxyType
 from .archetypes import BY_ID
 from .links import neutralise_markdown_links
 from .pictures import network_picture, sentiment_chart, state_chart
-from .transcript import Round, Status, Transcript, Turn, turn_facts
+from .transcript import Round, Status, Transcript, Turn, cost_text, turn_facts
 
 JSON_FORMAT = "psyche-sse/transcript"
 JSON_VERSION = 1
@@ -56,7 +56,16 @@ def filename(transcript: Transcript, extension: str) -> str:
 
 
 def to_json(transcript: Transcript) -> str:
-    document = {"format": JSON_FORMAT, "version": JSON_VERSION, **transcript.to_dict()}
+    data = transcript.to_dict()
+    # The sums, for readers of the file; the turns' costs are what is read back.
+    for rnd, plain_round in zip(transcript.rounds, data["rounds"], strict=True):
+        plain_round["cost_usd"] = rnd.cost_usd
+    document = {
+        "format": JSON_FORMAT,
+        "version": JSON_VERSION,
+        "cost_usd": transcript.cost_usd,
+        **data,
+    }
     return json.dumps(document, ensure_ascii=False, indent=2) + "\n"
 
 
@@ -119,6 +128,7 @@ def to_markdown(transcript: Transcript) -> str:
         f"- Started: {transcript.created}",
         f"- Last activity: {transcript.updated}",
         f"- Rounds: {len(transcript.rounds)}",
+        f"- Cost: {_cost(transcript.cost_usd)}",
         "",
     ]
     for rnd in transcript.rounds:
@@ -138,6 +148,7 @@ def to_markdown(transcript: Transcript) -> str:
             if turn.reasoning:
                 out += ["*Reasoning:*", "", _md_quote(turn.reasoning), ""]
             out += [f"*{_md(' · '.join(_facts(turn)))}*", ""]
+        out += [f"*{_md(_round_end(rnd))}*", ""]
         state = _state_line(rnd)
         if state:
             out += [f"**{_md(state)}**", ""]
@@ -146,6 +157,16 @@ def to_markdown(transcript: Transcript) -> str:
             if guidance:
                 out.append("")
     return "\n".join(out).rstrip() + "\n"
+
+
+def _cost(cost: float | None) -> str:
+    return "unknown" if cost is None else cost_text(cost)
+
+
+def _round_end(rnd: Round) -> str:
+    """How the round ended and what it cost, in a line."""
+    ending = f"Cost of round {rnd.index}: {_cost(rnd.cost_usd)}"
+    return f"{ending} · stopped: {rnd.reason}" if rnd.reason else ending
 
 
 def _round_note(rnd: Round) -> str:
@@ -217,7 +238,7 @@ def to_html(transcript: Transcript) -> str:
         f"<h1>{_e(title)}</h1>",
         f'<p class="meta">Session <code>{_e(transcript.id)}</code> · started '
         f"{_e(transcript.created)} · last activity {_e(transcript.updated)} · "
-        f"{len(transcript.rounds)} round(s)</p>",
+        f"{len(transcript.rounds)} round(s) · cost {_e(_cost(transcript.cost_usd))}</p>",
     ]
     for rnd in transcript.rounds:
         body.append('<section class="round">')
@@ -230,6 +251,7 @@ def to_html(transcript: Transcript) -> str:
             f"<p><strong>Situation</strong></p><blockquote>{_e(rnd.situation)}</blockquote>"
         )
         body.extend(_html_turn(turn) for turn in rnd.turns)
+        body.append(f'<p class="facts">{_e(_round_end(rnd))}</p>')
         state = _state_line(rnd)
         if state:
             body.append(f'<p class="state">{_e(state)}</p>')

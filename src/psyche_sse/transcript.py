@@ -8,6 +8,7 @@ A turn's facts as people read them are formatted here only (:func:`turn_facts`).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -96,6 +97,9 @@ class Turn:
     reasoning: str | None = None
     sentiment: SentimentScores | None = None
     usage: dict[str, int] | None = None
+    cost_usd: float | None = None
+    """What the turn cost in US dollars; None when the model's price or the usage is
+    unknown."""
     interaction_count: int = 0
     has_memory: bool = False
     duration_ms: int | None = None
@@ -135,6 +139,13 @@ class Round:
     """Its place in the run it belongs to (from 1)."""
     run_rounds: int = 1
     """How many rounds that run has."""
+    reason: str | None = None
+    """Why the round ended early when it was not stopped by a person (a budget)."""
+
+    @property
+    def cost_usd(self) -> float | None:
+        """What its turns cost, those whose cost is known; None when none is."""
+        return total_cost(t.cost_usd for t in self.turns)
 
     @property
     def base(self) -> str:
@@ -199,6 +210,11 @@ class Transcript:
     def last_round(self) -> Round | None:
         return self.rounds[-1] if self.rounds else None
 
+    @property
+    def cost_usd(self) -> float | None:
+        """What the session's turns cost, those whose cost is known; None when none is."""
+        return total_cost(r.cost_usd for r in self.rounds)
+
     def round(self, round_id: str | None) -> Round | None:
         for round_ in reversed(self.rounds):
             if round_.id == round_id:
@@ -236,9 +252,35 @@ def seconds(ms: int | float | None) -> str | None:
     return f"{ms / 1000:.1f} s" if ms >= 1000 else f"{int(ms)} ms"
 
 
+def total_cost(costs: Iterable[float | None]) -> float | None:
+    """The sum of the known costs; None when none is known."""
+    known = [cost for cost in costs if cost is not None]
+    return sum(known) if known else None
+
+
+def usd(amount: float) -> str:
+    """An amount of US dollars as people read it: ``$1.24``, ``$0.0021``, and amounts
+    below a hundredth of a cent to two significant digits (``$0.000012``)."""
+    if amount >= 1:
+        return f"${amount:,.2f}"
+    if amount >= 0.00005:  # four decimals show it
+        return f"${amount:.4f}"
+    if amount <= 0:
+        return "$0"
+    digits = min(12, 1 - math.floor(math.log10(amount)))
+    return f"${amount:.{digits}f}"
+
+
+def cost_text(cost: float | None) -> str:
+    """A cost as a turn's card shows it: ``$0.0021``, ``free``, or ``cost unknown``."""
+    if cost is None:
+        return "cost unknown"
+    return usd(cost) if cost else "free"
+
+
 def turn_facts(turn: Turn, *, model_name: str | None = None) -> list[str]:
     """A finished turn's facts, in the order every view shows them: model · streaming mode ·
-    first token · total · tokens. ``model_name`` replaces the model's id when given."""
+    first token · total · tokens · cost. ``model_name`` replaces the model's id when given."""
     tokens = (turn.usage or {}).get("completion_tokens")
     facts = [
         model_name or turn.model or "",
@@ -246,5 +288,6 @@ def turn_facts(turn: Turn, *, model_name: str | None = None) -> list[str]:
         f"first token {seconds(turn.first_token_ms)}" if turn.first_token_ms is not None else "",
         f"total {seconds(turn.duration_ms)}" if turn.duration_ms is not None else "",
         f"{tokens} tokens" if isinstance(tokens, int) and tokens else "",
+        "" if turn.running else cost_text(turn.cost_usd),
     ]
     return [fact for fact in facts if fact]

@@ -62,6 +62,8 @@ class Behaviour:
     clean_cut: tuple[int, ...] = ()
     # After this many content chunks send nothing more until the client goes away.
     hold_after: int | None = None
+    # Report no usage (OpenAI-compatible endpoint), as some compatible servers do not.
+    no_usage: bool = False
 
     def content(self) -> list[str]:
         if self.pieces is not None:
@@ -278,9 +280,14 @@ class FakeProvider:
                 frames = chat.stream(record.body, b.content(), list(b.reasoning))
                 if clean_cut is not None:
                     frames.content, frames.tail = frames.content[:clean_cut], []
+                if b.no_usage:
+                    frames.tail = [f for f in frames.tail if b'"usage"' not in f]
                 await self._stream(record, b, frames, receive, send)
             else:
-                await self._json(send, record, 200, chat.whole(record.body, b.content()))
+                whole = chat.whole(record.body, b.content())
+                if b.no_usage:
+                    whole.pop("usage", None)
+                await self._json(send, record, 200, whole)
         elif record.path == "/api/show":
             await self._json(send, record, 200, wire.ollama_show(record.body))
         elif record.path == "/api/tags":

@@ -127,6 +127,7 @@ class LiveSessions:
                 agent.remember(reply.situation, reply.text)
                 council.latest[reply.agent_id] = reply.text
         council.restore_state(memory.states)
+        council.spent_usd = memory.spent_usd
         session = Session(memory.id, council, rounds=list(memory.round_ids), base=memory.base)
         session.title = memory.title
         self.bus.start_at(memory.id, memory.event_hwm + 1)

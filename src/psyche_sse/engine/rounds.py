@@ -14,9 +14,10 @@ from functools import partial
 import anyio
 from anyio.abc import TaskGroup
 
+from ..archetypes import ARCHETYPES
 from ..config import Settings
-from ..council import clean_situation, clean_stimulus
-from ..errors import InputError, RoundInProgress, TooManyRounds
+from ..council import check_budget, clean_situation, clean_stimulus
+from ..errors import InputError, OverBudget, RoundInProgress, TooManyRounds
 from ..events import RoundContext, StimulusInjected
 from .live import LiveSessions, Session
 from .publisher import Publisher
@@ -29,6 +30,23 @@ WIND_DOWN = 10.0
 
 def one_line(text: str) -> str:
     return " ".join(text.split())
+
+
+async def afford(settings: Settings, situation: str | None, session: Session | None = None) -> None:
+    """:class:`~psyche_sse.errors.OverBudget` when the session's budget (a new session's,
+    without one) cannot pay for the first turn of a run on ``situation`` (None: the
+    session's newest one), counting the situation alone as its prompt. Nothing when there is
+    no budget."""
+    if not settings.budget_usd:
+        return
+    text = situation if situation is not None else (session.base if session else None)
+    spent = (session.council.spent_usd if session is not None else None) or 0.0
+    model = settings.model_for(ARCHETYPES[0].agent_id)
+    messages = [{"role": "user", "content": text or ""}]
+    try:
+        await check_budget(settings, spent, model, messages, "its first turn")
+    except OverBudget as exc:
+        raise OverBudget(f"this round cannot start: {exc}") from None
 
 
 class Rounds:
@@ -65,6 +83,10 @@ class Rounds:
         session.current_round = round_id
         session.title = session.title or one_line(text)[:80]
         return session, round_id, text
+
+    async def afford(self, situation: str | None, session: Session | None = None) -> None:
+        """:func:`afford` with these settings."""
+        await afford(self.settings, situation, session)
 
     async def run(
         self,

@@ -54,6 +54,8 @@ def litellm() -> ModuleType:
     module.suppress_debug_info = True
     module.telemetry = False
     module.drop_params = True
+    # Token counts (a budget's estimate of a prompt) use the tokenizer bundled with LiteLLM.
+    module.disable_hf_tokenizer_download = True
     for name in ("LiteLLM", "LiteLLM Router", "LiteLLM Proxy", "litellm"):
         logging.getLogger(name).setLevel(logging.WARNING)
 

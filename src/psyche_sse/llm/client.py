@@ -27,6 +27,7 @@ from tenacity import (
 
 from ..config import Settings, StreamingMode
 from . import _litellm
+from .cost import counted, estimate_usage
 from .errors import LLMError, ModelUnavailable, StreamBroken
 from .names import is_offline
 from .ratelimit import ModelRateLimiter
@@ -366,6 +367,10 @@ class ReplyStream:
         text = getattr(message, "content", None) or ""
         self.reply.reasoning += getattr(message, "reasoning_content", None) or ""
         self.reply.usage = _usage(response)
+        if text and not counted(self.reply.usage):
+            # LiteLLM counts a stream's tokens itself when the provider sends none; so here.
+            req = self._request
+            self.reply.usage = await estimate_usage(lm, req.model, req.messages, text)
         self.reply.streaming = "simulated"
         self.reply.first_token_ms = self.reply.elapsed_ms()
         chunks = chunk_text(text, self._settings.simulated_chunks)

@@ -94,8 +94,14 @@ def insert_round(conn: sqlite3.Connection, started: RoundStarted) -> None:
 
 def finish_round(conn: sqlite3.Connection, complete: RoundComplete) -> None:
     conn.execute(
-        "UPDATE rounds SET status = ?, finished = ?, duration_ms = ? WHERE id = ?",
-        (complete.status.value, complete.timestamp, complete.duration_ms, complete.round_id),
+        "UPDATE rounds SET status = ?, finished = ?, duration_ms = ?, reason = ? WHERE id = ?",
+        (
+            complete.status.value,
+            complete.timestamp,
+            complete.duration_ms,
+            complete.reason,
+            complete.round_id,
+        ),
     )
 
 
@@ -146,7 +152,7 @@ def finish_turn(conn: sqlite3.Connection, complete: AgentComplete) -> None:
     conn.execute(
         "UPDATE turns SET status = ?, text = ?, finished = ?, remembered = ?, reasoning = ?,"
         " sentiment = ?, model = coalesce(?, model), streaming = coalesce(?, streaming),"
-        " usage = ?, interaction_count = ?, has_memory = ?, duration_ms = ?,"
+        " usage = ?, cost_usd = ?, interaction_count = ?, has_memory = ?, duration_ms = ?,"
         " first_token_ms = ?, error = ?, error_class = ? WHERE id = ?",
         (
             meta.status.value,
@@ -158,6 +164,7 @@ def finish_turn(conn: sqlite3.Connection, complete: AgentComplete) -> None:
             meta.model,
             meta.streaming,
             _json(meta.usage),
+            meta.cost_usd,
             meta.interaction_count,
             meta.has_memory,
             meta.duration_ms,
@@ -239,7 +246,8 @@ def transcript(
     for t in conn.execute(
         "SELECT round_id, id, agent_id, agent_type, status, text, started, finished, model,"
         " streaming, reasoning, sentiment, usage, interaction_count, has_memory, duration_ms,"
-        " first_token_ms, error, error_class, heard, guidance FROM turns WHERE session_id = ?"
+        " first_token_ms, error, error_class, heard, guidance, cost_usd FROM turns"
+        " WHERE session_id = ?"
         " ORDER BY round_id, position",
         (session_id,),
     ):
@@ -265,6 +273,7 @@ def transcript(
                 error_class=t[18],
                 heard=tuple(Heard(**h) for h in _unjson(t[19]) or ()),
                 guidance=tuple(_unjson(t[20]) or ()),
+                cost_usd=t[21],
             )
         )
     rounds = [
@@ -282,10 +291,11 @@ def transcript(
             state=_state(r[9]),
             run_index=r[10],
             run_rounds=r[11],
+            reason=r[12],
         )
         for r in conn.execute(
             "SELECT id, idx, situation, stimulus, status, started, finished, duration_ms,"
-            " left_off, state, run_index, run_rounds FROM rounds WHERE session_id = ?"
+            " left_off, state, run_index, run_rounds, reason FROM rounds WHERE session_id = ?"
             " ORDER BY idx, started",
             (session_id,),
         )
@@ -331,6 +341,9 @@ def council_memory(conn: sqlite3.Connection, *, session_id: str, keep: int) -> C
             {"session": session_id, "keep": keep},
         )
     )
+    spent = conn.execute(
+        "SELECT sum(cost_usd) FROM turns WHERE session_id = ?", (session_id,)
+    ).fetchone()[0]
     return CouncilMemory(
         id=row[0],
         title=row[1],
@@ -339,4 +352,5 @@ def council_memory(conn: sqlite3.Connection, *, session_id: str, keep: int) -> C
         replies=replies,
         states=states,
         base=base_situation(rounds[-1][2], rounds[-1][3], rounds[-1][4]) if rounds else None,
+        spent_usd=None if spent is None else float(spent),
     )

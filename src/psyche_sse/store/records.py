@@ -46,3 +46,5 @@ class CouncilMemory:
     """The conversation's state after each round that has one: (round number, state)."""
     base: str | None = None
     """The situation the person gave for the newest round's run."""
+    spent_usd: float | None = None
+    """What the session's turns cost, those whose cost is known (None: none is)."""

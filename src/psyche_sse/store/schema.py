@@ -73,6 +73,12 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE turns ADD COLUMN heard TEXT;  -- JSON: [{agent_id, emergency}]
     ALTER TABLE turns ADD COLUMN guidance TEXT;  -- JSON: [line]
     """,
+    # 4: cost: what each turn cost in US dollars (NULL: unknown), and why a round stopped
+    # early (its budget). Numbered 4 where it shipped: step 3 is the accounts'.
+    """
+    ALTER TABLE turns ADD COLUMN cost_usd REAL;
+    ALTER TABLE rounds ADD COLUMN reason TEXT;
+    """,
 )
 
 VERSION = len(MIGRATIONS)

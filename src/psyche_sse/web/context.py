@@ -8,9 +8,9 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from ..config import Settings
-from ..council import clean_stimulus
+from ..council import clean_situation, clean_stimulus
 from ..engine import Engine, Session
-from ..errors import InputError, RoundInProgress, SessionNotFound, TooManyRounds
+from ..errors import InputError, OverBudget, RoundInProgress, SessionNotFound, TooManyRounds
 from ..events import Event, SessionHistory
 from ..transcript import Transcript
 from .errors import HTTPError
@@ -154,8 +154,17 @@ class Context:
         """Start a run of ``rounds`` rounds (with no ``situation``, continuing the session's
         newest run). Errors as HTTP."""
         engine = self.engine
+        known = None
         if session_id is not None:
-            await self.session(session_id)  # loaded without blocking, if it must be
+            known = await self.session(session_id)  # loaded without blocking, if it must be
+        try:
+            if situation is not None:
+                clean_situation(situation, self.settings.max_situation_chars)
+            await engine.rounds.afford(situation, known)
+        except InputError as exc:
+            raise HTTPError(400, str(exc), code="invalid_situation") from None
+        except OverBudget as exc:
+            raise HTTPError(402, str(exc), code="over_budget") from None
         try:
             # The round runs as a task that has not started yet, so every event after this
             # id is the round's.

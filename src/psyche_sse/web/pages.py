@@ -59,7 +59,7 @@ class Pages:
         title = title or self._title(transcript)
         html = r.env.get_template("page.html").render(
             title=title,
-            sessionbar=r.sessionbar(session_id, title),
+            sessionbar=r.sessionbar(session_id, title, transcript.cost_usd if transcript else None),
             conversation=self._conversation(session_id, transcript),
             status=r.status(session_id, transcript),
             emergency=r.emergency(transcript),
@@ -124,7 +124,7 @@ class Pages:
             )
             session = started.session
         except HTTPError as exc:
-            if is_htmx(request) or exc.status not in (400, 409, 429):
+            if is_htmx(request) or exc.status not in (400, 402, 409, 429):
                 raise
             # Without JavaScript: the page again, with the message and the text kept.
             title = ""

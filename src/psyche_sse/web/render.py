@@ -34,7 +34,16 @@ from ..events import (
 )
 from ..llm.models import is_offline
 from ..pictures import network_picture, picture_environment, sentiment_chart, state_chart
-from ..transcript import Round, Status, Transcript, Turn, seconds, turn_facts
+from ..transcript import (
+    Round,
+    Status,
+    Transcript,
+    Turn,
+    cost_text,
+    seconds,
+    turn_facts,
+    usd,
+)
 from .markdown import MarkdownRenderer
 
 HTML_FORMAT = "html"
@@ -121,8 +130,16 @@ class Renderer:
         turns = Markup("").join(self.turn(session_id, t) for t in round_.turns)
         return self.template("_round.html", round=round_, turns=turns, end=self.round_end(round_))
 
-    def round_end(self, round_: Round) -> Markup:
-        return self.template("_round_end.html", round=round_, summary=_round_summary(round_))
+    def round_end(self, round_: Round, cost: float | None = None) -> Markup:
+        """The line under a round: how it ended, and what it cost (``cost``, or its
+        turns')."""
+        cost = round_.cost_usd if cost is None else cost
+        return self.template(
+            "_round_end.html",
+            round=round_,
+            summary=_round_summary(round_),
+            cost="" if cost is None else cost_text(cost),
+        )
 
     def turn(self, session_id: str, turn: Turn) -> Markup:
         """The turn's card, after what it was given: whom it heard and the guidance."""
@@ -198,9 +215,23 @@ class Renderer:
             return self._status(session_id, f"{round_.turns[-1].agent_id}: done", run=run)
         return self._status(session_id, "starting…", run=run)
 
-    def sessionbar(self, session_id: str | None, title: str = "") -> Markup:
-        """The session's title and what can be done with it (empty for a new session)."""
-        return self.template("_sessionbar.html", session_id=session_id, title=title)
+    def sessionbar(
+        self, session_id: str | None, title: str = "", spent: float | None = None
+    ) -> Markup:
+        """The session's title, what it cost, and what can be done with it (empty for a
+        new session)."""
+        return self.template(
+            "_sessionbar.html", session_id=session_id, title=title, spent=self.spent(spent)
+        )
+
+    def spent(self, cost: float | None) -> str:
+        """What a session cost so far, against its budget when it has one."""
+        budget = self.settings.budget_usd
+        if cost is None:
+            return f"Budget {usd(budget)}" if budget else ""
+        if budget:
+            return f"Cost {usd(cost)} of {usd(budget)} budget"
+        return f"Cost {cost_text(cost)}"
 
     def history(self, session_id: str, transcript: Transcript, running: bool) -> Markup:
         """Swaps that replace a page's whole conversation, status line, form and pictures."""
@@ -318,7 +349,10 @@ class Renderer:
             ended = payload.ends_run
             composer = self.composer(sid, running=not ended, autofocus=ended, can_continue=True)
             return (
-                partial(f"#round-{round_.id}-end", "outerHTML", self.round_end(round_))
+                partial(
+                    f"#round-{round_.id}-end", "outerHTML", self.round_end(round_, payload.cost_usd)
+                )
+                + partial("#session-cost", "innerHTML", self.spent(payload.session_cost_usd))
                 + partial("#composer", "outerHTML", composer)
                 + partial(
                     "#status",
@@ -361,7 +395,7 @@ def _round_summary(round_: Round) -> str:
     if status is Status.RUNNING:
         return "Round in progress…"
     if status is Status.CANCELLED:
-        return "Round stopped."
+        return f"Round stopped: {round_.reason}." if round_.reason else "Round stopped."
     if status is Status.INTERRUPTED:
         return "Round interrupted: the server stopped during it."
     took = seconds(round_.duration_ms)

@@ -271,8 +271,11 @@ async def _run_async(
     import anyio
 
     from .engine import Engine
+    from .logs import LogIds, use_format
 
-    async with Engine(settings) as engine:
+    log_ids = LogIds()
+    use_format(settings.log_format, log_ids)
+    async with Engine(settings, log_ids=log_ids) as engine:
         session, round_id, text = engine.rounds.prepare(situation)
         stopped = False
 

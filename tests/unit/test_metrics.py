@@ -10,15 +10,15 @@ from pathlib import Path
 import anyio
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+from tests import factories as f
+from tests.schema import check_event
 
 from psyche_sse.config import Settings
 from psyche_sse.health import Health, StatusSources, database_bytes
-from psyche_sse.logs import IdsFilter, JsonFormatter, LogIds, uvicorn_config, use_format
+from psyche_sse.logs import IdsFilter, JsonFormatter, LogIds, use_format, uvicorn_config
 from psyche_sse.metrics import ServiceMetrics
 from psyche_sse.transcript import Status
 from psyche_sse.web.status import duration, size
-from tests import factories as f
-from tests.schema import check_event
 
 
 def metrics(settings: Settings | None = None, *, running: int = 0) -> ServiceMetrics:

@@ -149,7 +149,8 @@ def test_the_snapshot_has_the_running_rounds_and_every_configured_model() -> Non
     models = {s.model: s for s in status.models}
     assert models["psyche/offline"].agents == ("Shadow", "Persona", "Anima/Animus", "Self")
     assert models["psyche/offline"].offline
-    assert models["openai/gpt-4o-mini"].agents == ("Ego",) and not models["openai/gpt-4o-mini"].offline
+    ego = models["openai/gpt-4o-mini"]
+    assert ego.agents == ("Ego",) and not ego.offline
     assert status.rounds_running == 1 and status.viewers == 2 and not status.llm_ready
     assert status.uptime_s >= 0 and status.memory_rss_bytes > 0
     data = json.loads(status.json())
@@ -211,7 +212,7 @@ def test_json_lines_carry_the_ids_bound_where_they_were_logged() -> None:
     logger, out = json_logger(ids)
     logger.info("before")
     with ids.bind(session_id="s1", round_id="r1"):
-        logger.warning("in the round: %s", "a \"quoted\"\nline")
+        logger.warning("in the round: %s", 'a "quoted"\nline')
         with ids.bind(turn_id="t1"):
             logger.info("in the turn")
         logger.info("after the turn")
@@ -285,4 +286,3 @@ def test_text_leaves_handlers_alone_and_uvicorns_config_becomes_json() -> None:
     assert config["handlers"]["default"]["filters"] == ["ids"]
     assert config["filters"]["ids"] == {"()": IdsFilter, "ids": ids}
     assert "filters" not in base["handlers"]["default"]  # the original is left as it was
-

@@ -123,7 +123,9 @@ def new_session(client: httpx.Client, situation: str = "A quiet week at work") -
     return session_id
 
 
-@pytest.mark.parametrize(("path", "fmt"), [("/api/sessions/{}/events", "json"), ("/s/{}/stream", "html")])
+@pytest.mark.parametrize(
+    ("path", "fmt"), [("/api/sessions/{}/events", "json"), ("/s/{}/stream", "html")]
+)
 def test_viewers_connected_follow_open_streams(ops: LiveServer, path: str, fmt: str) -> None:
     with ops.client() as client, ops.client() as watcher:
         session_id = new_session(client)

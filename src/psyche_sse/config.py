@@ -106,7 +106,7 @@ class Settings(BaseSettings):
     # Operations. Log lines as "text", or "json": one object a line, with the session,
     # round and turn ids of the line. Seconds between the status page's updates.
     log_format: LogFormat = "text"
-    status_interval: float = Field(default=2.0, ge=0.1, le=600)
+    status_interval: float = Field(default=2.0, ge=0.1, le=60)
 
     # Per-agent overrides from the environment (PSYCHE_MODEL_SHADOW, ...).
     model_shadow: str | None = None

@@ -41,8 +41,9 @@ class LogIds:
         finally:
             self._ids.reset(token)
 
-    def current(self) -> dict[str, str]:
-        return dict(self._ids.get())
+    def current(self) -> tuple[tuple[str, str], ...]:
+        """The ids bound here, as (name, value) pairs."""
+        return self._ids.get()
 
 
 class IdsFilter(logging.Filter):
@@ -53,7 +54,7 @@ class IdsFilter(logging.Filter):
         self.ids = ids
 
     def filter(self, record: logging.LogRecord) -> bool:
-        for key, value in self.ids._ids.get():
+        for key, value in self.ids.current():
             if not hasattr(record, key):
                 setattr(record, key, value)
         return True

@@ -10,17 +10,19 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
 
+import anyio
 from markupsafe import Markup
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from ..engine import Engine
 from ..events import SystemStatus, encode_sse
 from ..metrics import CONTENT_TYPE_LATEST
 from .auth import require_admin
 from .context import Context
 from .render import partial
-from .streams import RETRY_MS, sse_response
+from .streams import HEARTBEAT, RETRY_MS, sse_response
 
 
 def duration(seconds: float) -> str:
@@ -95,7 +97,7 @@ class StatusPages:
         def encode(status: SystemStatus) -> bytes:
             return encode_sse(str(partial("#system-status", "innerHTML", self.fragment(status))))
 
-        return sse_response(self._every(encode, "status"))
+        return sse_response(self._every(self.ctx.engine, encode))
 
     async def events(self, request: Request) -> Response:
         """``system_status`` events with JSON data, every ``status_interval`` seconds."""
@@ -104,16 +106,22 @@ class StatusPages:
         def encode(status: SystemStatus) -> bytes:
             return encode_sse(status.json(), event=status.type.value)
 
-        return sse_response(self._every(encode, "status"))
+        return sse_response(self._every(self.ctx.engine, encode))
 
     async def _every(
-        self, encode: Callable[[SystemStatus], bytes], fmt: str
+        self, engine: Engine, encode: Callable[[SystemStatus], bytes]
     ) -> AsyncIterator[bytes]:
-        ctx = self.ctx
-        hub = ctx.streams
+        """The engine's status, encoded, now and every ``status_interval`` seconds, until
+        the server stops."""
+        hub = self.ctx.streams
+        settings = self.ctx.settings
         yield f"retry: {RETRY_MS}\n\n".encode()
-        engine = ctx.engine
-        with engine.metrics.viewer(fmt):
+        beat = anyio.current_time()
+        with engine.metrics.viewer("status"):
             while not hub.stopping:
                 yield encode(engine.status())
-                await hub.pause(ctx.settings.status_interval)
+                await hub.pause(settings.status_interval)
+                if anyio.current_time() - beat >= settings.heartbeat:
+                    # A heartbeat is when the response looks whether its client is gone.
+                    beat = anyio.current_time()
+                    yield HEARTBEAT

@@ -151,11 +151,15 @@ def _configure_logging(verbosity: int) -> None:
 def _settings(**overrides: Any) -> Settings:
     from .config import load_settings
     from .errors import ConfigError
+    from .logs import LogIds, use_format
 
     try:
-        return load_settings(**overrides)
+        settings = load_settings(**overrides)
     except ConfigError as exc:
         raise UsageError(str(exc)) from exc
+    # The start-up's lines in the chosen format too (the engine's ids come with the engine).
+    use_format(settings.log_format, LogIds())
+    return settings
 
 
 def _serve(args: argparse.Namespace) -> int:

@@ -83,12 +83,15 @@ class JsonFormatter(logging.Formatter):
 
 def use_format(log_format: LogFormat, ids: LogIds, logger: logging.Logger | None = None) -> None:
     """Make the handlers of ``logger`` (the root logger by default) write ``log_format``;
-    with JSON, each line also carries the ids bound in ``ids``."""
+    with JSON, each line also carries the ids bound in ``ids`` (in place of those of an
+    earlier call)."""
     if log_format != "json":
         return
     target = logger or logging.getLogger()
     for handler in target.handlers:
         handler.setFormatter(JsonFormatter())
+        for old in [f for f in handler.filters if isinstance(f, IdsFilter)]:
+            handler.removeFilter(old)
         handler.addFilter(IdsFilter(ids))
 
 

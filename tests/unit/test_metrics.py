@@ -210,6 +210,8 @@ def lines(out: io.StringIO) -> list[dict[str, object]]:
 def test_json_lines_carry_the_ids_bound_where_they_were_logged() -> None:
     ids = LogIds()
     logger, out = json_logger(ids)
+    use_format("json", ids, logger)  # again: still one filter, reading ``ids``
+    assert len(logger.handlers[0].filters) == 1
     logger.info("before")
     with ids.bind(session_id="s1", round_id="r1"):
         logger.warning("in the round: %s", 'a "quoted"\nline')

@@ -32,7 +32,7 @@ async def test_a_limited_model_waits_and_others_do_not() -> None:
 
 
 async def test_acquire_says_how_long_it_waited() -> None:
-    limiter = ModelRateLimiter(600)  # one request per 0.1 s
+    limiter = ModelRateLimiter(120)  # one request per 0.5 s
     assert await limiter.acquire("m") is None  # the bucket's one request: no wait
     waited = await limiter.acquire("m")
     assert waited is not None and waited > 0

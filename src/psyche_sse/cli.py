@@ -151,11 +151,15 @@ def _configure_logging(verbosity: int) -> None:
 def _settings(**overrides: Any) -> Settings:
     from .config import load_settings
     from .errors import ConfigError
+    from .logs import LogIds, use_format
 
     try:
-        return load_settings(**overrides)
+        settings = load_settings(**overrides)
     except ConfigError as exc:
         raise UsageError(str(exc)) from exc
+    # The start-up's lines in the chosen format too (the engine's ids come with the engine).
+    use_format(settings.log_format, LogIds())
+    return settings
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -281,8 +285,11 @@ async def _run_async(
     import anyio
 
     from .engine import Engine
+    from .logs import LogIds, use_format
 
-    async with Engine(settings) as engine:
+    log_ids = LogIds()
+    use_format(settings.log_format, log_ids)
+    async with Engine(settings, log_ids=log_ids) as engine:
         session, round_id, text = engine.rounds.prepare(situation)
         stopped = False
 

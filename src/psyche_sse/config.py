@@ -23,6 +23,7 @@ from pydantic_settings import (
 from .errors import ConfigError
 
 StreamingMode = Literal["auto", "native", "simulated"]
+LogFormat = Literal["text", "json"]
 
 OFFLINE_MODEL = "psyche/offline"
 # Tokens a second the offline model streams at; read here and by a request that sets none.
@@ -103,6 +104,11 @@ class Settings(BaseSettings):
     max_connections: int = Field(default=4096, ge=1)
     keep_alive_timeout: int = Field(default=5, ge=1, le=3600)
     header_timeout: float = Field(default=10.0, gt=0, le=3600)
+
+    # Operations. Log lines as "text", or "json": one object a line, with the session,
+    # round and turn ids of the line. Seconds between the status page's updates.
+    log_format: LogFormat = "text"
+    status_interval: float = Field(default=2.0, ge=0.1, le=60)
 
     # Per-agent overrides from the environment (PSYCHE_MODEL_SHADOW, ...).
     model_shadow: str | None = None

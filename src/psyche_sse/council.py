@@ -13,6 +13,7 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 
 import anyio
@@ -38,6 +39,7 @@ from .events import (
 )
 from .llm import CompletionRequest, LLMClient, Reply
 from .llm.cost import turn_cost, worst_case
+from .logs import LogIds
 from .progress import LengthHistory, ProgressEstimate
 from .prompts import build_messages
 from .sentiment import NEUTRAL_FALLBACK, analyse
@@ -239,10 +241,15 @@ class Council:
         return True
 
     async def run_round(
-        self, publish: Publish, ctx: RoundContext, *, seed: int | None = None
+        self,
+        publish: Publish,
+        ctx: RoundContext,
+        *,
+        seed: int | None = None,
+        log_ids: LogIds | None = None,
     ) -> Status:
         """Run one round: each agent's turn in council order. Its status: error when a
-        turn failed."""
+        turn failed. ``log_ids``: where each turn binds its id for the log lines."""
         started = time.perf_counter()
         await publish(RoundStarted.of(ctx, (a.agent_id for a in ARCHETYPES)))
         turns = 0
@@ -253,7 +260,7 @@ class Council:
         try:
             for archetype in ARCHETYPES:
                 turn_status = await self._turn(
-                    publish, ctx, self.agents[archetype.agent_id], seed, said, costs
+                    publish, ctx, self.agents[archetype.agent_id], seed, said, costs, log_ids
                 )
                 turns += 1
                 if turn_status is Status.ERROR:
@@ -330,13 +337,26 @@ class Council:
         seed: int | None,
         said: list[Said],
         costs: list[float | None],
+        log_ids: LogIds | None = None,
+    ) -> Status:
+        turn_id = uuid.uuid4().hex[:12]
+        with log_ids.bind(turn_id=turn_id) if log_ids else nullcontext():
+            return await self._run_turn(publish, round_ctx, agent, seed, said, costs, turn_id)
+
+    async def _run_turn(
+        self,
+        publish: Publish,
+        round_ctx: RoundContext,
+        agent: AgentState,
+        seed: int | None,
+        said: list[Said],
+        costs: list[float | None],
+        turn_id: str,
     ) -> Status:
         """One agent's turn; :class:`OverBudget` (before it starts) when the session's
         budget cannot pay for it."""
         archetype = agent.archetype
-        ctx = round_ctx.turn(
-            uuid.uuid4().hex[:12], archetype, self.settings.model_for(archetype.agent_id)
-        )
+        ctx = round_ctx.turn(turn_id, archetype, self.settings.model_for(archetype.agent_id))
         heard = tuple(
             h for h in self.network.heard(archetype.agent_id) if h.agent_id in self.latest
         )

@@ -48,6 +48,8 @@ class EventType(StrEnum):
     STIMULUS_INJECTED = "stimulus_injected"
     # Never published: a stream sends it first to a client it cannot replay to.
     SESSION_HISTORY = "session_history"
+    # Not a session's: the status stream's, every few seconds (:class:`SystemStatus`).
+    SYSTEM_STATUS = "system_status"
 
 
 Ending = Literal[Status.OK, Status.ERROR, Status.CANCELLED]
@@ -494,9 +496,77 @@ PAYLOADS: tuple[type[Payload], ...] = (
 )
 
 
-def _union() -> Any:
+# --- the status stream's event ---------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RunningRound:
+    """A round running now, and who is following its session."""
+
+    session_id: str
+    title: str
+    round_id: str
+    index: int
+    """The round's number in its session."""
+    run_index: int
+    rounds: int
+    """Its place in its run, and the run's length."""
+    started: str
+    speaking: str | None
+    """The agent whose turn is streaming, None between turns."""
+    viewers: int
+    """Open event streams of the session."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ModelStatus:
+    """A configured model's health since the server started."""
+
+    model: str
+    offline: bool
+    agents: tuple[str, ...]
+    """The agents configured to speak through it."""
+    turns_ok: int
+    turns_error: int
+    last_success: str | None
+    last_error: str | None
+    last_error_class: str | None
+    retries: int
+    rate_limit_waits: int
+    rate_limit_wait_s: float
+    mean_first_token_ms: float | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SystemStatus:
+    """What the server is doing: sent on the status stream (``/status/stream``,
+    ``/api/status/events``) every few seconds, and by ``GET /api/status``. It belongs to no
+    session, so unlike the session events it has no ``session_id`` or ``round_id``."""
+
+    type: Literal[EventType.SYSTEM_STATUS] = EventType.SYSTEM_STATUS
+    timestamp: str = field(default_factory=utc_now)
+    version: str
+    uptime_s: float
+    llm_ready: bool
+    """Whether LiteLLM is imported and warmed up (a turn started before waits for it)."""
+    memory_rss_bytes: int
+    database_bytes: int | None
+    """The SQLite file and its write-ahead log; None for a database in memory."""
+    rounds_running: int
+    viewers: int
+    """Open event streams of every session."""
+    rounds: tuple[RunningRound, ...]
+    models: tuple[ModelStatus, ...]
+
+    def json(self) -> str:
+        return json.dumps(plain(self), ensure_ascii=False, separators=(",", ":"))
+
+
+def _union(*, status: bool = False) -> Any:
     from pydantic import Field
 
+    if status:
+        return Annotated[Payload | SystemStatus, Field(discriminator="type")]
     return Annotated[Payload, Field(discriminator="type")]
 
 
@@ -508,13 +578,14 @@ def parse(data: dict[str, Any]) -> Payload:
 
 def schema() -> dict[str, Any]:
     """The JSON schema of every event's ``data``, as published in ``docs/events.schema.json``."""
-    document = json_schema(_union())
+    document = json_schema(_union(status=True))
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "title": "psyche-sse events",
         "description": (
             "The data of every Server-Sent Event psyche-sse sends; the SSE event name is the "
-            "data's type and the SSE id its per-session sequence number."
+            "data's type and the SSE id its per-session sequence number (the status stream's "
+            "system_status has no session, and no id)."
         ),
         **document,
     }

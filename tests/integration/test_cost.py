@@ -90,6 +90,9 @@ async def test_each_turn_costs_the_price_map_times_its_usage(
         await engine.rounds.run(session, round_id, text)
         events = engine.bus.history(session.id)
         stored = await engine.archive.transcript(session.id)
+        counted = engine.metrics.registry.get_sample_value(
+            "psyche_cost_usd_total", {"model": MODEL}
+        )
     turns = [e.payload for e in events if e.type == "agent_processing_complete"]
     assert len(turns) == 5
     for turn in turns:
@@ -107,6 +110,8 @@ async def test_each_turn_costs_the_price_map_times_its_usage(
         for t in turns
     ]
     assert stored.cost_usd == pytest.approx(total)
+    # /metrics counts the same dollars, by model.
+    assert counted == pytest.approx(total)
 
 
 def test_sums_match_in_the_stream_the_transcript_the_exports_and_the_page(

@@ -29,3 +29,11 @@ async def test_a_limited_model_waits_and_others_do_not() -> None:
     assert len(granted) == 3
     assert granted[2] - granted[0] >= 0.15  # the limited model was spaced out
     assert limiter.rate_for("free/model") == 0
+
+
+async def test_acquire_says_how_long_it_waited() -> None:
+    limiter = ModelRateLimiter(120)  # one request per 0.5 s
+    assert await limiter.acquire("m") is None  # the bucket's one request: no wait
+    waited = await limiter.acquire("m")
+    assert waited is not None and waited > 0
+    assert await ModelRateLimiter(0).acquire("m") is None  # no limit

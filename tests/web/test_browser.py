@@ -424,3 +424,44 @@ def test_three_rounds_with_a_stimulus_and_the_pictures(
     page.set_viewport_size({"width": 1100, "height": 1500})
     page.locator("#picture-sentiment").evaluate("e => e.scrollIntoView({block: 'start'})")
     page.screenshot(path=str(shots / "screenshot-run.png"))
+
+
+@pytest.fixture(scope="module")
+def status_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    """20 deltas a second (a round runs long enough to be seen running); the status page
+    updated every 0.3 s."""
+    server = start_server(
+        tmp_path_factory.mktemp("browser-status"), offline_tps="20", status_interval="0.3"
+    )
+    yield server
+    stop_server(server)
+
+
+def test_the_status_page_updates_live(status_server: LiveServer, page: Page, shots: Path) -> None:
+    page.goto(f"{status_server.url}/status")
+    expect(page.locator("h1")).to_have_text("Status")
+    expect(page.locator("#status-no-rounds")).to_be_visible()
+    expect(page.locator("#status-llm")).to_have_text("loaded", timeout=WAIT_MS)
+    # The uptime ticks by itself.
+    uptime = page.locator("#status-uptime")
+    shown = uptime.get_attribute("data-seconds")
+    expect(uptime).not_to_have_attribute("data-seconds", str(shown), timeout=WAIT_MS)
+
+    # A round started elsewhere appears, with its session's title, then leaves once stopped.
+    with status_server.client() as client:
+        started = client.post(
+            "/api/rounds",
+            data={"situation": "My neighbour's dog barks all night"},
+            headers={"Accept": "application/json"},
+        )
+        session_id = started.json()["session_id"]
+        row = page.locator(f"#running-{session_id}")
+        expect(row).to_be_visible(timeout=WAIT_MS)
+        expect(row).to_contain_text("My neighbour's dog barks all night")
+        expect(page.locator("#status-rounds-running")).to_have_text("1")
+        expect(page.locator(".model-health")).to_contain_text("psyche/offline")
+        page.screenshot(path=str(shots / "screenshot-status.png"))
+        assert client.post(f"/api/sessions/{session_id}/stop").status_code == 200
+    expect(row).to_have_count(0, timeout=WAIT_MS)
+    expect(page.locator("#status-no-rounds")).to_be_visible()
+    expect(page.locator("#status-rounds-running")).to_have_text("0")

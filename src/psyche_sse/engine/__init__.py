@@ -15,9 +15,15 @@ from types import TracebackType
 import anyio
 from anyio.abc import TaskGroup
 
+from .. import __version__
 from ..bus import EventBus, MemoryBus
 from ..config import Settings
+from ..events import SystemStatus
+from ..health import Health, StatusSources, database_bytes
 from ..llm import LLMClient
+from ..llm import ready as llm_ready
+from ..logs import LogIds
+from ..metrics import ServiceMetrics
 from ..store import Recorder, Store
 from ..store.recorder import SAVE_INTERVAL
 from .archive import MAX_TITLE_CHARS, Archive, clean_title
@@ -39,12 +45,14 @@ class _Parts:
         store: Store,
         recorder: Recorder,
         tg: TaskGroup,
+        metrics: ServiceMetrics,
+        log_ids: LogIds,
     ) -> None:
         self.store = store
         self.recorder = recorder
         self.live = LiveSessions(settings, llm, bus, store, recorder)
-        self.publish = Publisher(bus, recorder, self.live)
-        self.rounds = Rounds(settings, self.live, self.publish, tg)
+        self.publish = Publisher(bus, recorder, self.live, metrics)
+        self.rounds = Rounds(settings, self.live, self.publish, tg, log_ids)
         self.archive = Archive(self.live, self.rounds, store, recorder)
 
 
@@ -54,7 +62,10 @@ class Engine:
     The store is opened on entry from ``settings.db``
     (:class:`~psyche_sse.errors.StoreError` when it cannot be used), unless one is passed
     in, which the caller then owns. ``save_interval``: seconds between saves of a streaming
-    turn's partial text.
+    turn's partial text. ``log_ids``: where the rounds and turns bind their ids for the log
+    lines (the entry point's log handlers read them).
+
+    :attr:`metrics` (Prometheus) and :attr:`health` (the status page's) count what it does.
     """
 
     def __init__(
@@ -65,11 +76,21 @@ class Engine:
         llm: LLMClient | None = None,
         store: Store | None = None,
         save_interval: float = SAVE_INTERVAL,
+        log_ids: LogIds | None = None,
     ) -> None:
         self.settings = settings
         self.bus: EventBus = bus or MemoryBus(settings.history_events)
         self.llm = llm or LLMClient(settings)
         self.save_interval = save_interval
+        self.log_ids = log_ids or LogIds()
+        self.health = Health(settings)
+        self.metrics = ServiceMetrics(
+            self.health,
+            rounds_running=lambda: self._parts.live.running if self._parts else 0,
+            database_bytes=self.database_bytes,
+            llm_ready=llm_ready,
+        )
+        self.llm.observer = self.metrics
         self._store = store
         self._parts: _Parts | None = None
         self._exit: AsyncExitStack | None = None
@@ -84,7 +105,9 @@ class Engine:
             recorder = Recorder(store, save_interval=self.save_interval)
             await stack.enter_async_context(recorder)
             tg = await stack.enter_async_context(anyio.create_task_group())
-            parts = _Parts(self.settings, self.llm, self.bus, store, recorder, tg)
+            parts = _Parts(
+                self.settings, self.llm, self.bus, store, recorder, tg, self.metrics, self.log_ids
+            )
             tg.start_soon(parts.live.sweep)
             self._parts = parts
             self._exit = stack.pop_all()
@@ -105,6 +128,30 @@ class Engine:
         finally:
             self._parts = None
             self._exit = None
+
+    def database_bytes(self) -> int | None:
+        """The database's size on disk (its write-ahead log included); None in memory."""
+        store = self._parts.store if self._parts else self._store
+        return database_bytes(store.path if store is not None else str(self.settings.db))
+
+    def status(self) -> SystemStatus:
+        """What the engine is doing now: the status page's ``system_status``."""
+        live = self._parts.live if self._parts else None
+
+        def title(session_id: str) -> str:
+            session = live.get(session_id) if live else None
+            return session.title if session else ""
+
+        return self.health.snapshot(
+            StatusSources(
+                version=__version__,
+                title=title,
+                viewers=self.bus.followers,
+                all_viewers=lambda: self.metrics.viewers_open("json", "html"),
+                llm_ready=llm_ready,
+                database_bytes=self.database_bytes,
+            )
+        )
 
     @property
     def _running(self) -> _Parts:

@@ -19,6 +19,7 @@ from ..config import Settings
 from ..council import check_budget, clean_situation, clean_stimulus
 from ..errors import InputError, OverBudget, RoundInProgress, TooManyRounds
 from ..events import RoundContext, StimulusInjected
+from ..logs import LogIds
 from .live import LiveSessions, Session
 from .publisher import Publisher
 
@@ -51,12 +52,18 @@ async def afford(settings: Settings, situation: str | None, session: Session | N
 
 class Rounds:
     def __init__(
-        self, settings: Settings, live: LiveSessions, publish: Publisher, tg: TaskGroup
+        self,
+        settings: Settings,
+        live: LiveSessions,
+        publish: Publisher,
+        tg: TaskGroup,
+        log_ids: LogIds,
     ) -> None:
         self.settings = settings
         self.live = live
         self.publish = publish
         self._tg = tg
+        self.log_ids = log_ids
 
     def prepare(
         self, situation: str | None, session_id: str | None = None
@@ -132,7 +139,8 @@ class Rounds:
                         stimulus=stimulus,
                         left_off=council.left_off() if index or continuing else None,
                     )
-                    await council.run_round(self.publish, ctx, seed=seed)
+                    with self.log_ids.bind(session_id=session.id, round_id=round_id):
+                        await council.run_round(self.publish, ctx, seed=seed, log_ids=self.log_ids)
         finally:
             session.scope = None
             session.current_round = None

@@ -14,7 +14,7 @@ import time
 from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass, field
 from types import MappingProxyType, ModuleType, TracebackType
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import anyio
 from tenacity import (
@@ -128,15 +128,31 @@ def _usage(obj: Any) -> dict[str, int] | None:
     return {k: int(v) for k, v in values.items() if isinstance(v, int)} or None
 
 
+class Observer(Protocol):
+    """Told what no event says: the retries and the waits for the rate limit."""
+
+    def retried(self, model: str, error_class: str) -> None: ...
+
+    def rate_limited(self, model: str, seconds: float) -> None: ...
+
+
 class LLMClient:
     """Completions for the council. Holds what it learns across turns (which models cannot
-    stream, which LiteLLM was told about) and the per-model rate limits."""
+    stream, which LiteLLM was told about) and the per-model rate limits. Its
+    :attr:`observer` (the engine's metrics) is told of retries and rate-limit waits."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, observer: Observer | None = None) -> None:
         self.settings = settings
         self.rate_limiter = ModelRateLimiter(settings.rate_limit_rpm)
+        self.observer = observer
         self._cannot_stream: set[str] = set()
         self._described: set[str] = set()
+
+    async def acquire(self, model: str) -> None:
+        """Wait for the model's rate limit, telling the observer when it had to."""
+        waited = await self.rate_limiter.acquire(model)
+        if waited is not None and self.observer is not None:
+            self.observer.rate_limited(model, waited)
 
     def stream(self, request: CompletionRequest, mode: StreamingMode | None = None) -> ReplyStream:
         return ReplyStream(self, request, mode or self.settings.streaming)
@@ -272,12 +288,15 @@ class ReplyStream:
 
         def log_retry(state: RetryCallState) -> None:
             exc = state.outcome.exception() if state.outcome else None
+            error_class = str(getattr(exc, "error_class", None) or type(exc).__name__)
             log.warning(
                 "%s: attempt %d failed (%s); retrying",
                 self._request.model,
                 state.attempt_number,
-                getattr(exc, "error_class", exc),
+                error_class,
             )
+            if self._client.observer is not None:
+                self._client.observer.retried(self._request.model, error_class)
 
         retrying = AsyncRetrying(
             stop=stop_after_attempt(settings.retry_attempts),
@@ -320,7 +339,7 @@ class ReplyStream:
 
     async def _native(self) -> tuple[Any, list[tuple[str, str]]]:
         lm = await _litellm.load()
-        await self._client.rate_limiter.acquire(self._request.model)
+        await self._client.acquire(self._request.model)
         stream: Any = None
         try:
             with anyio.fail_after(self._deadline_wait(self._settings.timeout_first_token)):
@@ -352,7 +371,7 @@ class ReplyStream:
 
     async def _simulated(self) -> tuple[Any, list[tuple[str, str]]]:
         lm = await _litellm.load()
-        await self._client.rate_limiter.acquire(self._request.model)
+        await self._client.acquire(self._request.model)
         try:
             with anyio.fail_after(self._deadline_wait(self._settings.timeout_first_token)):
                 response = await lm.acompletion(

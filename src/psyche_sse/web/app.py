@@ -2,8 +2,9 @@
 
 ``create_app(settings)`` owns an :class:`Engine` for the app's lifetime (rounds run in its
 task group, so they outlive the requests that started them); pass ``engine`` to share one
-you run yourself. The app's event streams share its :class:`StreamHub` (``app.streams``),
-which the server running the app shuts down when it stops.
+you run yourself; ``log_ids``: where its rounds and turns bind their ids for the log
+lines. The app's event streams share its :class:`StreamHub` (``app.streams``), which the
+server running the app shuts down when it stops.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from starlette.types import ASGIApp
 
 from ..config import Settings
 from ..engine import Engine
+from ..logs import LogIds
 from . import errors
 from .api import Api
 from .context import Context
@@ -30,6 +32,7 @@ from .pages import Pages
 from .render import Renderer
 from .security import AllowedHosts, SameOriginWrites, SecurityHeaders
 from .sessions import SessionPages
+from .status import StatusPages
 from .streams import StreamHub
 
 log = logging.getLogger(__name__)
@@ -58,7 +61,9 @@ def _preload() -> None:
         log.warning("could not warm up LiteLLM at start-up", exc_info=True)
 
 
-def create_app(settings: Settings, engine: Engine | None = None) -> App:
+def create_app(
+    settings: Settings, engine: Engine | None = None, *, log_ids: LogIds | None = None
+) -> App:
     renderer = Renderer(settings)
     streams = StreamHub()
     ctx = Context(settings, renderer, streams, engine)
@@ -73,7 +78,7 @@ def create_app(settings: Settings, engine: Engine | None = None) -> App:
                 if engine is not None:
                     yield
                     return
-                async with Engine(settings) as owned:
+                async with Engine(settings, log_ids=log_ids) as owned:
                     with ctx.running(owned):
                         yield
             finally:
@@ -84,6 +89,7 @@ def create_app(settings: Settings, engine: Engine | None = None) -> App:
         *Api(ctx).routes(),
         *Pages(ctx).routes(),
         *SessionPages(ctx).routes(),
+        *StatusPages(ctx).routes(),
         Mount("/static", app=static, name="static"),
     ]
     app = App(

@@ -116,6 +116,7 @@ class Context:
             max_per_second=self.settings.max_deltas_per_second,
             heartbeat=self.settings.heartbeat,
             until=until,
+            metrics=engine.metrics,
         )
 
     async def rename(self, session: Session, title: str) -> str:

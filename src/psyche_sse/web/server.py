@@ -11,6 +11,7 @@ from uvicorn.config import LOGGING_CONFIG
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from ..config import Settings
+from ..logs import LogIds, use_format, uvicorn_config
 from .app import create_app
 from .streams import StreamHub
 
@@ -85,10 +86,17 @@ def http_protocol(header_timeout: float) -> type[HeaderDeadline]:
     return type("HttpProtocol", (HeaderDeadline,), {"header_timeout": header_timeout})
 
 
-def server(settings: Settings, *, log_config: dict[str, Any] | None = LOGGING_CONFIG) -> Server:
+def server(
+    settings: Settings,
+    *,
+    log_config: dict[str, Any] | None = LOGGING_CONFIG,
+    log_ids: LogIds | None = None,
+) -> Server:
     """The app of ``settings`` under uvicorn, ready to :meth:`~Server.run`. ``log_config``:
-    uvicorn's logging set-up (``None`` leaves the process's logging as it is)."""
-    app = create_app(settings)
+    uvicorn's logging set-up, in ``settings.log_format`` (``None`` leaves the process's
+    logging as it is); ``log_ids``: the ids the log handlers read (see :mod:`..logs`)."""
+    log_ids = log_ids or LogIds()
+    app = create_app(settings, log_ids=log_ids)
     config = uvicorn.Config(
         app,
         host=settings.host,
@@ -100,10 +108,12 @@ def server(settings: Settings, *, log_config: dict[str, Any] | None = LOGGING_CO
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
         log_level="info",
         access_log=settings.access_log,
-        log_config=log_config,
+        log_config=uvicorn_config(settings.log_format, log_ids, log_config),
     )
     return Server(config, app.streams)
 
 
 def serve(settings: Settings) -> None:
-    server(settings).run()
+    log_ids = LogIds()
+    use_format(settings.log_format, log_ids)  # the process's own handlers (the CLI's)
+    server(settings, log_ids=log_ids).run()

@@ -19,6 +19,7 @@ import math
 import weakref
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 from types import MappingProxyType
 
@@ -37,6 +38,7 @@ from ..events import (
     encode_sse,
     merge_updates,
 )
+from ..metrics import ServiceMetrics
 from ..transcript import Status
 
 RETRY_MS = 2000
@@ -113,6 +115,7 @@ class StreamHub:
         self._merged: dict[Format, OrderedDict[tuple[str, int, int], bytes]] = {}
         self._buses: weakref.WeakSet[EventBus] = weakref.WeakSet()
         self._stopping = False
+        self._stopped: anyio.Event | None = None
 
     @property
     def stopping(self) -> bool:
@@ -124,6 +127,16 @@ class StreamHub:
         self._stopping = True
         for bus in list(self._buses):
             bus.wake()
+        if self._stopped is not None:
+            self._stopped.set()
+
+    async def pause(self, seconds: float) -> None:
+        """Sleep ``seconds``, or until :meth:`shutdown`, whichever comes first (for streams
+        that send on a clock, not on events)."""
+        if self._stopped is None:
+            self._stopped = anyio.Event()
+        with anyio.move_on_after(seconds):
+            await self._stopped.wait()
 
     def attach(self, bus: EventBus) -> None:
         """Note that a stream reads ``bus``, so :meth:`shutdown` can wake its readers."""
@@ -160,10 +173,12 @@ async def follow(
     max_per_second: float,
     heartbeat: float,
     until: Callable[[Event], bool] | None = None,
+    metrics: ServiceMetrics | None = None,
 ) -> AsyncIterator[bytes]:
     """The session's events with ids above ``after``, encoded, live, with a heartbeat comment
     after ``heartbeat`` quiet seconds; ends when ``until`` says so after an event, when the
-    ``hub`` shuts down, or never.
+    ``hub`` shuts down, or never. ``metrics`` counts the stream while it is open, and the
+    deltas it merges.
 
     Whenever the bus cannot hand over every event after the cursor (the cursor is from before
     a restart, older than the history kept, beyond the newest; or this client fell further
@@ -174,7 +189,7 @@ async def follow(
     interval = 1.0 / max_per_second
     cursor = after
     hub.attach(bus)
-    with bus.watch(session_id):
+    with bus.watch(session_id), metrics.viewer(fmt.name) if metrics else nullcontext():
         behind = not bus.first_id(session_id) - 1 <= cursor <= bus.last_id(session_id)
         streaming = False  # the last message was a delta: the next waits for a tick
         while not hub.stopping:
@@ -214,12 +229,21 @@ async def follow(
             cursor = batch[-1].id
             # One write per batch, of messages shared with every client reading the same.
             messages = [head] if head else []
+            deltas = merged = 0
+            ended = False
             for run in runs(batch):
                 messages.append(hub.encode_run(fmt, run))
+                if run[0].type is EventType.AGENT_PROCESSING_UPDATE:
+                    deltas += len(run)
+                    merged += 1
                 if until is not None and until(run[-1]):
-                    yield b"".join(messages)
-                    return
+                    ended = True
+                    break
+            if deltas and metrics is not None:
+                metrics.merged(deltas, merged)
             yield b"".join(messages)
+            if ended:
+                return
             streaming = batch[-1].type is EventType.AGENT_PROCESSING_UPDATE
             if streaming:
                 # The turn is still streaming: let its next deltas gather into one message.

@@ -46,3 +46,5 @@ class CouncilMemory:
     """The conversation's state after each round that has one: (round number, state)."""
     base: str | None = None
     """The situation the person gave for the newest round's run."""
+    owner: int | None = None
+    """The id of the user the session belongs to; None for one made with no accounts."""

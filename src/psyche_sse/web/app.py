@@ -24,8 +24,11 @@ from starlette.types import ASGIApp
 from ..config import Settings
 from ..engine import Engine
 from . import errors
+from .access import Authentication
 from .api import Api
 from .context import Context
+from .gate import Gate
+from .login import LoginPages
 from .pages import Pages
 from .render import Renderer
 from .security import AllowedHosts, SameOriginWrites, SecurityHeaders
@@ -62,6 +65,7 @@ def create_app(settings: Settings, engine: Engine | None = None) -> App:
     renderer = Renderer(settings)
     streams = StreamHub()
     ctx = Context(settings, renderer, streams, engine)
+    gate = Gate(settings)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -71,16 +75,21 @@ def create_app(settings: Settings, engine: Engine | None = None) -> App:
             tg.start_soon(partial(anyio.to_thread.run_sync, _preload, abandon_on_cancel=True))
             try:
                 if engine is not None:
+                    await gate.start(engine.store)
+                    tg.start_soon(gate.watch)
                     yield
                     return
                 async with Engine(settings) as owned:
                     with ctx.running(owned):
+                        await gate.start(owned.store)
+                        tg.start_soon(gate.watch)
                         yield
             finally:
                 tg.cancel_scope.cancel()
 
     static = StaticFiles(packages=[("psyche_sse", "static")])
     routes = [
+        *LoginPages(ctx, gate).routes(),
         *Api(ctx).routes(),
         *Pages(ctx).routes(),
         *SessionPages(ctx).routes(),
@@ -92,9 +101,11 @@ def create_app(settings: Settings, engine: Engine | None = None) -> App:
         middleware=[
             Middleware(AllowedHosts, hosts=settings.allowed_host_names()),
             Middleware(SameOriginWrites),
+            Middleware(Authentication, gate=gate),
         ],
         exception_handlers=errors.handlers(renderer),
         lifespan=lifespan,
     )
     app.state.context = ctx
+    app.state.gate = gate
     return app

@@ -17,7 +17,7 @@ from functools import cached_property, partial
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
-from .errors import InputError
+from .errors import InputError, StoreError
 from .events import utc_now
 from .store import Store
 from .store import accounts as sql
@@ -131,13 +131,15 @@ class Accounts:
         """The new user (the first is an admin) and how many sessions it adopted."""
         name = clean_user_name(name)
         hashed = self.passwords.hash(check_password(password))
+        insert = partial(
+            sql.insert_user, name=name, password_hash=hashed, admin=admin, now=utc_now()
+        )
         try:
-            insert = partial(
-                sql.insert_user, name=name, password_hash=hashed, admin=admin, now=utc_now()
-            )
             return self.store.write_now(insert)
-        except sqlite3.IntegrityError:
-            raise AccountsError(f"there is already a user named {name!r}") from None
+        except StoreError as exc:
+            if isinstance(exc.__cause__, sqlite3.IntegrityError):
+                raise AccountsError(f"there is already a user named {name!r}") from None
+            raise
 
     def users(self) -> list[UserRecord]:
         return self.store.run_blocking(sql.list_users)

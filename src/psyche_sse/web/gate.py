@@ -196,7 +196,8 @@ class Gate:
         key = next(self._ids)
         self._held[key] = (credential, scope)
         try:
-            yield scope
+            with scope:
+                yield scope
         finally:
             del self._held[key]
 

@@ -28,6 +28,8 @@ from .inputs import read_fields
 FREE_FAILURES = 5
 """Failed sign-ins allowed in a window before attempts are slowed down."""
 WINDOW_SECONDS = 15 * 60.0
+FIRST_DELAY_SECONDS = 30.0
+"""The wait after the last free failure; it doubles with each failure after that."""
 MAX_DELAY_SECONDS = 15 * 60.0
 MAX_KEYS = 10_000
 """Addresses and names remembered at most (the oldest are forgotten first)."""
@@ -72,7 +74,8 @@ class LoginThrottle:
         for key in keys:
             times = self._recent(key, now)
             if len(times) >= self.free:
-                delay = min(2.0 ** (len(times) - self.free + 1), MAX_DELAY_SECONDS)
+                over = len(times) - self.free
+                delay = min(FIRST_DELAY_SECONDS * 2.0**over, MAX_DELAY_SECONDS)
                 wait = max(wait, times[-1] + delay - now)
         return wait
 

@@ -57,7 +57,8 @@ def test_pages_send_a_stranger_to_the_login_page(crew: Team) -> None:
 )
 def test_the_api_asks_a_stranger_for_a_token(crew: Team, method: str, path: str) -> None:
     with crew.server.client() as client:
-        response = client.request(method, path, data={"situation": "x"} if method == "POST" else None)
+        data = {"situation": "x"} if method == "POST" else None
+        response = client.request(method, path, data=data)
     assert response.status_code == 401, response.text
     assert response.headers["www-authenticate"].startswith("Bearer")
     assert response.json()["error"]["code"] == "unauthorized"
@@ -66,7 +67,8 @@ def test_the_api_asks_a_stranger_for_a_token(crew: Team, method: str, path: str)
 def test_a_wrong_token_is_a_401_even_with_a_good_cookie(crew: Team) -> None:
     with crew.cookie_client("bob") as client:
         assert client.get("/api/sessions").status_code == 200
-        response = client.get("/api/sessions", headers={"Authorization": "Bearer psy_1_" + "x" * 43})
+        forged = {"Authorization": "Bearer psy_1_" + "x" * 43}
+        response = client.get("/api/sessions", headers=forged)
     assert response.status_code == 401
 
 
@@ -316,7 +318,9 @@ def test_a_removed_users_cookie_stops_working_and_its_page_stream_ends(guarded: 
         wait_for(lambda: stream.ended or stream.error is not None, timeout=20)
         assert stream.error is None
         assert carol.get("/", follow_redirects=False).status_code == 303
-        again = carol.get(f"/s/{body['session_id']}/stream", headers={"Accept": "text/event-stream"})
+        again = carol.get(
+            f"/s/{body['session_id']}/stream", headers={"Accept": "text/event-stream"}
+        )
         assert SIGNED_OUT in again.text and "event: end" in again.text
 
 
@@ -352,7 +356,9 @@ def test_rounds_started_per_minute_are_limited_per_user(tmp_path: Path) -> None:
             for n in range(2):
                 finished_session(bob, f"Quick {n}")
             over = bob.post(
-                "/api/rounds", json={"situation": "One too many"}, headers={"Accept": "application/json"}
+                "/api/rounds",
+                json={"situation": "One too many"},
+                headers={"Accept": "application/json"},
             )
             assert over.status_code == 429
             assert 1 <= int(over.headers["retry-after"]) <= 60
@@ -368,17 +374,19 @@ def test_rounds_started_per_minute_are_limited_per_user(tmp_path: Path) -> None:
 
 
 def test_rounds_running_at_once_are_limited_per_user(tmp_path: Path) -> None:
-    with team(tmp_path, offline_tps="2", user_running_rounds="1") as t:
-        with t.token_client("bob") as bob:
-            first = start_round(bob, "A slow one")
-            over = bob.post(
-                "/api/rounds", json={"situation": "Another"}, headers={"Accept": "application/json"}
-            )
-            assert over.status_code == 429, over.text
-            assert over.headers["retry-after"].isdigit()
-            assert "at once" in over.json()["error"]["message"]
-            with t.token_client("carol") as carol:
-                assert start_round(carol, "Carol is not held up")["session_id"]
-            assert bob.post(f"/api/sessions/{first['session_id']}/stop").status_code == 200
-            wait_for(lambda: not bob.get(f"/api/sessions/{first['session_id']}").json()["running"])
-            assert start_round(bob, "Now there is room")["session_id"]
+    with (
+        team(tmp_path, offline_tps="2", user_running_rounds="1") as t,
+        t.token_client("bob") as bob,
+    ):
+        first = start_round(bob, "A slow one")
+        over = bob.post(
+            "/api/rounds", json={"situation": "Another"}, headers={"Accept": "application/json"}
+        )
+        assert over.status_code == 429, over.text
+        assert over.headers["retry-after"].isdigit()
+        assert "at once" in over.json()["error"]["message"]
+        with t.token_client("carol") as carol:
+            assert start_round(carol, "Carol is not held up")["session_id"]
+        assert bob.post(f"/api/sessions/{first['session_id']}/stop").status_code == 200
+        wait_for(lambda: not bob.get(f"/api/sessions/{first['session_id']}").json()["running"])
+        assert start_round(bob, "Now there is room")["session_id"]

@@ -67,8 +67,11 @@ def _table(rows: list[list[str]], out: TextIO) -> None:
         print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip(), file=out)
 
 
-def accounts_command(args: argparse.Namespace, settings: Settings, out: TextIO = sys.stdout) -> int:
+def accounts_command(
+    args: argparse.Namespace, settings: Settings, out: TextIO | None = None
+) -> int:
     """Run ``user ACTION`` or ``token ACTION``; bad input is one line and exit code 2."""
+    out = out or sys.stdout
     try:
         store = Store.open(settings.db)
         try:

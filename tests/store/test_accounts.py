@@ -88,6 +88,7 @@ def test_passwords_are_stored_as_argon2_hashes_and_checked(db: Path) -> None:
         found = store.run_blocking(lambda c: sql.user_by_name(c, "ADA"))  # names ignore case
         assert found is not None
         user, stored = found
+        assert user.name == "ada"
         assert stored.startswith("$argon2id$") and "a-long-password" not in stored
         passwords = Passwords()
         assert passwords.verify(stored, "a-long-password")

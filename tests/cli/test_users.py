@@ -29,9 +29,7 @@ class Run(Protocol):
 
 
 @pytest.fixture
-def run(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
-) -> Run:
+def run(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> Run:
     """``psyche-sse ARGS`` in this process on ``tmp_path``'s database, ``stdin`` its input."""
     monkeypatch.setenv("PSYCHE_DB", str(tmp_path / "psyche.db"))
     monkeypatch.setenv("PSYCHE_CONFIG", str(tmp_path / "none.toml"))

@@ -390,3 +390,34 @@ def test_rounds_running_at_once_are_limited_per_user(tmp_path: Path) -> None:
         assert bob.post(f"/api/sessions/{first['session_id']}/stop").status_code == 200
         wait_for(lambda: not bob.get(f"/api/sessions/{first['session_id']}").json()["running"])
         assert start_round(bob, "Now there is room")["session_id"]
+
+
+# --- the server's own life ----------------------------------------------------------------
+
+
+def test_a_sign_in_survives_a_restart(tmp_path: Path) -> None:
+    """The cookie's signing key is kept in the database when none is configured."""
+    from tests.live import serve_in_thread, stop_server
+
+    with team(tmp_path, offline_tps="0") as t, t.cookie_client("bob") as bob:
+        cookie = bob.cookies["psyche_login"]
+    again = serve_in_thread(tmp_path, offline_tps="0")
+    try:
+        with again.client(cookies={"psyche_login": cookie}) as client:
+            assert client.get("/api/sessions").status_code == 200
+    finally:
+        stop_server(again)
+
+
+def test_an_exposed_server_with_no_accounts_answers_nothing(tmp_path: Path) -> None:
+    """The app itself refuses, should it run on such an address anyway (the last user
+    removed while it runs, say): ``serve`` already refuses to start so."""
+    from tests import inprocess
+
+    config = inprocess.settings(tmp_path, host="0.0.0.0", allowed_hosts=("*",))
+    with inprocess.running(config) as app, app.client() as client:
+        refused = client.get("/api/sessions")
+        assert refused.status_code == 503
+        assert refused.json()["error"]["code"] == "no_accounts"
+        assert client.get("/").status_code == 503
+        assert client.get("/healthz").status_code == 200

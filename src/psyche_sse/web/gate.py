@@ -35,6 +35,9 @@ log = logging.getLogger(__name__)
 
 COOKIE = "psyche_login"
 POLL_SECONDS = 1.0
+# A token this server does not know may be one made a moment ago: the accounts are read
+# again for it, but not more often than this (unknown tokens are also what guessing sends).
+MISS_REFRESH_SECONDS = 0.25
 # Seconds between saves of when each token was last used.
 TOKEN_USE_SAVE_SECONDS = 60.0
 _SALT = "psyche-sse login"
@@ -70,6 +73,7 @@ class Gate:
         self._ids = count()
         self._used: dict[int, str] = {}
         self._refreshing = anyio.Lock()
+        self._checked = -MISS_REFRESH_SECONDS
 
     # --- life ----------------------------------------------------------------------------
 
@@ -114,6 +118,7 @@ class Gate:
         if store is None:
             return False
         async with self._refreshing:
+            self._checked = anyio.current_time()
             if not force and await store.run(sql.generation) == self._snapshot.generation:
                 return False
             snap = await store.run(sql.snapshot)
@@ -141,7 +146,10 @@ class Gate:
         if parsed is None:
             return None
         token_id, secret = parsed
-        if token_id not in self._tokens:
+        if (
+            token_id not in self._tokens
+            and anyio.current_time() - self._checked >= MISS_REFRESH_SECONDS
+        ):
             # Perhaps made a moment ago, by the CLI.
             await self.refresh()
         record = self._tokens.get(token_id)

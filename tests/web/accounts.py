@@ -84,13 +84,14 @@ def sign_in(client: httpx.Client, name: str, password: str, **headers: str) -> h
     return response
 
 
-def cli(db: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    """``psyche-sse ARGS`` as a process of its own, on the database ``db``."""
+def cli(db: Path, *args: str, stdin: str = "a-long-password\n") -> subprocess.CompletedProcess[str]:
+    """``psyche-sse ARGS`` as a process of its own, on the database ``db``, with ``stdin``."""
     (db.parent / "none.toml").write_text("")
     return subprocess.run(
         [sys.executable, "-m", "psyche_sse", *args],
         env=environ(PSYCHE_DB=str(db), PSYCHE_CONFIG=str(db.parent / "none.toml")),
         cwd=ROOT,
+        input=stdin,
         capture_output=True,
         text=True,
         timeout=60,

@@ -421,3 +421,26 @@ def test_an_exposed_server_with_no_accounts_answers_nothing(tmp_path: Path) -> N
         assert refused.json()["error"]["code"] == "no_accounts"
         assert client.get("/").status_code == 503
         assert client.get("/healthz").status_code == 200
+
+
+def test_the_first_user_ends_the_local_users_streams_and_asks_for_a_sign_in(
+    tmp_path: Path,
+) -> None:
+    from tests.live import serve_in_thread, stop_server
+
+    server = serve_in_thread(tmp_path, offline_tps="0", heartbeat="0.5")
+    try:
+        with server.client() as local:
+            session_id = finished_session(local, "Before accounts")
+            stream = open_stream(local, f"/api/sessions/{session_id}/events")
+            wait_for(lambda: stream.status == 200 and stream.chunks)
+            added = cli(tmp_path / "psyche.db", "user", "add", "ada", "--password-stdin")
+            assert added.returncode == 0, added.stderr
+            wait_for(lambda: stream.ended or stream.error is not None, timeout=20)
+            assert stream.error is None
+            assert local.get("/api/sessions").status_code == 401
+            sign_in(local, "ada", "a-long-password")
+            # The session made before became the first user's.
+            assert local.get(f"/api/sessions/{session_id}").status_code == 200
+    finally:
+        stop_server(server)

@@ -21,7 +21,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from ..events import encode_sse
 from . import errors
 from .auth import LOCAL_USER, SCOPE_KEY, User
-from .gate import COOKIE, Credential, Gate
+from .gate import COOKIE, LOCAL, Credential, Gate
 from .render import partial
 from .streams import sse_response
 
@@ -93,7 +93,7 @@ class Authentication:
         mode = self.gate.mode
         if mode == "local":
             scope[SCOPE_KEY] = LOCAL_USER
-            await self.app(scope, receive, send)
+            await self._run(LOCAL, scope, receive, send)
             return
         if mode == "closed" and not public:
             await errors.json_error(503, NO_ACCOUNTS, code="no_accounts")(scope, receive, send)
@@ -120,6 +120,12 @@ class Authentication:
             return
         user, credential = found
         scope[SCOPE_KEY] = user
+        await self._run(credential, scope, receive, send)
+
+    async def _run(
+        self, credential: Credential, scope: Scope, receive: Receive, send: Send
+    ) -> None:
+        """The request, ended if ``credential`` stops holding while it runs."""
         with self.gate.holding(credential) as held:
             await self.app(scope, receive, send)
         if held.cancelled_caught:

@@ -47,11 +47,16 @@ Mode = Literal["local", "closed", "accounts"]
 
 @dataclass(frozen=True, slots=True)
 class Credential:
-    """What a request was authenticated with: a login cookie (user and epoch), or a token."""
+    """What a request was authenticated with: a login cookie (user and epoch), a token, or
+    nothing (``user_id`` None: the local user of a server with no accounts, which holds
+    only until the first user is created)."""
 
-    user_id: int
+    user_id: int | None
     epoch: int | None = None  # a cookie's
     token_id: int | None = None
+
+
+LOCAL = Credential(user_id=None)
 
 
 def _user(record: UserRecord) -> User:
@@ -187,6 +192,8 @@ class Gate:
         return int(self.settings.login_days * 86400)
 
     def holds(self, credential: Credential) -> bool:
+        if credential.user_id is None:
+            return self.mode == "local"
         user = self._users.get(credential.user_id)
         if user is None:
             return False

@@ -104,7 +104,7 @@ class Authentication:
         if bearer is not None:
             found = await self.gate.from_token(bearer) if bearer else None
             if found is None and not public:
-                await self._unauthorized(scope, "the token is not valid (revoked, or mistyped)")(
+                await self._unauthorized("the token is not valid (revoked, or mistyped)")(
                     scope, receive, send
                 )
                 return
@@ -139,7 +139,7 @@ class Authentication:
         except RuntimeError:
             # The response had not started (or had ended): the server refuses the body.
             with contextlib.suppress(RuntimeError):
-                await self._unauthorized(scope, "the credential was revoked")(scope, receive, send)
+                await self._unauthorized("the credential was revoked")(scope, receive, send)
         except OSError:
             pass  # the client is gone
 
@@ -147,7 +147,7 @@ class Authentication:
         path: str = scope["path"]
         accept = headers.get("accept", "")
         if path.startswith("/api/") or path == "/metrics" or "application/json" in accept:
-            return self._unauthorized(scope, "sign in: send Authorization: Bearer <token>")
+            return self._unauthorized("sign in: send Authorization: Bearer <token>")
         if "text/event-stream" in accept:
             # A page's stream: say so in the page, then ``end``, so htmx does not reconnect.
             return sse_response(_signed_out_stream())
@@ -160,7 +160,7 @@ class Authentication:
         return RedirectResponse("/login", status_code=303)
 
     @staticmethod
-    def _unauthorized(scope: Scope, message: str) -> JSONResponse:
+    def _unauthorized(message: str) -> JSONResponse:
         response = errors.json_error(401, message, code="unauthorized")
         response.headers["WWW-Authenticate"] = 'Bearer realm="psyche-sse"'
         return response

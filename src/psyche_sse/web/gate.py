@@ -69,6 +69,8 @@ class Gate:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        # With no user, whether everyone may come in as the local user.
+        self._open = settings.loopback() or settings.insecure_no_auth
         self._store: Store | None = None
         self._snapshot = Snapshot(-1, (), ())
         self._users: dict[int, UserRecord] = {}
@@ -142,9 +144,7 @@ class Gate:
         others can reach: everything is refused. ``accounts``: sign-in required."""
         if self._users:
             return "accounts"
-        if self.settings.loopback() or self.settings.insecure_no_auth:
-            return "local"
-        return "closed"
+        return "local" if self._open else "closed"
 
     async def from_token(self, token: str) -> tuple[User, Credential] | None:
         parsed = parse_token(token)

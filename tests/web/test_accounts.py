@@ -444,3 +444,25 @@ def test_the_first_user_ends_the_local_users_streams_and_asks_for_a_sign_in(
             assert local.get(f"/api/sessions/{session_id}").status_code == 200
     finally:
         stop_server(server)
+
+
+def test_a_configured_key_signs_the_cookie_and_secure_marks_it(tmp_path: Path) -> None:
+    from tests import inprocess
+    from tests.web.accounts import add_users
+
+    add_users(tmp_path / "psyche.db")
+    one = inprocess.settings(tmp_path, secret_key="first key", cookie_secure=True)
+    with inprocess.running(one) as app, app.client() as client:
+        signed = client.post(
+            "/login",
+            data={"name": "bob", "password": PASSWORDS["bob"]},
+            follow_redirects=False,
+        )
+        assert signed.status_code == 303
+        assert "secure" in signed.headers["set-cookie"].lower()
+        cookie = signed.cookies["psyche_login"]
+        assert client.get("/api/sessions", cookies={"psyche_login": cookie}).status_code == 200
+    two = inprocess.settings(tmp_path, secret_key="another key")
+    with inprocess.running(two) as app, app.client() as client:
+        refused = client.get("/api/sessions", cookies={"psyche_login": cookie})
+        assert refused.status_code == 401

@@ -115,7 +115,58 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--host", default=None, help="address to bind (default %(setting)s)")
     serve.add_argument("--port", type=int, default=None, help="port (default %(setting)s)")
+    serve.add_argument(
+        "--insecure-no-auth",
+        action="store_true",
+        default=None,
+        help="serve a non-loopback address with no user created: anyone who can reach it "
+        "reads and deletes every session",
+    )
+    _account_commands(commands)
     return parser
+
+
+def _account_commands(commands: Any) -> None:
+    user = commands.add_parser(
+        "user",
+        help="manage the accounts that sign in (the first one is an admin)",
+        description="Manage the accounts. Once one exists, the server asks everyone to sign in.",
+    )
+    users = user.add_subparsers(dest="action", metavar="ACTION", required=True)
+    add = users.add_parser("add", help="add a user (asks for the password)")
+    add.add_argument("name")
+    add.add_argument("--admin", action="store_true", help="an admin sees every session")
+    _password_option(add)
+    users.add_parser("list", help="list the users")
+    remove = users.add_parser(
+        "remove", help="remove a user and its tokens (its sessions stay, for admins to see)"
+    )
+    remove.add_argument("name")
+    passwd = users.add_parser("passwd", help="set a user's password (signs it out everywhere)")
+    passwd.add_argument("name")
+    _password_option(passwd)
+
+    token = commands.add_parser(
+        "token",
+        help="manage API tokens (Authorization: Bearer ...)",
+        description="Manage the API tokens of the users, for scripts and curl.",
+    )
+    tokens = token.add_subparsers(dest="action", metavar="ACTION", required=True)
+    create = tokens.add_parser("create", help="make a token and print it, once")
+    create.add_argument("name", help="what the token is for")
+    create.add_argument("--user", required=True, help="the user the token acts as")
+    listing = tokens.add_parser("list", help="list the tokens (never the tokens themselves)")
+    listing.add_argument("--user", default=None, help="only this user's")
+    revoke = tokens.add_parser("revoke", help="revoke a token: it stops working at once")
+    revoke.add_argument("id", type=int, help="the token's id (see token list)")
+
+
+def _password_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--password-stdin",
+        action="store_true",
+        help="read the password from the first line of standard input (for scripts)",
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -128,6 +179,10 @@ def main(argv: list[str] | None = None) -> int:
             return _run(args)
         if args.command == "serve":
             return _serve(args)
+        if args.command in ("user", "token"):
+            from .accounts_cli import accounts_command
+
+            return accounts_command(args, _settings())
     except (UsageError, StoreError) as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -163,13 +218,20 @@ def _settings(**overrides: Any) -> Settings:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    settings = _settings(host=args.host, port=args.port)
+    settings = _settings(host=args.host, port=args.port, insecure_no_auth=args.insecure_no_auth)
     from .web.server import serve
 
     # Fail here with one line rather than inside uvicorn's start-up with a traceback, or
     # later in every turn. (Only a provider's model costs LiteLLM's import here.)
     _check_models(settings)
     _check_store(settings)
+    from .accounts_cli import check_exposure
+    from .errors import InputError
+
+    try:
+        check_exposure(settings)
+    except InputError as exc:
+        raise UsageError(str(exc)) from exc
 
     serve(settings)
     return 0

@@ -6,13 +6,14 @@ Precedence, highest first: ``PSYCHE_*`` environment variables, the TOML file nam
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -109,6 +110,17 @@ class Settings(BaseSettings):
     # round and turn ids of the line. Seconds between the status page's updates.
     log_format: LogFormat = "text"
     status_interval: float = Field(default=2.0, ge=0.1, le=60)
+    # Accounts (see README, "Accounts"). The key signing login cookies: when unset, one is
+    # made once and kept in the database. Secure cookies for a server behind TLS; how long a
+    # login lasts; serving a non-loopback address with no user created (refused unless set).
+    secret_key: SecretStr | None = None
+    cookie_secure: bool = False
+    login_days: float = Field(default=14.0, gt=0, le=366)
+    insecure_no_auth: bool = False
+    # Per signed-in user: runs started in any minute, and rounds running at once (0: no
+    # limit). The local user of a server with no accounts has only ``max_running_rounds``.
+    user_rounds_per_minute: int = Field(default=10, ge=0, le=100_000)
+    user_running_rounds: int = Field(default=2, ge=0, le=100_000)
 
     # Per-agent overrides from the environment (PSYCHE_MODEL_SHADOW, ...).
     model_shadow: str | None = None
@@ -141,6 +153,16 @@ class Settings(BaseSettings):
             return LOOPBACK_HOSTS
         name = f"[{host}]" if ":" in host and not host.startswith("[") else host
         return LOOPBACK_HOSTS if name in LOOPBACK_HOSTS else (*LOOPBACK_HOSTS, name)
+
+    def loopback(self) -> bool:
+        """Whether ``host`` is a loopback address: only this machine can connect."""
+        host = self.host.strip().removeprefix("[").removesuffix("]")
+        if host == "localhost":
+            return True
+        try:
+            return ipaddress.ip_address(host).is_loopback
+        except ValueError:
+            return False
 
     def model_for(self, agent_id: str) -> str:
         override = getattr(self, f"model_{agent_env_suffix(agent_id).lower()}", None)

@@ -4,23 +4,18 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import httpx
 import pytest
-from anyio.from_thread import start_blocking_portal
 from httpx_sse import connect_sse
 from prometheus_client.parser import text_string_to_metric_families
-from starlette.types import ASGIApp, Receive, Scope, Send
 
 from psyche_sse.metrics import CONTENT_TYPE_LATEST
-from psyche_sse.web import create_app
-from psyche_sse.web.auth import SCOPE_KEY, User
-from tests import inprocess
 from tests.live import LiveServer, serve_in_thread, stop_server
 from tests.schema import check_event
 from tests.waiting import wait_for
+from tests.web.accounts import Team, team
 from tests.web.sse import messages
 
 OFFLINE = "psyche/offline"
@@ -219,44 +214,34 @@ def test_the_status_page_and_its_stream_of_fragments(ops: LiveServer) -> None:
 # --- only for admins ---------------------------------------------------------------------
 
 
-def as_user(app: ASGIApp, user: User) -> ASGIApp:
-    """``app`` with every request acting as ``user`` (what the login will set)."""
-
-    async def wrapped(scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            scope = {**scope, SCOPE_KEY: user}
-        await app(scope, receive, send)
-
-    return wrapped
-
-
-@contextmanager
-def app_as(user: User, tmp_path: Any) -> Iterator[httpx.Client]:
-    app = create_app(inprocess.settings(tmp_path))
-    with (
-        start_blocking_portal("asyncio") as portal,
-        portal.wrap_async_context_manager(app.router.lifespan_context(app)),
-        httpx.Client(
-            transport=inprocess.PortalTransport(portal, as_user(app, user)),
-            base_url=inprocess.BASE_URL,
-        ) as client,
-    ):
-        yield client
+@pytest.fixture(scope="module")
+def crew(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Team]:
+    """A server with accounts: alice the admin, bob and carol not."""
+    with team(tmp_path_factory.mktemp("ops-crew"), offline_tps="0", heartbeat="0.5") as t:
+        yield t
 
 
 @pytest.mark.parametrize(
     "path", ["/metrics", "/status", "/status/stream", "/api/status", "/api/status/events"]
 )
-def test_operations_are_for_admins_only(path: str, tmp_path: Any) -> None:
-    with app_as(User(id=2, name="bob", admin=False), tmp_path) as client:
+def test_operations_are_for_admins_only(crew: Team, path: str) -> None:
+    with crew.token_client("bob") as client:
         response = client.get(path)
         assert response.status_code == 404
         assert "psyche_" not in response.text and "uptime" not in response.text
         # Whatever an ordinary user may do still works.
-        assert client.get("/healthz").status_code == 200
+        assert client.get("/api/sessions").status_code == 200
+    with crew.cookie_client("bob") as client:
+        assert client.get(path).status_code == 404
+        assert 'href="/status"' not in client.get("/").text  # no link to it in the bar
 
 
-def test_an_admin_user_is_let_in(tmp_path: Any) -> None:
-    with app_as(User(id=1, name="root", admin=True), tmp_path) as client:
-        assert client.get("/metrics").status_code == 200
+def test_an_admin_is_let_in_by_token_as_prometheus_scrapes(crew: Team) -> None:
+    with crew.token_client("alice") as client:
+        metrics = client.get("/metrics")
+        assert metrics.status_code == 200 and "psyche_rounds_total" in metrics.text
         assert client.get("/api/status").json()["type"] == "system_status"
+    with crew.cookie_client("alice") as client:
+        assert client.get("/status").status_code == 200
+        assert 'href="/status"' in client.get("/").text
+        assert 'href="/status"' in client.get("/sessions").text

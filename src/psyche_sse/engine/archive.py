@@ -31,12 +31,15 @@ class Archive:
         self.store = store
         self.recorder = recorder
 
-    async def list(self, *, limit: int = 50, offset: int = 0) -> list[SessionSummary]:
-        """Stored sessions, the most recently active first."""
-        return await self.recorder.list_sessions(limit=limit, offset=offset)
+    async def list(
+        self, *, limit: int = 50, offset: int = 0, owner: int | None = None
+    ) -> list[SessionSummary]:
+        """Stored sessions of the user ``owner`` (None: everyone's), the most recently
+        active first."""
+        return await self.recorder.list_sessions(limit=limit, offset=offset, owner=owner)
 
-    async def count(self) -> int:
-        return await self.recorder.count_sessions()
+    async def count(self, *, owner: int | None = None) -> int:
+        return await self.recorder.count_sessions(owner=owner)
 
     async def transcript(self, session_id: str) -> Transcript:
         """The session's rounds and turns so far, running ones with their text so far.

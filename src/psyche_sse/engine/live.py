@@ -41,6 +41,7 @@ class Session:
     base: str | None = None  # the situation the person gave for the newest run
     stimuli: list[str] = field(default_factory=list)  # for the next round, in order
     upcoming: str = field(default_factory=new_id)  # the id the next round will have
+    owner: int | None = None  # the user's id; None for a session made with no accounts
 
     def next_round_id(self) -> str:
         """The id of the round about to start (what a stimulus for it was told)."""
@@ -72,8 +73,8 @@ class LiveSessions:
         """The session if it is in memory."""
         return self.by_id.get(session_id)
 
-    def new(self) -> Session:
-        session = Session(new_id(), Council(self.settings, self.llm))
+    def new(self, owner: int | None = None) -> Session:
+        session = Session(new_id(), Council(self.settings, self.llm), owner=owner)
         self.by_id[session.id] = session
         return session
 
@@ -110,6 +111,10 @@ class LiveSessions:
         """Sessions with a run going, from the moment it is claimed until it ends."""
         return sum(1 for session in self.by_id.values() if session.running)
 
+    def running_of(self, owner: int) -> int:
+        """Sessions of the user ``owner`` with a run going."""
+        return sum(1 for s in self.by_id.values() if s.running and s.owner == owner)
+
     @property
     def _keep(self) -> int:
         return max(1, self.settings.memory_rounds)  # at least one: ``Council.latest``
@@ -128,7 +133,9 @@ class LiveSessions:
                 council.latest[reply.agent_id] = reply.text
         council.restore_state(memory.states)
         council.spent_usd = memory.spent_usd
-        session = Session(memory.id, council, rounds=list(memory.round_ids), base=memory.base)
+        session = Session(
+            memory.id, council, rounds=list(memory.round_ids), base=memory.base, owner=memory.owner
+        )
         session.title = memory.title
         self.bus.start_at(memory.id, memory.event_hwm + 1)
         self.recorder.adopt(memory.id, memory.event_hwm)

@@ -29,7 +29,10 @@ class Publisher:
         session_id = payload.session_id
         session = self.live.get(session_id)
         await self.recorder.reserve(
-            session_id, self.bus.last_id(session_id) + 1, session.title if session else ""
+            session_id,
+            self.bus.last_id(session_id) + 1,
+            session.title if session else "",
+            session.owner if session else None,
         )
         event = await self.bus.publish(payload)
         self.recorder.observe(event)

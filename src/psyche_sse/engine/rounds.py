@@ -66,14 +66,15 @@ class Rounds:
         self.log_ids = log_ids
 
     def prepare(
-        self, situation: str | None, session_id: str | None = None
+        self, situation: str | None, session_id: str | None = None, owner: int | None = None
     ) -> tuple[Session, str, str]:
         """Validate the input and claim the session for a new run: (session, round, text).
         With no ``situation``, the run continues the session's newest one.
 
         :class:`~psyche_sse.errors.InputError`, :class:`RoundInProgress`,
-        :class:`TooManyRounds`, :class:`SessionNotFound`."""
-        session = self.live.new() if session_id is None else self.live.find(session_id)
+        :class:`TooManyRounds`, :class:`SessionNotFound`. A new session belongs to the
+        user ``owner``."""
+        session = self.live.new(owner) if session_id is None else self.live.find(session_id)
         if situation is None:
             if session.base is None:
                 raise InputError("there is no earlier round to continue: describe a situation")
@@ -155,9 +156,10 @@ class Rounds:
         rounds: int = 1,
         seed: int | None = None,
         scheduled: Mapping[int, Sequence[str]] | None = None,
+        owner: int | None = None,
     ) -> tuple[Session, str]:
         """Start a run in the background; returns at once with its session and round id."""
-        session, round_id, text = self.prepare(situation, session_id)
+        session, round_id, text = self.prepare(situation, session_id, owner)
         run = partial(
             self.run, session, round_id, text, rounds=rounds, seed=seed, scheduled=scheduled
         )

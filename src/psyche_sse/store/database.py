@@ -154,6 +154,10 @@ class Store:
         """Run ``fn`` in a transaction of its own."""
         return await self.run(partial(_in_transaction, fn))
 
+    def write_now(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """:meth:`write`, blocking: for synchronous callers (the CLI)."""
+        return self.run_blocking(partial(_in_transaction, fn))
+
     async def apply(
         self, writes: Sequence[Write], requests: Sequence[Request] = ()
     ) -> list[tuple[Any, BaseException | None]]:
@@ -162,11 +166,15 @@ class Store:
 
     # --- the API for readers -----------------------------------------------------------
 
-    async def list_sessions(self, *, limit: int = 50, offset: int = 0) -> list[SessionSummary]:
-        return await self.run(partial(queries.list_sessions, limit=limit, offset=offset))
+    async def list_sessions(
+        self, *, limit: int = 50, offset: int = 0, owner: int | None = None
+    ) -> list[SessionSummary]:
+        return await self.run(
+            partial(queries.list_sessions, limit=limit, offset=offset, owner=owner)
+        )
 
-    async def count_sessions(self) -> int:
-        return await self.run(queries.count_sessions)
+    async def count_sessions(self, *, owner: int | None = None) -> int:
+        return await self.run(partial(queries.count_sessions, owner=owner))
 
     async def transcript(self, session_id: str) -> Transcript | None:
         return await self.run(partial(queries.transcript, session_id=session_id))

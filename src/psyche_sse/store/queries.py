@@ -41,13 +41,21 @@ def _sentiment(text: str | None) -> SentimentScores | None:
 
 
 def reserve_ids(
-    conn: sqlite3.Connection, *, session_id: str, ceiling: int, title: str, now: str
+    conn: sqlite3.Connection,
+    *,
+    session_id: str,
+    ceiling: int,
+    title: str,
+    now: str,
+    owner: int | None = None,
 ) -> None:
-    """Record that event ids up to ``ceiling`` may be published; creates the session row."""
+    """Record that event ids up to ``ceiling`` may be published; creates the session row
+    (owned by ``owner``: None for a session made with no accounts)."""
     conn.execute(
-        "INSERT INTO sessions (id, title, created, updated, event_hwm) VALUES (?, ?, ?, ?, ?)"
+        "INSERT INTO sessions (id, title, created, updated, event_hwm, owner)"
+        " VALUES (?, ?, ?, ?, ?, ?)"
         " ON CONFLICT (id) DO UPDATE SET event_hwm = max(event_hwm, excluded.event_hwm)",
-        (session_id, title, now, now, ceiling),
+        (session_id, title, now, now, ceiling, owner),
     )
 
 
@@ -202,17 +210,23 @@ def delete_session(conn: sqlite3.Connection, *, session_id: str) -> bool:
 # --- reads -------------------------------------------------------------------------------
 
 
+def _owned_by(owner: int | None) -> tuple[str, tuple[int, ...]]:
+    """The WHERE clause of the sessions of ``owner`` (None: every session)."""
+    return ("WHERE s.owner = ?", (owner,)) if owner is not None else ("", ())
+
+
 def list_sessions(
-    conn: sqlite3.Connection, *, limit: int = 50, offset: int = 0
+    conn: sqlite3.Connection, *, limit: int = 50, offset: int = 0, owner: int | None = None
 ) -> list[SessionSummary]:
-    """The sessions, the most recently active first."""
+    """The sessions of ``owner`` (None: all), the most recently active first."""
+    where, args = _owned_by(owner)
     rows = conn.execute(
         "SELECT s.id, s.title, s.created, s.updated,"
         " (SELECT count(*) FROM rounds r WHERE r.session_id = s.id),"
         " (SELECT r.status FROM rounds r WHERE r.session_id = s.id"
         "  ORDER BY r.idx DESC LIMIT 1)"
-        " FROM sessions s ORDER BY s.updated DESC, s.id LIMIT ? OFFSET ?",
-        (limit, offset),
+        f" FROM sessions s {where} ORDER BY s.updated DESC, s.id LIMIT ? OFFSET ?",
+        (*args, limit, offset),
     ).fetchall()
     return [
         SessionSummary(
@@ -227,8 +241,9 @@ def list_sessions(
     ]
 
 
-def count_sessions(conn: sqlite3.Connection) -> int:
-    return int(conn.execute("SELECT count(*) FROM sessions").fetchone()[0])
+def count_sessions(conn: sqlite3.Connection, *, owner: int | None = None) -> int:
+    where, args = _owned_by(owner)
+    return int(conn.execute(f"SELECT count(*) FROM sessions s {where}", args).fetchone()[0])
 
 
 def transcript(
@@ -314,7 +329,7 @@ def council_memory(conn: sqlite3.Connection, *, session_id: str, keep: int) -> C
     """What a council needs to carry on: every remembered reply in order, with the text of
     the newest ``keep`` per agent."""
     row = conn.execute(
-        "SELECT id, title, event_hwm FROM sessions WHERE id = ?", (session_id,)
+        "SELECT id, title, event_hwm, owner FROM sessions WHERE id = ?", (session_id,)
     ).fetchone()
     if row is None:
         return None
@@ -353,4 +368,5 @@ def council_memory(conn: sqlite3.Connection, *, session_id: str, keep: int) -> C
         states=states,
         base=base_situation(rounds[-1][2], rounds[-1][3], rounds[-1][4]) if rounds else None,
         spent_usd=None if spent is None else float(spent),
+        owner=row[3],
     )

@@ -147,7 +147,9 @@ class Recorder:
             self._touched.add(session_id)
             self._wake.set()
 
-    async def reserve(self, session_id: str, next_id: int, title: str = "") -> None:
+    async def reserve(
+        self, session_id: str, next_id: int, title: str = "", owner: int | None = None
+    ) -> None:
         """Make sure the stored high-water mark is above ``next_id``.
 
         Strictly above: every id published before a crash is then below the mark, so a
@@ -168,6 +170,7 @@ class Recorder:
                         ceiling=ceiling,
                         title=title,
                         now=utc_now(),
+                        owner=owner,
                     )
                 )
             except (StoreError, sqlite3.Error) as exc:
@@ -236,14 +239,17 @@ class Recorder:
             lambda conn, as_of: queries.transcript(conn, session_id=session_id, as_of=as_of),
         )
 
-    async def list_sessions(self, *, limit: int = 50, offset: int = 0) -> list[SessionSummary]:
-        """Stored sessions, the most recently active first."""
+    async def list_sessions(
+        self, *, limit: int = 50, offset: int = 0, owner: int | None = None
+    ) -> list[SessionSummary]:
+        """Stored sessions of ``owner`` (None: all), the most recently active first."""
         return await self.call(
-            None, lambda conn, _: queries.list_sessions(conn, limit=limit, offset=offset)
+            None,
+            lambda conn, _: queries.list_sessions(conn, limit=limit, offset=offset, owner=owner),
         )
 
-    async def count_sessions(self) -> int:
-        return await self.call(None, lambda conn, _: queries.count_sessions(conn))
+    async def count_sessions(self, *, owner: int | None = None) -> int:
+        return await self.call(None, lambda conn, _: queries.count_sessions(conn, owner=owner))
 
     # --- folding events into writes ----------------------------------------------------
 

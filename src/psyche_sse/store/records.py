@@ -48,3 +48,5 @@ class CouncilMemory:
     """The situation the person gave for the newest round's run."""
     spent_usd: float | None = None
     """What the session's turns cost, those whose cost is known (None: none is)."""
+    owner: int | None = None
+    """The id of the user the session belongs to; None for one made with no accounts."""

@@ -73,8 +73,43 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE turns ADD COLUMN heard TEXT;  -- JSON: [{agent_id, emergency}]
     ALTER TABLE turns ADD COLUMN guidance TEXT;  -- JSON: [line]
     """,
+    # 3: accounts. Users, their API tokens, who owns each session (NULL: made with no
+    # accounts; the first user created adopts those), and what the server watches to see
+    # accounts change (``generation``, bumped by every accounts write) and its signing key.
+    """
+    CREATE TABLE users (
+        id       INTEGER PRIMARY KEY,
+        name     TEXT NOT NULL UNIQUE COLLATE NOCASE,
+        password TEXT NOT NULL,  -- an argon2 hash
+        admin    INTEGER NOT NULL DEFAULT 0,
+        created  TEXT NOT NULL,
+        -- Bumped by signing out everywhere and by a new password: older cookies stop working.
+        epoch    INTEGER NOT NULL DEFAULT 0
+    );
+
+    CREATE TABLE api_tokens (
+        id        INTEGER PRIMARY KEY,
+        name      TEXT NOT NULL,
+        user_id   INTEGER NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+        hash      TEXT NOT NULL,  -- sha256 of the token's secret, hex
+        created   TEXT NOT NULL,
+        last_used TEXT,
+        revoked   TEXT
+    );
+    CREATE INDEX api_tokens_by_user ON api_tokens (user_id);
+
+    ALTER TABLE sessions ADD COLUMN owner INTEGER REFERENCES users (id) ON DELETE SET NULL;
+    CREATE INDEX sessions_by_owner ON sessions (owner, updated);
+
+    CREATE TABLE accounts_state (
+        id         INTEGER PRIMARY KEY CHECK (id = 1),
+        generation INTEGER NOT NULL,
+        secret     TEXT  -- the cookie signing key, when PSYCHE_SECRET_KEY is not set
+    );
+    INSERT INTO accounts_state (id, generation) VALUES (1, 0);
+    """,
     # 4: cost: what each turn cost in US dollars (NULL: unknown), and why a round stopped
-    # early (its budget). Numbered 4 where it shipped: step 3 is the accounts'.
+    # early (its budget).
     """
     ALTER TABLE turns ADD COLUMN cost_usd REAL;
     ALTER TABLE rounds ADD COLUMN reason TEXT;

@@ -15,6 +15,7 @@ from ..engine import Session
 from ..export import FORMATS, export
 from ..store import SessionSummary
 from ..transcript import Transcript
+from .auth import user_of
 from .context import Context
 from .errors import HTTPError
 from .inputs import (
@@ -116,7 +117,12 @@ class Api:
         seed = int_field(fields, "seed", low=0, high=2**31 - 1)
         stimulus = text_field(fields, "stimulus", max_chars=MAX_STIMULUS_CHARS)
         started = await self.ctx.start_round(
-            situation, session_id, rounds=rounds, seed=seed, stimulus=stimulus
+            situation,
+            session_id,
+            rounds=rounds,
+            seed=seed,
+            stimulus=stimulus,
+            user=user_of(request),
         )
         session, round_id = started.session, started.round_id
         ids = {"session_id": session.id, "round_id": round_id}
@@ -139,9 +145,7 @@ class Api:
         """The stored sessions, the most recently active first, ``limit`` at a time."""
         limit = query_int(request, "limit", default=DEFAULT_PAGE, low=1, high=MAX_PAGE)
         offset = query_int(request, "offset", default=0, low=0, high=MAX_OFFSET)
-        engine = self.ctx.engine
-        total = await engine.archive.count()
-        summaries = await engine.archive.list(limit=limit, offset=offset)
+        summaries, total = await self.ctx.sessions(user_of(request), limit=limit, offset=offset)
 
         def page(at: int) -> str:
             return f"/api/sessions?limit={limit}&offset={at}"
@@ -163,12 +167,12 @@ class Api:
 
     async def session(self, request: Request) -> Response:
         """The session's whole transcript (running turns with their text so far)."""
-        session = await self.ctx.session(path_session_id(request))
+        session = await self.ctx.session(path_session_id(request), user_of(request))
         return JSONResponse(session_json(session, await self.ctx.stored(session)))
 
     async def rename(self, request: Request) -> Response:
         """``{"title": ...}``: the new title (one line, at most 200 characters)."""
-        session = await self.ctx.session(path_session_id(request))
+        session = await self.ctx.session(path_session_id(request), user_of(request))
         fields = await read_fields(request)
         title = fields.get("title")
         if not isinstance(title, str):
@@ -179,7 +183,7 @@ class Api:
 
     async def delete(self, request: Request) -> Response:
         """Delete the session for good; a round it is running is stopped first."""
-        session = await self.ctx.session(path_session_id(request))
+        session = await self.ctx.session(path_session_id(request), user_of(request))
         await self.ctx.delete(session)
         return Response(status_code=204)
 
@@ -188,7 +192,7 @@ class Api:
         fmt = request.path_params["fmt"]
         if fmt not in FORMATS:
             raise HTTPError(404, f"there is no {fmt!r} export; use {', '.join(FORMATS)}")
-        session = await self.ctx.session(path_session_id(request))
+        session = await self.ctx.session(path_session_id(request), user_of(request))
         file = export(await self.ctx.stored(session), fmt)
         return Response(
             file.body,
@@ -202,14 +206,14 @@ class Api:
         A client the bus cannot replay to (its id is from before a restart, say) first
         gets the whole history as one ``session_history`` event.
         """
-        session = await self.ctx.session(path_session_id(request))
+        session = await self.ctx.session(path_session_id(request), user_of(request))
         stream = self.ctx.follow(session, event_cursor(request), JSON)
         return sse_response(stream)
 
     async def stimulus(self, request: Request) -> Response:
         """``text`` (at most 500 characters) opens the session's next round: 202 with the
         number of that round."""
-        session = await self.ctx.session(path_session_id(request))
+        session = await self.ctx.session(path_session_id(request), user_of(request))
         fields = await read_fields(request)
         text = text_field(fields, "text", required=True)
         assert text is not None
@@ -221,7 +225,7 @@ class Api:
 
     async def stop(self, request: Request) -> Response:
         """Stop the session's round, or with ``turn_id`` only that agent's turn."""
-        session = await self.ctx.session(path_session_id(request))
+        session = await self.ctx.session(path_session_id(request), user_of(request))
         fields = await read_fields(request, allow_empty=True)
         turn_id = id_field(fields, "turn_id")
         stopped = self.ctx.engine.rounds.stop(session.id, turn_id)

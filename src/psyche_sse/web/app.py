@@ -26,8 +26,11 @@ from ..config import Settings
 from ..engine import Engine
 from ..logs import LogIds
 from . import errors
+from .access import Authentication
 from .api import Api
 from .context import Context
+from .gate import Gate
+from .login import LoginPages
 from .pages import Pages
 from .render import Renderer
 from .security import AllowedHosts, SameOriginWrites, SecurityHeaders
@@ -67,6 +70,7 @@ def create_app(
     renderer = Renderer(settings)
     streams = StreamHub()
     ctx = Context(settings, renderer, streams, engine)
+    gate = Gate(settings)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -76,16 +80,21 @@ def create_app(
             tg.start_soon(partial(anyio.to_thread.run_sync, _preload, abandon_on_cancel=True))
             try:
                 if engine is not None:
+                    await gate.start(engine.store)
+                    tg.start_soon(gate.watch)
                     yield
                     return
                 async with Engine(settings, log_ids=log_ids) as owned:
                     with ctx.running(owned):
+                        await gate.start(owned.store)
+                        tg.start_soon(gate.watch)
                         yield
             finally:
                 tg.cancel_scope.cancel()
 
     static = StaticFiles(packages=[("psyche_sse", "static")])
     routes = [
+        *LoginPages(ctx, gate).routes(),
         *Api(ctx).routes(),
         *Pages(ctx).routes(),
         *SessionPages(ctx).routes(),
@@ -98,9 +107,11 @@ def create_app(
         middleware=[
             Middleware(AllowedHosts, hosts=settings.allowed_host_names()),
             Middleware(SameOriginWrites),
+            Middleware(Authentication, gate=gate),
         ],
         exception_handlers=errors.handlers(renderer),
         lifespan=lifespan,
     )
     app.state.context = ctx
+    app.state.gate = gate
     return app

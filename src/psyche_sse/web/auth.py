@@ -34,6 +34,12 @@ def user_of(conn: HTTPConnection) -> User:
     return user if isinstance(user, User) else LOCAL_USER
 
 
+def account_of(conn: HTTPConnection) -> User | None:
+    """The signed-in user the page shows (with a sign-out button); None with no accounts."""
+    user = user_of(conn)
+    return user if user.id is not None else None
+
+
 def require_admin(conn: HTTPConnection) -> User:
     """The request's user when an admin; otherwise a 404, as for anything they may not see."""
     user = user_of(conn)

@@ -12,8 +12,11 @@ from ..council import clean_situation, clean_stimulus
 from ..engine import Engine, Session
 from ..errors import InputError, OverBudget, RoundInProgress, SessionNotFound, TooManyRounds
 from ..events import Event, SessionHistory
+from ..store import SessionSummary
 from ..transcript import Transcript
+from .auth import User
 from .errors import HTTPError
+from .limits import RoundLimits
 from .render import Renderer
 from .streams import Format, StreamHub, follow
 
@@ -41,6 +44,10 @@ class Context:
     renderer: Renderer
     streams: StreamHub
     _engine: Engine | None = field(default=None, repr=False)
+    limits: RoundLimits = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.limits = RoundLimits(self.settings)
 
     @property
     def engine(self) -> Engine:
@@ -57,12 +64,27 @@ class Context:
         finally:
             self._engine = None
 
-    async def session(self, session_id: str) -> Session:
-        """The session, loaded from the store when it is not in memory; 404 when unknown."""
+    async def session(self, session_id: str, user: User) -> Session:
+        """The session, loaded from the store when it is not in memory; 404 when unknown,
+        and when it is another user's: only its owner and admins see it."""
         try:
-            return await self.engine.live.load(session_id)
+            session = await self.engine.live.load(session_id)
         except SessionNotFound:
             raise _not_found() from None
+        if not visible(session, user):
+            raise _not_found()
+        return session
+
+    async def sessions(
+        self, user: User, *, limit: int, offset: int
+    ) -> tuple[list[SessionSummary], int]:
+        """A page of the sessions ``user`` sees (an admin: everyone's), and their total."""
+        if not user.admin and user.id is None:
+            return [], 0
+        owner = None if user.admin else user.id
+        archive = self.engine.archive
+        total = await archive.count(owner=owner)
+        return await archive.list(limit=limit, offset=offset, owner=owner), total
 
     async def transcript(self, session: Session) -> Transcript:
         """The session's conversation so far, and the id of the last event it reflects.
@@ -151,13 +173,16 @@ class Context:
         rounds: int = 1,
         seed: int | None = None,
         stimulus: str | None = None,
+        user: User,
     ) -> Started:
         """Start a run of ``rounds`` rounds (with no ``situation``, continuing the session's
-        newest run). Errors as HTTP."""
+        newest run) for ``user``, within the user's limits. Errors as HTTP."""
         engine = self.engine
         known = None
         if session_id is not None:
-            known = await self.session(session_id)  # loaded without blocking, if it must be
+            known = await self.session(session_id, user)  # loaded without blocking, if must be
+        if user.id is not None:
+            self.limits.check(user, engine.live.running_of(user.id))
         try:
             if situation is not None:
                 clean_situation(situation, self.settings.max_situation_chars)
@@ -173,7 +198,12 @@ class Context:
             # A bad stimulus is refused before anything starts.
             opening = [clean_stimulus(stimulus)] if stimulus is not None else []
             session, round_id = engine.rounds.start(
-                situation, session_id, rounds=rounds, seed=seed, scheduled={1: opening}
+                situation,
+                session_id,
+                rounds=rounds,
+                seed=seed,
+                scheduled={1: opening},
+                owner=user.id,
             )
         except InputError as exc:
             raise HTTPError(400, str(exc), code="invalid_situation") from None
@@ -191,4 +221,10 @@ class Context:
                 code="too_many_rounds",
                 headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
             ) from None
+        self.limits.started(user)
         return Started(session, round_id, after, len(session.rounds) + 1)
+
+
+def visible(session: Session, user: User) -> bool:
+    """Whether ``user`` may see ``session``: its owner, or an admin."""
+    return user.admin or (user.id is not None and session.owner == user.id)

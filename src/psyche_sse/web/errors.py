@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 _TITLES = MappingProxyType(
     {
         400: "Bad request",
+        401: "Sign in",
         403: "Forbidden",
         404: "Not found",
         405: "Method not allowed",
@@ -32,7 +33,7 @@ _TITLES = MappingProxyType(
         413: "Too large",
         415: "Unsupported content type",
         422: "Not accepted",
-        429: "Too many rounds",
+        429: "Too many requests",
         500: "Something went wrong",
         503: "Unavailable",
     }
@@ -40,6 +41,7 @@ _TITLES = MappingProxyType(
 _CODES = MappingProxyType(
     {
         400: "bad_request",
+        401: "unauthorized",
         403: "forbidden",
         404: "not_found",
         405: "method_not_allowed",

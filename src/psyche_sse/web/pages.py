@@ -18,6 +18,7 @@ from starlette.routing import BaseRoute, Route
 from ..council import MAX_STIMULUS_CHARS
 from ..events import encode_sse
 from ..transcript import Transcript
+from .auth import account_of, user_of
 from .context import Context
 from .errors import HTTPError, is_htmx
 from .inputs import event_cursor, id_field, int_field, path_session_id, read_fields, text_field
@@ -46,6 +47,7 @@ class Pages:
 
     def _page(
         self,
+        request: Request,
         session_id: str | None,
         transcript: Transcript | None,
         *,
@@ -58,6 +60,8 @@ class Pages:
         r = self.renderer
         title = title or self._title(transcript)
         html = r.env.get_template("page.html").render(
+            account=account_of(request),
+            admin=user_of(request).admin,
             title=title,
             sessionbar=r.sessionbar(session_id, title, transcript.cost_usd if transcript else None),
             conversation=self._conversation(session_id, transcript),
@@ -96,12 +100,13 @@ class Pages:
         )
 
     async def home(self, request: Request) -> Response:
-        return self._page(None, None)
+        return self._page(request, None, None)
 
     async def session_page(self, request: Request) -> Response:
-        session = await self.ctx.session(path_session_id(request))
+        session = await self.ctx.session(path_session_id(request), user_of(request))
         transcript = await self.ctx.transcript(session)
         return self._page(
+            request,
             session.id,
             transcript,
             title=session.title,
@@ -120,7 +125,7 @@ class Pages:
             # "Continue": a session and no situation go on from the session's newest run.
             go_on = session_id is not None and fields.get("continue") is not None
             started = await self.ctx.start_round(
-                None if go_on else situation, session_id, rounds=rounds
+                None if go_on else situation, session_id, rounds=rounds, user=user_of(request)
             )
             session = started.session
         except HTTPError as exc:
@@ -129,12 +134,13 @@ class Pages:
             # Without JavaScript: the page again, with the message and the text kept.
             title = ""
             if session_id is not None:
-                known = await self.ctx.session(session_id)
+                known = await self.ctx.session(session_id, user_of(request))
                 transcript = await self.ctx.transcript(known)
                 running, title = known.running, known.title
             else:
                 transcript, running = None, False
             page = self._page(
+                request,
                 session_id,
                 transcript,
                 title=title,
@@ -164,7 +170,7 @@ class Pages:
 
     async def stimulus(self, request: Request) -> Response:
         """A stimulus from the page's form: it opens the session's next round."""
-        session = await self.ctx.session(path_session_id(request))
+        session = await self.ctx.session(path_session_id(request), user_of(request))
         fields = await read_fields(request)
         text = text_field(fields, "text", required=True, max_chars=MAX_STIMULUS_CHARS)
         assert text is not None
@@ -184,12 +190,12 @@ class Pages:
 
     async def pictures(self, request: Request) -> Response:
         """The session's pictures, as they stand now (the page loads them after a round)."""
-        session = await self.ctx.session(path_session_id(request))
+        session = await self.ctx.session(path_session_id(request), user_of(request))
         transcript = await self.ctx.transcript(session)
         return HTMLResponse(str(self.renderer.pictures(transcript)))
 
     async def stop(self, request: Request) -> Response:
-        session = await self.ctx.session(path_session_id(request))
+        session = await self.ctx.session(path_session_id(request), user_of(request))
         fields = await read_fields(request, allow_empty=True)
         self.ctx.engine.rounds.stop(session.id, id_field(fields, "turn_id"))
         if is_htmx(request):
@@ -206,7 +212,7 @@ class Pages:
         ``end``, the event the page's ``hx-sse:close`` names, so htmx does not reconnect.
         """
         try:
-            session = await self.ctx.session(path_session_id(request))
+            session = await self.ctx.session(path_session_id(request), user_of(request))
             # A page from before a restart gets its conversation again, then the rest.
             stream = self.ctx.follow(session, event_cursor(request), self.html)
         except HTTPError as exc:

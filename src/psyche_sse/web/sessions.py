@@ -19,6 +19,7 @@ from starlette.routing import BaseRoute, Route
 from ..engine import MAX_TITLE_CHARS, Session
 from ..store import SessionSummary
 from ..transcript import Status
+from .auth import account_of, user_of
 from .context import Context
 from .errors import HTTPError
 from .inputs import check_text, path_session_id, query_int, read_fields
@@ -90,20 +91,26 @@ class SessionPages:
             Route("/s/{session_id}/delete", self.delete, methods=["POST"]),
         ]
 
-    def _render(self, name: str, status_code: int = 200, **context: object) -> HTMLResponse:
-        html = self.renderer.env.get_template(name).render(**context)
+    def _render(
+        self, request: Request, name: str, status_code: int = 200, **context: object
+    ) -> HTMLResponse:
+        html = self.renderer.env.get_template(name).render(
+            account=account_of(request), admin=user_of(request).admin, **context
+        )
         return HTMLResponse(html, status_code=status_code)
 
     # --- the list -----------------------------------------------------------------------
 
     async def list_page(self, request: Request) -> Response:
         page = query_int(request, "page", default=1, low=1, high=MAX_PAGES)
-        engine = self.ctx.engine
-        total = await engine.archive.count()
-        summaries = await engine.archive.list(limit=PAGE_SIZE, offset=(page - 1) * PAGE_SIZE)
+        user = user_of(request)
+        summaries, total = await self.ctx.sessions(
+            user, limit=PAGE_SIZE, offset=(page - 1) * PAGE_SIZE
+        )
         lines = [Line.of(s, self._running(s.id)) for s in summaries]
         here = "/sessions" if page == 1 else f"/sessions?page={page}"
         return self._render(
+            request,
             "sessions.html",
             sessions=lines,
             page=page,
@@ -120,16 +127,26 @@ class SessionPages:
     # --- rename -------------------------------------------------------------------------
 
     async def rename_page(self, request: Request) -> Response:
-        session = await self.ctx.session(path_session_id(request))
+        session = await self.ctx.session(path_session_id(request), user_of(request))
         transcript = await self.ctx.stored(session)
         return self._rename_form(
-            session, transcript.title, safe_next(request.query_params.get("next"), session.id)
+            request,
+            session,
+            transcript.title,
+            safe_next(request.query_params.get("next"), session.id),
         )
 
     def _rename_form(
-        self, session: Session, title: str, next_url: str, error: str = "", status_code: int = 200
+        self,
+        request: Request,
+        session: Session,
+        title: str,
+        next_url: str,
+        error: str = "",
+        status_code: int = 200,
     ) -> HTMLResponse:
         return self._render(
+            request,
             "rename.html",
             status_code=status_code,
             session_id=session.id,
@@ -140,7 +157,7 @@ class SessionPages:
         )
 
     async def rename(self, request: Request) -> Response:
-        session = await self.ctx.session(path_session_id(request))
+        session = await self.ctx.session(path_session_id(request), user_of(request))
         typed, next_url = "", "/sessions"
         try:
             fields = await read_fields(request)
@@ -152,16 +169,17 @@ class SessionPages:
             if exc.status not in (400, 422):
                 raise
             # The form again, with the message and what was typed (when it can be shown).
-            return self._rename_form(session, typed, next_url, exc.message, exc.status)
+            return self._rename_form(request, session, typed, next_url, exc.message, exc.status)
         return RedirectResponse(next_url, status_code=303)
 
     # --- delete -------------------------------------------------------------------------
 
     async def delete_page(self, request: Request) -> Response:
         """The confirmation: what would be deleted, and the one button that deletes it."""
-        session = await self.ctx.session(path_session_id(request))
+        session = await self.ctx.session(path_session_id(request), user_of(request))
         transcript = await self.ctx.stored(session)
         return self._render(
+            request,
             "delete.html",
             session_id=session.id,
             title=transcript.title,
@@ -172,7 +190,7 @@ class SessionPages:
         )
 
     async def delete(self, request: Request) -> Response:
-        session = await self.ctx.session(path_session_id(request))
+        session = await self.ctx.session(path_session_id(request), user_of(request))
         fields = await read_fields(request, allow_empty=True)
         if fields.get("confirm") != "yes":
             # Not from the confirmation page: show it instead of deleting.

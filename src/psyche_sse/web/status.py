@@ -19,7 +19,7 @@ from starlette.routing import BaseRoute, Route
 from ..engine import Engine
 from ..events import SystemStatus, encode_sse
 from ..metrics import CONTENT_TYPE_LATEST
-from .auth import require_admin
+from .auth import account_of, require_admin
 from .context import Context
 from .render import partial
 from .streams import HEARTBEAT, RETRY_MS, sse_response
@@ -80,7 +80,10 @@ class StatusPages:
         require_admin(request)
         status = self.ctx.engine.status()
         html = self.renderer.env.get_template("status.html").render(
-            fragment=self.fragment(status), interval=self.ctx.settings.status_interval
+            fragment=self.fragment(status),
+            interval=self.ctx.settings.status_interval,
+            account=account_of(request),
+            admin=True,
         )
         return HTMLResponse(html)
 

@@ -115,6 +115,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--host", default=None, help="address to bind (default %(setting)s)")
     serve.add_argument("--port", type=int, default=None, help="port (default %(setting)s)")
+
+    doctor = commands.add_parser(
+        "doctor",
+        help="check that a deployment streams live, through whatever proxy is in front",
+        description="Check a running deployment: reach /healthz, start one short round (five "
+        "turns on its models), and compare when its events arrive with when they were sent. "
+        "Exit 0: live; 1: something between buffers the stream; 2: unreachable or refused.",
+    )
+    doctor.add_argument("url", help="where the service answers, such as https://psyche.example.com")
+    doctor.add_argument("--token", default=None, help="an API token, sent as Authorization: Bearer")
     return parser
 
 
@@ -128,6 +138,8 @@ def main(argv: list[str] | None = None) -> int:
             return _run(args)
         if args.command == "serve":
             return _serve(args)
+        if args.command == "doctor":
+            return _doctor(args)
     except (UsageError, StoreError) as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -169,6 +181,15 @@ def _serve(args: argparse.Namespace) -> int:
 
     serve(settings)
     return 0
+
+
+def _doctor(args: argparse.Namespace) -> int:
+    from .doctor import Unreachable, doctor
+
+    try:
+        return doctor(args.url, token=args.token, out=sys.stdout)
+    except Unreachable as exc:
+        raise UsageError(str(exc)) from exc
 
 
 def _run(args: argparse.Namespace) -> int:

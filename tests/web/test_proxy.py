@@ -4,6 +4,7 @@ from a trusted proxy (``PSYCHE_TRUSTED_PROXIES``)."""
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -17,7 +18,7 @@ from httpx_sse import connect_sse
 from psyche_sse.config import Settings, load_settings
 from psyche_sse.errors import ConfigError
 from tests.live import LiveServer, serve_in_thread, stop_server
-from tests.nginx import Nginx, start_nginx, stop_nginx
+from tests.nginx import DEPLOY_DOC, Nginx, start_nginx, stop_nginx
 from tests.web.sse import Msg, assert_whole_round, follow_round, messages, start_round
 
 CLIENT = "203.0.113.7"  # TEST-NET-3: an address no test machine has
@@ -164,3 +165,18 @@ def test_trusted_proxies_are_addresses_or_networks(monkeypatch: pytest.MonkeyPat
     monkeypatch.setenv("PSYCHE_TRUSTED_PROXIES", "127.0.0.1,nginx")
     with pytest.raises(ConfigError, match=r"trusted_proxies.*'nginx' is not an IP address"):
         load_settings()
+
+
+def test_the_documented_settings_file_loads(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    text = DEPLOY_DOC.read_text()
+    (toml,) = [b for b in re.findall(r"```toml\n(.*?)```", text, re.S) if "trusted_proxies" in b]
+    (tmp_path / "psyche.toml").write_text(toml)
+    monkeypatch.setenv("PSYCHE_CONFIG", str(tmp_path / "psyche.toml"))
+    monkeypatch.delenv("PSYCHE_DB")
+    settings = load_settings()
+    assert settings.host == "127.0.0.1"
+    assert settings.trusted_proxies == ("127.0.0.1",)
+    assert "psyche.example.com" in settings.allowed_host_names()
+    assert {"localhost", "127.0.0.1"} <= set(settings.allowed_host_names())

@@ -4,6 +4,7 @@ from a trusted proxy (``PSYCHE_TRUSTED_PROXIES``)."""
 
 from __future__ import annotations
 
+import logging
 import re
 import time
 from collections.abc import Iterator
@@ -48,7 +49,8 @@ def proxied(where: Path, **settings: str) -> Iterator[Proxied]:
 def trusted(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proxied]:
     """nginx in front of a server that trusts it; a round lasts a few seconds."""
     where = tmp_path_factory.mktemp("trusted")
-    with proxied(where, offline_tps="100", trusted_proxies="127.0.0.1") as setup:
+    settings = {"offline_tps": "100", "trusted_proxies": "127.0.0.1", "access_log": "true"}
+    with proxied(where, **settings) as setup:
         yield setup
 
 
@@ -68,12 +70,16 @@ def whoami(nginx: Nginx, **headers: str) -> dict[str, str]:
 
 
 def test_the_client_address_and_scheme_come_from_a_trusted_proxy_only(
-    trusted: Proxied, untrusted: Proxied
+    trusted: Proxied, untrusted: Proxied, caplog: pytest.LogCaptureFixture
 ) -> None:
     # nginx appends the address it was reached from (127.0.0.1) to what the client sent:
     # the server takes the last address that is not a trusted proxy's.
-    seen = whoami(trusted.nginx, **{"X-Forwarded-For": CLIENT})
+    with caplog.at_level(logging.INFO, logger="uvicorn.access"):
+        seen = whoami(trusted.nginx, **{"X-Forwarded-For": CLIENT})
     assert seen == {"client": CLIENT, "scheme": "https", "user": "local"}
+    # The access log names the same client.
+    logged = [r.getMessage() for r in caplog.records if r.name == "uvicorn.access"]
+    assert any(CLIENT in line and "/api/whoami" in line for line in logged), logged
     # Not trusted: the headers are ignored, the peer is nginx, over plain HTTP.
     seen = whoami(untrusted.nginx, **{"X-Forwarded-For": CLIENT})
     assert seen == {"client": "127.0.0.1", "scheme": "http", "user": "local"}

@@ -105,13 +105,13 @@ def test_the_documented_nginx_is_not_buffered_and_the_token_is_sent(
         ("ftp://127.0.0.1/", "is not an http(s) URL"),
         ("http://", "is not an http(s) URL"),
         ("http://[::1", "is not an http(s) URL"),
-        (f"http://127.0.0.1:{free_port()}", "cannot reach http://127.0.0.1:"),
+        ("http://127.0.0.1:{closed}", "cannot reach http://127.0.0.1:"),
     ],
 )
 def test_no_server_is_one_line_and_exit_2(
     url: str, says: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    result = doctor(capsys, url)
+    result = doctor(capsys, url.replace("{closed}", str(free_port())))
     assert result.code == 2
     assert result.out == ""
     assert result.err.startswith("psyche-sse: error: ") and says in result.err

@@ -95,7 +95,7 @@ class Measure:
 
 
 @dataclass
-class Round:
+class Seen:
     """What the round's stream carried besides the timing."""
 
     session_id: str | None = None
@@ -173,10 +173,10 @@ def _events(source: EventSource) -> Iterator[tuple[str, dict[str, Any]]]:
             yield sse.event, data
 
 
-def _read_round(client: httpx.Client, token: str | None) -> tuple[float, list[Arrival], Round]:
+def _read_round(client: httpx.Client, token: str | None) -> tuple[float, list[Arrival], Seen]:
     """Start a round and read its stream to the end: when it was requested, each event's
     arrival, and what else the stream said."""
-    seen = Round()
+    seen = Seen()
     arrivals: list[Arrival] = []
     requested = time.monotonic()
     body = {"situation": SITUATION, "rounds": 1}

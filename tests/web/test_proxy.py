@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import re
+import subprocess
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -14,12 +15,21 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
+import trustme
 from httpx_sse import connect_sse
 
 from psyche_sse.config import Settings, load_settings
 from psyche_sse.errors import ConfigError
 from tests.live import LiveServer, serve_in_thread, stop_server
-from tests.nginx import DEPLOY_DOC, Nginx, start_nginx, stop_nginx
+from tests.nginx import (
+    DEPLOY_DOC,
+    NGINX,
+    Nginx,
+    documented_config,
+    main_config,
+    start_nginx,
+    stop_nginx,
+)
 from tests.web.sse import Msg, assert_whole_round, follow_round, messages, start_round
 
 CLIENT = "203.0.113.7"  # TEST-NET-3: an address no test machine has
@@ -186,3 +196,27 @@ def test_the_documented_settings_file_loads(
     assert settings.trusted_proxies == ("127.0.0.1",)
     assert "psyche.example.com" in settings.allowed_host_names()
     assert {"localhost", "127.0.0.1"} <= set(settings.allowed_host_names())
+
+
+def test_the_whole_documented_configuration_passes_nginx_t(tmp_path: Path) -> None:
+    """Both server blocks as the document has them (the redirect from port 80 too), but for
+    the certificate's files: ``nginx -t`` reads them and checks the syntax, binding nothing."""
+    ca = trustme.CA()
+    issued = ca.issue_cert("psyche.example.com")
+    issued.cert_chain_pems[0].write_to_path(str(tmp_path / "cert.pem"))
+    issued.private_key_pem.write_to_path(str(tmp_path / "key.pem"))
+    config = re.sub(
+        r"(ssl_certificate(?:_key)?)\s+\S+/(fullchain|privkey)\.pem;",
+        lambda m: f"{m[1]} {tmp_path / ('cert.pem' if m[2] == 'fullchain' else 'key.pem')};",
+        documented_config(),
+    )
+    assert str(tmp_path / "key.pem") in config
+    (tmp_path / "nginx.conf").write_text(main_config(tmp_path, config))
+    checked = subprocess.run(
+        [NGINX, "-t", "-p", tmp_path, "-c", tmp_path / "nginx.conf", "-e", tmp_path / "error.log"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert checked.returncode == 0, checked.stderr
+    assert "syntax is ok" in checked.stderr

@@ -138,7 +138,10 @@ def _health(client: httpx.Client, url: str, token: str | None) -> tuple[str, flo
     try:
         response = client.get("/healthz")
     except httpx.HTTPError as exc:
-        raise Unreachable(f"cannot reach {url}: {_one_line(exc)}") from exc
+        hint = ""
+        if "CERTIFICATE_VERIFY_FAILED" in str(exc):
+            hint = " (a certificate from your own authority: SSL_CERT_FILE=its-ca.pem)"
+        raise Unreachable(f"cannot reach {url}: {_one_line(exc)}{hint}") from exc
     took = time.monotonic() - started
     if response.status_code == 404:
         raise Unreachable(f"no psyche-sse at {url}: GET /healthz answered 404")

@@ -137,3 +137,27 @@ def test_the_verdict_compares_delays_not_clocks() -> None:
     measure = Measure.of(99.9, held)
     assert measure.buffered
     assert (measure.sent_span, measure.arrival_span, measure.held_back) == (9.0, 0.0, 9.0)
+
+
+@pytest.mark.slow
+def test_over_tls_the_certificate_is_checked(
+    server: LiveServer,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The documented nginx terminating TLS with a certificate of a test authority: refused
+    (one line, exit 2) until the authority is trusted, with SSL_CERT_FILE."""
+    with nginx_in_front(tmp_path, server.url) as nginx:
+        assert nginx.ca is not None
+        refused = doctor(capsys, nginx.url)
+        nginx.ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
+        monkeypatch.setenv("SSL_CERT_FILE", str(tmp_path / "ca.pem"))
+        trusted = doctor(capsys, nginx.url)
+    assert (refused.code, refused.out) == (2, "")
+    assert refused.err.startswith(f"psyche-sse: error: cannot reach {nginx.url}: ")
+    assert "CERTIFICATE_VERIFY_FAILED" in refused.err and "SSL_CERT_FILE" in refused.err
+    assert refused.err.count("\n") == 1
+    assert trusted.code == 0, trusted.out + trusted.err
+    assert f"reachable:    {nginx.url}, psyche-sse" in trusted.out
+    assert "verdict:      not buffered" in trusted.out

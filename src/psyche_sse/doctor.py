@@ -101,6 +101,7 @@ class Seen:
     session_id: str | None = None
     failed_turns: int = 0
     encoding: str | None = None
+    ended: bool = False  # whether the stream reached the round's last event
 
 
 def _base_url(url: str) -> str:
@@ -165,15 +166,14 @@ def _sent_at(data: dict[str, Any]) -> float | None:
 
 
 def _events(source: EventSource) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Each event's type and data; ``("", {})`` for what is not an event (the ``retry``
+    field, a heartbeat), so a reader sees time pass."""
     for sse in source.iter_sse():
-        if not sse.data:
-            continue  # the retry field, a heartbeat
         try:
-            data = json.loads(sse.data)
+            data = json.loads(sse.data) if sse.data else None
         except ValueError:
-            continue
-        if isinstance(data, dict):
-            yield sse.event, data
+            data = None
+        yield (sse.event, data) if isinstance(data, dict) else ("", {})
 
 
 def _read_round(client: httpx.Client, token: str | None) -> tuple[float, list[Arrival], Seen]:
@@ -195,18 +195,23 @@ def _read_round(client: httpx.Client, token: str | None) -> tuple[float, list[Ar
             seen.encoding = response.headers.get("content-encoding")
             for event, data in _events(EventSource(response)):
                 now = time.monotonic()
+                if now - requested > ROUND_TIMEOUT:
+                    raise Unreachable(f"the round did not end within {ROUND_TIMEOUT:.0f} s")
+                if not event:
+                    continue
                 sent = _sent_at(data)
                 if sent is not None:
                     arrivals.append(Arrival(now, sent))
-                seen.session_id = seen.session_id or data.get("session_id")
+                session_id = data.get("session_id")
+                if isinstance(session_id, str) and session_id.isalnum():
+                    seen.session_id = session_id
                 metadata = data.get("metadata")
                 failed = isinstance(metadata, dict) and metadata.get("status") == "error"
                 if event == "agent_processing_complete" and failed:
                     seen.failed_turns += 1
                 if event == "conversation_state":
+                    seen.ended = True
                     break
-                if now - requested > ROUND_TIMEOUT:
-                    raise Unreachable(f"the round did not end within {ROUND_TIMEOUT:.0f} s")
     except httpx.HTTPError as exc:
         raise Unreachable(f"the round's stream broke off: {_one_line(exc)}") from exc
     if not arrivals:
@@ -274,6 +279,12 @@ def doctor(url: str, *, token: str | None = None, out: TextIO) -> int:
             print(
                 f"{'note:':<14}the stream came {seen.encoding}-encoded: the server never "
                 f"compresses it, something between does (and may hold it back to do so)",
+                file=out,
+            )
+        if not seen.ended:
+            print(
+                f"{'note:':<14}the stream ended before the round did: something between cut "
+                f"it (a proxy's read timeout shorter than the round?)",
                 file=out,
             )
         if seen.failed_turns:

@@ -122,6 +122,24 @@ def test_a_browser_write_through_the_tls_proxy_passes_the_origin_check(
     assert post(untrusted.nginx, untrusted.nginx.url) == 403
 
 
+def test_https_on_its_default_port_passes_the_origin_check(trusted: Proxied) -> None:
+    """As nginx on port 443 forwards a page's write: ``Host`` with no port, scheme https."""
+    headers = {
+        "Host": "localhost",
+        "Origin": "https://localhost",
+        "X-Forwarded-Proto": "https",
+        "Accept": "application/json",
+    }
+    with trusted.server.client() as client:
+        started = client.post("/api/rounds", json={"situation": "a"}, headers=headers)
+        assert started.status_code == 202, started.text
+        client.post(f"/api/sessions/{started.json()['session_id']}/stop", json={})
+        plain = client.post(
+            "/api/rounds", json={"situation": "a"}, headers={**headers, "X-Forwarded-Proto": "http"}
+        )
+    assert plain.status_code == 403
+
+
 def _at(msg: Msg) -> float:
     return datetime.fromisoformat(msg.data["timestamp"]).timestamp()
 

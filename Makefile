@@ -4,13 +4,15 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-CHROMIUM ?= /usr/bin/chromium
+# Debian packages the tests drive for real: the browser tests' Chromium, and the nginx the
+# reverse-proxy tests put in front of the server. Each as "package:the file it installs".
+SYSTEM_PACKAGES := chromium:/usr/bin/chromium nginx:/usr/sbin/nginx
 
 .DEFAULT_GOAL := help
 
 help: ## list the targets
 	@grep -E '^[a-z][a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | \
-		awk -F ':.*## ' '{printf "  \033[1m%-10s\033[0m %s\n", $$1, $$2}'
+		awk -F ':.*## ' '{printf "  \033[1m%-16s\033[0m %s\n", $$1, $$2}'
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -20,10 +22,13 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP) ## create .venv and install the project with its dev tools
 
-browser: ## install Debian's Chromium for the browser tests, when missing
-	@test -x $(CHROMIUM) || { \
-		echo "installing chromium (Debian package)"; \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+system-packages: ## install the Debian packages the tests need (Chromium, nginx), when missing
+	@missing=""; for p in $(SYSTEM_PACKAGES); do \
+		test -x "$${p#*:}" || missing="$$missing $${p%%:*}"; done; \
+	test -z "$$missing" || { \
+		echo "installing$$missing (Debian packages)"; \
+		apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; }
 
 run: install ## serve on http://127.0.0.1:8000 with the offline model
 	$(BIN)/psyche-sse serve
@@ -32,13 +37,13 @@ run: install ## serve on http://127.0.0.1:8000 with the offline model
 # heartbeats and deadlines rather than computing.
 XDIST := -n 3
 
-test: install browser ## install everything and run the whole test suite
+test: install system-packages ## install everything and run the whole test suite
 	$(BIN)/python -m pytest $(XDIST)
 
 test-fast: install ## run the suite without the browser tests and those marked slow
 	$(BIN)/python -m pytest $(XDIST) -m "not browser and not slow"
 
-docs: install browser ## retake the screenshots in docs/ (the browser tests, writing there)
+docs: install system-packages ## retake the screenshots in docs/ (the browser tests, writing there)
 	PSYCHE_SCREENSHOTS=$(CURDIR)/docs $(BIN)/python -m pytest -m browser -k "round_live or three_rounds"
 
 lint: install ## ruff (lint and format check) and mypy
@@ -56,4 +61,4 @@ bench: install ## run the benchmarks and print the figures
 clean: ## remove the virtualenv and caches
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build dist src/*.egg-info
 
-.PHONY: help install browser run test test-fast docs lint format bench clean
+.PHONY: help install system-packages run test test-fast docs lint format bench clean

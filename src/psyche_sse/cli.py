@@ -123,6 +123,16 @@ def build_parser() -> argparse.ArgumentParser:
         "reads and deletes every session",
     )
     _account_commands(commands)
+
+    doctor = commands.add_parser(
+        "doctor",
+        help="check that a deployment streams live, through whatever proxy is in front",
+        description="Check a running deployment: reach /healthz, start one short round (five "
+        "turns on its models), and compare when its events arrive with when they were sent. "
+        "Exit 0: live; 1: something between buffers the stream; 2: unreachable or refused.",
+    )
+    doctor.add_argument("url", help="where the service answers, such as https://psyche.example.com")
+    doctor.add_argument("--token", default=None, help="an API token, sent as Authorization: Bearer")
     return parser
 
 
@@ -183,6 +193,8 @@ def main(argv: list[str] | None = None) -> int:
             from .accounts_cli import accounts_command
 
             return accounts_command(args, _settings())
+        if args.command == "doctor":
+            return _doctor(args)
     except (UsageError, StoreError) as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -235,6 +247,15 @@ def _serve(args: argparse.Namespace) -> int:
 
     serve(settings)
     return 0
+
+
+def _doctor(args: argparse.Namespace) -> int:
+    from .doctor import Unreachable, doctor
+
+    try:
+        return doctor(args.url, token=args.token, out=sys.stdout)
+    except Unreachable as exc:
+        raise UsageError(str(exc)) from exc
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -99,6 +99,11 @@ class Settings(BaseSettings):
     # 400, which is what defeats DNS rebinding. Comma-separated in the environment. Empty:
     # the loopback names plus ``host`` when that is one address. ``*`` allows any host.
     allowed_hosts: Annotated[tuple[str, ...], NoDecode] = ()
+    # Addresses and networks (CIDR) of the reverse proxies in front of the server: a request
+    # whose direct peer is one of them is taken to come from the client its X-Forwarded-For
+    # names, by the scheme its X-Forwarded-Proto names. Comma-separated in the environment.
+    # Empty: no proxy is trusted, and those headers are ignored.
+    trusted_proxies: Annotated[tuple[str, ...], NoDecode] = ()
     # Slow and idle clients. Open connections at most (each SSE viewer holds one; beyond
     # it, requests get a 503); seconds an idle keep-alive connection is kept; seconds a
     # client has to send a request's headers before its connection is closed.
@@ -137,12 +142,30 @@ class Settings(BaseSettings):
                 raise ValueError(f"empty model name for {agent}")
         return value
 
-    @field_validator("allowed_hosts", mode="before")
+    @field_validator("allowed_hosts", "trusted_proxies", mode="before")
     @classmethod
     def _comma_separated(cls, value: object) -> object:
         if isinstance(value, str):
             return tuple(part.strip() for part in value.split(",") if part.strip())
         return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _addresses(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        # uvicorn would take what is not an address as a literal name that never matches:
+        # a typo would silently trust nothing.
+        out: list[str] = []
+        for entry in value:
+            try:
+                if "/" in entry:
+                    out.append(str(ipaddress.ip_network(entry, strict=False)))
+                else:
+                    out.append(str(ipaddress.ip_address(entry.removeprefix("[").rstrip("]"))))
+            except ValueError:
+                raise ValueError(
+                    f"{entry!r} is not an IP address or network (such as 127.0.0.1 or 10.0.0.0/8)"
+                ) from None
+        return tuple(out)
 
     def allowed_host_names(self) -> tuple[str, ...]:
         """The host names requests may name: ``allowed_hosts``, or its default."""

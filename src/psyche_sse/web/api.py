@@ -84,6 +84,7 @@ class Api:
     def routes(self) -> list[BaseRoute]:
         return [
             Route("/healthz", self.health, methods=["GET"]),
+            Route("/api/whoami", self.whoami, methods=["GET"]),
             Route("/api/rounds", self.start_round, methods=["POST"]),
             Route("/api/sessions", self.list_sessions, methods=["GET"]),
             Route("/api/sessions/{session_id}", self.session, methods=["GET"]),
@@ -105,6 +106,14 @@ class Api:
                 "llm": "ready" if llm.ready() else "loading",
                 "sessions": len(engine.live.by_id),
             }
+        )
+
+    async def whoami(self, request: Request) -> Response:
+        """The request as the server sees it: behind a proxy, whether the proxy is trusted
+        (``PSYCHE_TRUSTED_PROXIES``) shows in ``client`` and ``scheme``."""
+        client = request.client.host if request.client else None
+        return JSONResponse(
+            {"client": client, "scheme": request.url.scheme, "user": user_of(request).name}
         )
 
     async def start_round(self, request: Request) -> Response:

@@ -106,6 +106,10 @@ def server(
         limit_concurrency=settings.max_connections,
         timeout_keep_alive=settings.keep_alive_timeout,
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
+        # X-Forwarded-For and -Proto count only from a trusted proxy (uvicorn's own default
+        # would trust any loopback peer, FORWARDED_ALLOW_IPS aside).
+        proxy_headers=bool(settings.trusted_proxies),
+        forwarded_allow_ips=list(settings.trusted_proxies),
         log_level="info",
         access_log=settings.access_log,
         log_config=uvicorn_config(settings.log_format, log_ids, log_config),

@@ -4,13 +4,13 @@ them, the archetypes' and the person's colours as rendered, and the phone's widt
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import pytest
 from coloraide import Color
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
 
 from tests.colours import contrast, luminance
 from tests.factories import AGENT_IDS
@@ -53,9 +53,22 @@ def slow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer
     stop_server(server)
 
 
-def open_page(browser: Browser, scheme: Scheme, **options: object) -> Page:
-    context = browser.new_context(color_scheme=scheme, **options)  # type: ignore[arg-type]
-    return context.new_page()
+OpenPage = Callable[..., Page]
+
+
+@pytest.fixture
+def open_page(browser: Browser) -> Iterator[OpenPage]:
+    """Opens a page in a new context of the given scheme; closes them all after the test."""
+    contexts: list[BrowserContext] = []
+
+    def open_(scheme: Scheme, **options: Any) -> Page:
+        context = browser.new_context(color_scheme=scheme, **options)
+        contexts.append(context)
+        return context.new_page()
+
+    yield open_
+    for context in contexts:
+        context.close()
 
 
 def computed(page: Page, selector: str, prop: str) -> Color:
@@ -86,11 +99,11 @@ def backdrop(page: Page, selector: str) -> Color:
 
 @pytest.mark.parametrize("scheme", SCHEMES)
 def test_the_page_follows_the_system_scheme(
-    fast_server: LiveServer, browser: Browser, shots: Path, scheme: Scheme
+    fast_server: LiveServer, open_page: OpenPage, shots: Path, scheme: Scheme
 ) -> None:
     with fast_server.client() as client:
         session_id = finished_session(client, "My flatmate ate my birthday cake and lied")
-    page = open_page(browser, scheme, viewport={"width": 1100, "height": 760})
+    page = open_page(scheme, viewport={"width": 1100, "height": 760})
     page.goto(f"{fast_server.url}/s/{session_id}")
     expect(page.locator(".turn-final")).to_have_count(5)
 
@@ -158,19 +171,18 @@ def test_the_page_follows_the_system_scheme(
     # The grid follows the text colour, faintly: there, and lighter than the labels.
     grid = computed(page, "#picture-state .axes line", "stroke")
     assert grid == computed(page, "#picture-state .axes text", "fill")
-    page.context.close()
 
 
 @pytest.mark.parametrize("scheme", SCHEMES)
 def test_every_page_reads_in_both_schemes(
     fast_server: LiveServer,
-    browser: Browser,
+    open_page: OpenPage,
     tmp_path_factory: pytest.TempPathFactory,
     scheme: Scheme,
 ) -> None:
     with fast_server.client() as client:
         session_id = finished_session(client, "A page of its own")
-    page = open_page(browser, scheme)
+    page = open_page(scheme)
     pages = {
         "/": ".intro h1",
         "/sessions": ".sheet h1",
@@ -190,10 +202,9 @@ def test_every_page_reads_in_both_schemes(
             if page.locator(selector).count():
                 ratio = contrast(computed(page, selector, "color"), backdrop(page, selector))
                 assert ratio >= 4.5, (path, selector, scheme, ratio)
-    page.context.close()
 
     with team(tmp_path_factory.mktemp("look-login")) as crew:
-        page = open_page(browser, scheme)
+        page = open_page(scheme)
         page.goto(f"{crew.server.url}/login")
         expect(page.locator("h1")).to_have_text("Sign in")
         for selector in ("h1", "label", ".button"):
@@ -201,7 +212,6 @@ def test_every_page_reads_in_both_schemes(
             assert ratio >= 4.5, ("/login", selector, scheme, ratio)
         field = computed(page, "#name", "border-top-color")
         assert contrast(field, backdrop(page, "#name")) >= 3.0
-        page.context.close()
 
 
 # --- a phone --------------------------------------------------------------------------------
@@ -237,9 +247,9 @@ def placeholder_fits(page: Page, selector: str) -> None:
 
 
 def test_a_phone_in_the_dark_shows_everything_without_sideways_scrolling(
-    slow_server: LiveServer, browser: Browser, shots: Path
+    slow_server: LiveServer, open_page: OpenPage, shots: Path
 ) -> None:
-    page = open_page(browser, "dark", viewport=PHONE, is_mobile=True, has_touch=True)
+    page = open_page("dark", viewport=PHONE, is_mobile=True, has_touch=True)
     page.goto(slow_server.url)
     assert page.evaluate(NO_OVERFLOW) == []
     placeholder_fits(page, "#situation")
@@ -267,4 +277,3 @@ def test_a_phone_in_the_dark_shows_everything_without_sideways_scrolling(
     for path in ("/sessions", "/status"):
         page.goto(slow_server.url + path)
         assert page.evaluate(NO_OVERFLOW) == [], path
-    page.context.close()

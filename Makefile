@@ -44,7 +44,7 @@ test-fast: install ## run the suite without the browser tests and those marked s
 	$(BIN)/python -m pytest $(XDIST) -m "not browser and not slow"
 
 docs: install system-packages ## retake the screenshots in docs/ (the browser tests, writing there)
-	PSYCHE_SCREENSHOTS=$(CURDIR)/docs $(BIN)/python -m pytest -m browser -k "round_live or three_rounds"
+	PSYCHE_SCREENSHOTS=$(CURDIR)/docs $(BIN)/python -m pytest -m browser -k "round_live or three_rounds or system_scheme or phone_in_the_dark"
 
 lint: install ## ruff (lint and format check) and mypy
 	$(BIN)/ruff check src tests bench tools

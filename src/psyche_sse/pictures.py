@@ -12,7 +12,11 @@ people who cannot see the picture:
 
 Geometry is computed here; ``templates/_picture_*.html`` write it out with Jinja's
 autoescaping, so an agent id or a label from the data is always escaped. Axes and text use
-``currentColor`` and follow the page's text colour. The same transcript gives the same bytes.
+``currentColor`` and follow the page's text colour. Every coloured mark carries its colour as
+an attribute (what a standalone copy, such as the HTML export, shows) and a hook that the
+page's stylesheet recolours for its light or dark scheme: ``data-agent`` (an agent's id),
+``data-metric`` (a metric's name) or ``data-emergency``, and the classes ``emergency`` and
+``threshold``. The same transcript gives the same bytes.
 The page and the HTML export both use this module, so it knows nothing of the web layer.
 """
 
@@ -121,6 +125,11 @@ class Tick:
     strong: bool = False
 
 
+# What a legend entry stands for, as the data attribute the stylesheet colours it by:
+# ("agent", "Shadow") is written data-agent="Shadow"; None for an entry in the text colour.
+Hook = tuple[str, str] | None
+
+
 @dataclass(frozen=True, slots=True)
 class LegendEntry:
     """A legend's sample (a line, or a shaded box when ``swatch``) and its label."""
@@ -132,6 +141,7 @@ class LegendEntry:
     width: float
     x: float
     y: float
+    hook: Hook = None
 
     @property
     def sample(self) -> tuple[str, str, str, str, str]:
@@ -201,15 +211,19 @@ def _y(value: float, low: float, high: float) -> float:
     return _TOP + _PLOT_HEIGHT * (high - value) / (high - low)
 
 
-def _legend(items: Sequence[tuple[str, str, str, bool, float]], top: int) -> list[LegendEntry]:
-    """Legend entries (label, colour, dash, swatch, width) laid out in rows from ``top``."""
+LegendItem = tuple[str, str, str, bool, float, Hook]
+
+
+def _legend(items: Sequence[LegendItem], top: int) -> list[LegendEntry]:
+    """Legend entries (label, colour, dash, swatch, width, hook) laid out in rows from
+    ``top``."""
     entries: list[LegendEntry] = []
     x, y = float(_LEFT), float(top)
-    for label, colour, dash, swatch, width in items:
+    for label, colour, dash, swatch, width, hook in items:
         wide = 26 + _CHAR * len(label) + 18
         if x > _LEFT and x + wide > _WIDTH - _RIGHT:
             x, y = float(_LEFT), y + _LEGEND_ROW
-        entries.append(LegendEntry(label, colour, dash, swatch, width, x, y))
+        entries.append(LegendEntry(label, colour, dash, swatch, width, x, y, hook))
         x += wide
     return entries
 
@@ -223,7 +237,7 @@ def _frame(
     y_label: str,
     y_ticks: Iterable[Tick],
     note: str,
-    legend: Sequence[tuple[str, str, str, bool, float]],
+    legend: Sequence[LegendItem],
 ) -> Frame:
     bottom = _TOP + _PLOT_HEIGHT
     bands = _Bands(len(rounds))
@@ -329,7 +343,7 @@ def sentiment_chart(
             for v, label in ((1, "+1"), (0.5, "+0.5"), (0, "0"), (-0.5, "−0.5"), (-1, "−1"))
         ),
         note=note,
-        legend=[(s.name, s.colour, "", False, 2.0) for s in series],
+        legend=[(s.name, s.colour, "", False, 2.0, ("agent", s.name)) for s in series],
     )
     table = [
         (index, [", ".join(cells.get(agent, [])) or "–" for agent in agents])
@@ -436,8 +450,8 @@ def state_chart(
         y_label="metric",
         y_ticks=(Tick(_n(_y(v, 0, 1)), f"{v:g}") for v in (1.0, 0.75, 0.5, 0.25, 0.0)),
         note=note,
-        legend=[(s.name, s.colour, s.dash, False, s.width) for s in METRICS]
-        + [("emergency mode", EMERGENCY_COLOUR, "", True, 0.0)],
+        legend=[(s.name, s.colour, s.dash, False, s.width, ("metric", s.name)) for s in METRICS]
+        + [("emergency mode", EMERGENCY_COLOUR, "", True, 0.0, ("emergency", "mode"))],
     )
     table = [
         (
@@ -598,8 +612,8 @@ def network_picture(
     )
     legend = _legend(
         [
-            ("normal path", "currentColor", "", False, 2.0),
-            ("emergency path", EMERGENCY_COLOUR, "7 5", False, 2.0),
+            ("normal path", "currentColor", "", False, 2.0, None),
+            ("emergency path", EMERGENCY_COLOUR, "7 5", False, 2.0, ("emergency", "path")),
         ],
         _NET_HEIGHT - 18,
     )

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import re
 import xml.etree.ElementTree as ET
+from importlib import resources
 
 import pytest
 from tests import factories as f
@@ -477,3 +478,53 @@ def test_network_with_no_rounds_draws_the_council_with_every_path_at_zero() -> N
     assert len(classed(root, "line", "path")) == 9
     assert len(classed(root, "line", "open")) == 5
     assert [int(row[3]) for row in table(html)[1:]] == [0] * 9
+
+
+# --- colours in the page's two schemes -----------------------------------------------------
+
+
+def stylesheet_text() -> str:
+    return resources.files("psyche_sse").joinpath("static/psyche.css").read_text("utf-8")
+
+
+# What the stylesheet recolours a mark by, and the selector it does it with.
+def hook_selector(element: ET.Element) -> str | None:
+    for name in ("agent", "metric"):
+        value = element.get(f"data-{name}")
+        if value is not None:
+            return f'[data-{name}="{value}"]'
+    if element.get("data-emergency") is not None:
+        return "[data-emergency]"
+    classes = (element.get("class") or "").split()
+    if "threshold" in classes:
+        return ".threshold"
+    if "emergency" in classes:
+        return "rect.emergency" if element.tag == SVG + "rect" else ".path.emergency"
+    return None
+
+
+@pytest.mark.parametrize("draw", PICTURES)
+def test_every_coloured_mark_has_a_hook_the_stylesheet_recolours(draw: object) -> None:
+    """A colour written into the picture is the light scheme's; the page's stylesheet must
+    be able to give each mark the dark scheme's, through a hook on it or around it."""
+    session = scored_session(
+        [ALL, ALL, ALL], [{"stagnation": 0.7, "emergency": True}, {"stagnation": 0.7}, {}]
+    )
+    root = svg(str(draw(session)))  # type: ignore[operator]
+    parents = {child: parent for parent in root.iter() for child in parent}
+    css = stylesheet_text()
+    coloured = 0
+    for element in root.iter():
+        if not any((element.get(a) or "").startswith("#") for a in ("fill", "stroke")):
+            continue
+        coloured += 1
+        hooks = []
+        node: ET.Element | None = element
+        while node is not None:
+            hooks.append(hook_selector(node))
+            node = parents.get(node)
+        found = [h for h in hooks if h]
+        assert found, ET.tostring(element)[:120]
+        used = re.search(rf"(?<![\w-]){re.escape(found[0])}(?=[\s,{{])", css)
+        assert used, f"psyche.css does not recolour {found[0]}"
+    assert coloured > 5

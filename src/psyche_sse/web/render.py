@@ -48,7 +48,6 @@ from .markdown import MarkdownRenderer
 
 HTML_FORMAT = "html"
 
-_UNKNOWN_COLOUR = "#7f8c8d"
 _SENTIMENT_LABELS = frozenset({"very_negative", "negative", "neutral", "positive", "very_positive"})
 
 
@@ -67,7 +66,6 @@ def partial(target: str, swap: str, html: str | Markup) -> Markup:
 @dataclass(frozen=True)
 class AgentLook:
     agent_id: str
-    colour: str
     slug: str
     initial: str
 
@@ -76,8 +74,8 @@ class AgentLook:
         archetype: Archetype | None = BY_ID.get(agent_id)
         if archetype is None:
             slug = "".join(ch if ch.isalnum() else "-" for ch in agent_id.lower())
-            return cls(agent_id, _UNKNOWN_COLOUR, slug, agent_id[:1].upper() or "?")
-        return cls(agent_id, archetype.colour, archetype.slug, agent_id[:1])
+            return cls(agent_id, slug, agent_id[:1].upper() or "?")
+        return cls(agent_id, archetype.slug, agent_id[:1])
 
 
 def _signed(score: float) -> str:

@@ -16,7 +16,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from . import errors
 
 # Defence in depth behind the escaping: no inline or foreign script can run in the page.
-# Inline style attributes carry the archetype colours, hence 'unsafe-inline' for styles.
+# A turn's progress bar is an inline style attribute (its width), hence 'unsafe-inline'
+# for styles; the colours live in psyche.css.
 CONTENT_SECURITY_POLICY = (
     "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
     "img-src 'self' data:; connect-src 'self'; base-uri 'none'; form-action 'self'; "

@@ -95,6 +95,7 @@ class _Times:
     def __init__(self, transcript: Transcript, zone: tzinfo | None) -> None:
         start = _instant(transcript.created) or datetime.now(UTC)
         self.zone = timezone(start.astimezone(zone).utcoffset() or timedelta(0))
+        self.local = zone is None
 
     @property
     def offset(self) -> str:
@@ -107,7 +108,7 @@ class _Times:
 
     @property
     def note(self) -> str:
-        return f"Times are in {self.offset}, the server's time zone."
+        return f"Times are in {self.offset}" + (", the server's time zone." if self.local else ".")
 
     def when(self, stamp: str | None, *, day_of: str | None = None) -> str:
         """``30 November 2026, 14:05``, or only ``14:05`` when it falls on the day of

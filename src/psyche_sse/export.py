@@ -187,7 +187,7 @@ _STATE_HEADS = (*_METRICS, "emergency mode")
 def _no_state(rnd: Round) -> str:
     if rnd.running:
         return "The conversation's state comes when the round ends."
-    return "No state: the round did not finish."
+    return "No state was recorded after this round."
 
 
 def _totals(transcript: Transcript) -> str:

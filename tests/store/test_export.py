@@ -283,7 +283,7 @@ def test_markdown_sums_up_each_round() -> None:
     # Stopped by the budget: the reason, no cost (none is known), no state.
     assert "*Stopped: over budget &lt;script&gt;" in second
     assert "cost" not in second.split("\n\n")[1]
-    assert "No state: the round did not finish." in second
+    assert "No state was recorded after this round." in second
     assert "<script" not in text
 
 

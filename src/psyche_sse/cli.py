@@ -487,16 +487,24 @@ class JsonView(View):
 
 
 class TextView(View):
-    """Each agent's text live under its name, in its colour, with a spinner until it speaks."""
+    """Each agent's text live under its name, in its colour, with a spinner until it speaks.
+
+    Every line fits the terminal's width (``COLUMNS``, else the terminal's, else 80), with
+    words kept whole as they stream in (:mod:`psyche_sse.terminal`)."""
 
     SPINNER = "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏"
+    INDENT = "  "  # a reply and its facts, under the agent's name
 
     def __init__(self, out: TextIO) -> None:
+        from .terminal import StreamWrapper, terminal_width
+
         super().__init__(out)
         self.tty = out.isatty()
         self.colour = self.tty and "NO_COLOR" not in os.environ
         self.waiting: str | None = None
         self.streamed = ""  # the text of the current turn so far
+        self.width = terminal_width()
+        self.reply = StreamWrapper(self.width, self.INDENT)
         self._spin = 0
 
     def _paint(
@@ -548,19 +556,22 @@ class TextView(View):
             RoundStarted,
             StimulusInjected,
         )
+        from .terminal import StreamWrapper, printable, terminal_width
         from .transcript import Status, cost_text, seconds
 
         payload = event.payload
         if isinstance(payload, RoundStarted):
-            self.out.write(
+            self._lines(
                 self._paint(f"Round {payload.index}", bold=True)
                 + " · "
-                + self._paint(payload.situation, dim=True)
-                + "\n\n"
+                + self._paint(printable(payload.situation), dim=True)
             )
+            self.out.write("\n")
         elif isinstance(payload, AgentStarted):
             colour = BY_ID[payload.agent_id].colour
             self.streamed = ""
+            self.width = terminal_width()  # the terminal may have been resized
+            self.reply = StreamWrapper(self.width, self.INDENT)
             self.waiting = self._paint(f"{payload.agent_id} is thinking…", colour)
             if self.tty:
                 self.out.write(f"{self.SPINNER[0]} {self.waiting}")
@@ -568,7 +579,7 @@ class TextView(View):
             if self.waiting is not None:
                 self._clear_spinner()
                 self._header(payload.agent_id)
-            self.out.write(payload.partial_content)
+            self.out.write(self.reply.feed(payload.partial_content))
             self.streamed += payload.partial_content
         elif isinstance(payload, AgentComplete):
             meta = payload.metadata
@@ -576,28 +587,28 @@ class TextView(View):
             if self.waiting is not None:
                 self._clear_spinner()
                 self._header(payload.agent_id)
-                self.out.write(final)
+                self.out.write(self.reply.feed(final))
             elif final.startswith(self.streamed):
                 # What the end of a turn adds to its text: a line saying it was cut off.
-                self.out.write(final[len(self.streamed) :])
+                self.out.write(self.reply.feed(final[len(self.streamed) :]))
+            self.out.write(self.reply.finish() + "\n")
             sentiment = payload.sentiment
             facts = [
                 f"{sentiment.label} ({sentiment.score:+.2f})",
                 meta.streaming or "-",
                 seconds(meta.duration_ms) or "",
             ]
-            line = "  " + " · ".join(facts)
+            line = " · ".join(facts)
             if meta.status is not Status.OK:
                 line += f" · {meta.status}"
                 if meta.error:
-                    line += f": {meta.error}"
-            self.out.write("\n" + self._paint(line, dim=True) + "\n\n")
+                    line += f": {printable(meta.error)}"
+            self._lines(self._paint(line, dim=True), self.INDENT)
+            self.out.write("\n")
         elif isinstance(payload, RoundComplete):
             took = seconds(payload.duration_ms)
             cost = "" if payload.cost_usd is None else f", {cost_text(payload.cost_usd)}"
-            self.out.write(
-                self._paint(f"Round complete ({payload.status}, {took}{cost})", dim=True) + "\n"
-            )
+            self._lines(self._paint(f"Round complete ({payload.status}, {took}{cost})", dim=True))
         elif isinstance(payload, ConversationState):
             m = payload.metrics
             line = (
@@ -605,21 +616,26 @@ class TextView(View):
                 f"diversity {m.diversity:.2f} · repetition {m.repetition:.2f} · "
                 f"intensity {m.intensity:.2f} · stagnation {m.stagnation:.2f}"
             )
-            self.out.write(self._paint(line, dim=True) + "\n")
+            self._lines(self._paint(line, dim=True))
             for guide in payload.guidance:
-                self.out.write(self._paint(f"Guidance: {guide}", dim=True) + "\n")
+                self._lines(self._paint(f"Guidance: {guide}", dim=True))
             self.out.write("\n")
         elif isinstance(payload, EmergencyStatus):
             mode = "on: emergency paths open" if payload.active else "off: emergency paths closed"
-            self.out.write(self._paint(f"Emergency mode {mode} ({payload.reason})", bold=True))
-            self.out.write("\n")
+            self._lines(self._paint(f"Emergency mode {mode} ({payload.reason})", bold=True))
         elif isinstance(payload, StimulusInjected):
-            self.out.write(
+            self._lines(
                 self._paint(f"Stimulus for round {payload.round}: ", bold=True)
-                + payload.text
-                + "\n\n"
+                + printable(payload.text)
             )
+            self.out.write("\n")
         self.out.flush()
+
+    def _lines(self, text: str, indent: str = "") -> None:
+        """A whole text (colour codes allowed), wrapped to the width, and a line break."""
+        from .terminal import wrap
+
+        self.out.write(wrap(text, self.width, indent) + "\n")
 
     def _header(self, agent_id: str) -> None:
         from .archetypes import BY_ID

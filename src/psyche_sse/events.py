@@ -446,9 +446,17 @@ class SessionHistory(_Payload):
     """The whole conversation as of event ``last_event_id``, for a client whose position
     the stream cannot replay from (the server restarted since, or it is older than the
     history kept in memory): it replaces what the client has, and the events after
-    ``last_event_id`` follow. ``round_id`` is the newest round's, None before the first."""
+    ``last_event_id`` follow. ``round_id`` is the newest round's, None before the first.
+
+    ``running``, ``round_status`` and ``round_index`` say where that newest round stands, so
+    a client learns whether it is still going (and how it ended) without reading the
+    transcript: ``running`` is true exactly while ``round_status`` is ``running``. Before
+    the session's first round they are false, None and None."""
 
     type: Literal[EventType.SESSION_HISTORY] = EventType.SESSION_HISTORY
+    running: bool
+    round_status: Status | None
+    round_index: int | None
     last_event_id: int
     transcript: Transcript
 
@@ -458,6 +466,9 @@ class SessionHistory(_Payload):
         return cls(
             session_id=transcript.id,
             round_id=last.id if last else None,
+            running=last is not None and last.running,
+            round_status=last.status if last else None,
+            round_index=last.index if last else None,
             last_event_id=transcript.last_event_id,
             transcript=transcript,
         )

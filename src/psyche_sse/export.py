@@ -2,7 +2,11 @@
 
 JSON is the lossless form (:func:`from_json` reads it back). Markdown and HTML are for people:
 every text from a person or a model is escaped, and the HTML page carries its own CSS and no
-script at all (its Content-Security-Policy forbids them too).
+script at all (its Content-Security-Policy forbids them too). They give times as people read
+them ("30 November 2026, 14:05") in the time zone of the machine that makes the file (the
+server's, ``TZ`` sets it), at the UTC offset of the session's start, named once at the top;
+and each round opens with a summary: how it ended, its turns, time and cost, and the
+conversation's state after it.
 """
 
 from __future__ import annotations
@@ -11,14 +15,15 @@ import html
 import json
 import re
 import unicodedata
-from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from types import MappingProxyType
+from typing import Protocol
 
 from .archetypes import BY_ID
 from .links import neutralise_markdown_links
 from .pictures import network_picture, sentiment_chart, state_chart
-from .transcript import Round, Status, Transcript, Turn, cost_text, turn_facts
+from .transcript import Round, Status, Transcript, Turn, cost_text, seconds, turn_facts
 
 JSON_FORMAT = "psyche-sse/transcript"
 JSON_VERSION = 1
@@ -35,13 +40,15 @@ class ExportFile:
         return f'attachment; filename="{self.filename}"'
 
 
-def export(transcript: Transcript, fmt: str) -> ExportFile:
-    """The transcript in ``fmt`` (one of :data:`FORMATS`); ValueError for another."""
+def export(transcript: Transcript, fmt: str, *, zone: tzinfo | None = None) -> ExportFile:
+    """The transcript in ``fmt`` (one of :data:`FORMATS`), its times in ``zone`` (None: this
+    machine's local time); ValueError for another format."""
     try:
         render, media_type, extension = FORMATS[fmt]
     except KeyError:
         raise ValueError(f"unknown export format {fmt!r} (use {', '.join(FORMATS)})") from None
-    return ExportFile(render(transcript).encode(), media_type, filename(transcript, extension))
+    body = render(transcript, zone=zone).encode()
+    return ExportFile(body, media_type, filename(transcript, extension))
 
 
 def filename(transcript: Transcript, extension: str) -> str:
@@ -55,7 +62,8 @@ def filename(transcript: Transcript, extension: str) -> str:
 # --- JSON --------------------------------------------------------------------------------
 
 
-def to_json(transcript: Transcript) -> str:
+def to_json(transcript: Transcript, *, zone: tzinfo | None = None) -> str:
+    """The lossless form: times stay as recorded (ISO 8601, UTC); ``zone`` is not used."""
     data = transcript.to_dict()
     # The sums, for readers of the file; the turns' costs are what is read back.
     for rnd, plain_round in zip(transcript.rounds, data["rounds"], strict=True):
@@ -76,31 +84,118 @@ def from_json(text: str) -> Transcript:
     return Transcript.from_dict(data)
 
 
-# --- Markdown ----------------------------------------------------------------------------
+# --- what people read: times, counts, a round's summary -----------------------------------
 
 
-def _md(text: str) -> str:
-    """Text safe in Markdown: no raw HTML gets through, no link runs a script (the page's
-    rule, :mod:`psyche_sse.links`); Markdown itself is kept."""
-    escaped = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-    return neutralise_markdown_links(escaped)
+class _Times:
+    """A session's times as people read them, all at one UTC offset: the one ``zone`` (None:
+    this machine's local time) had when the session started, so that the offset named once
+    at the top holds for every time in the file, even across a change to summer time."""
+
+    def __init__(self, transcript: Transcript, zone: tzinfo | None) -> None:
+        start = _instant(transcript.created) or datetime.now(UTC)
+        self.zone = timezone(start.astimezone(zone).utcoffset() or timedelta(0))
+        self.local = zone is None
+
+    @property
+    def offset(self) -> str:
+        """``UTC+01:00``, ``UTC-05:30``, or ``UTC``."""
+        minutes = int((self.zone.utcoffset(None) or timedelta(0)).total_seconds()) // 60
+        if not minutes:
+            return "UTC"
+        sign = "+" if minutes > 0 else "-"
+        return f"UTC{sign}{abs(minutes) // 60:02d}:{abs(minutes) % 60:02d}"
+
+    @property
+    def note(self) -> str:
+        return f"Times are in {self.offset}" + (", the server's time zone." if self.local else ".")
+
+    def when(self, stamp: str | None, *, day_of: str | None = None) -> str:
+        """``30 November 2026, 14:05``, or only ``14:05`` when it falls on the day of
+        ``day_of``; ``unknown`` for no time."""
+        instant = _instant(stamp)
+        if instant is None:
+            return "unknown"
+        local = instant.astimezone(self.zone)
+        same_day = _instant(day_of)
+        if same_day is not None and same_day.astimezone(self.zone).date() == local.date():
+            return f"{local:%H:%M}"
+        return f"{local.day} {local:%B %Y, %H:%M}"
 
 
-def _md_quote(text: str) -> str:
-    return "\n".join(f"> {line}".rstrip() for line in _md(text).splitlines() or [""])
+def _instant(stamp: str | None) -> datetime | None:
+    """A recorded timestamp (ISO 8601, UTC) as a datetime; None for none or a bad one."""
+    if not stamp:
+        return None
+    try:
+        instant = datetime.fromisoformat(stamp)
+    except ValueError:
+        return None
+    return instant if instant.tzinfo else instant.replace(tzinfo=UTC)
 
 
-def _state_line(rnd: Round) -> str | None:
-    """The conversation's state after the round, in a line; None before it has one."""
+def count(n: int, noun: str, plural: str | None = None) -> str:
+    """``1 round``, ``2 rounds``, ``0 rounds``."""
+    return f"{n} {noun if n == 1 else plural or noun + 's'}"
+
+
+_ENDINGS = MappingProxyType(
+    {
+        Status.RUNNING: "Still running",
+        Status.OK: "Finished",
+        Status.ERROR: "Failed",
+        Status.CANCELLED: "Stopped",
+        Status.INTERRUPTED: "Interrupted (the server stopped during it)",
+    }
+)
+
+_METRICS = ("conflict", "engagement", "diversity", "repetition", "intensity", "stagnation")
+
+
+def _summary(rnd: Round, times: _Times, day_of: str) -> str:
+    """The round in a line: how it ended, when it started, its turns, time and cost."""
+    parts = [
+        _ENDINGS[rnd.status] + (f": {rnd.reason}" if rnd.reason else ""),
+        f"started {times.when(rnd.started, day_of=day_of)}",
+        count(len(rnd.turns), "turn"),
+    ]
+    took = seconds(rnd.duration_ms)
+    if took:
+        parts.append(f"took {took}")
+    if rnd.cost_usd is not None:
+        parts.append(_cost(rnd.cost_usd))
+    return " · ".join(parts)
+
+
+def _cost(cost: float) -> str:
+    """``cost $0.0021``, or ``free``."""
+    return f"cost {cost_text(cost)}" if cost else cost_text(cost)
+
+
+def _state_cells(rnd: Round) -> list[str] | None:
+    """The state after the round: each metric, then emergency mode; None before it has one."""
     if rnd.state is None:
         return None
-    m = rnd.state.metrics
-    line = (
-        f"State after round {rnd.index}: conflict {m.conflict:.2f} · engagement "
-        f"{m.engagement:.2f} · diversity {m.diversity:.2f} · repetition {m.repetition:.2f} · "
-        f"intensity {m.intensity:.2f} · stagnation {m.stagnation:.2f}"
-    )
-    return line + (" · emergency mode on" if rnd.state.emergency else "")
+    metrics = rnd.state.metrics
+    values = [f"{getattr(metrics, name):.2f}" for name in _METRICS]
+    return [*values, "on" if rnd.state.emergency else "off"]
+
+
+_STATE_HEADS = (*_METRICS, "emergency mode")
+
+
+def _no_state(rnd: Round) -> str:
+    if rnd.running:
+        return "The conversation's state comes when the round ends."
+    return "No state was recorded after this round."
+
+
+def _totals(transcript: Transcript) -> str:
+    turns = sum(len(r.turns) for r in transcript.rounds)
+    parts = [count(len(transcript.rounds), "round"), count(turns, "turn")]
+    if transcript.cost_usd is not None:
+        parts.append(_cost(transcript.cost_usd))
+    return " · ".join(parts)
 
 
 def _heard(turn: Turn) -> str | None:
@@ -120,19 +215,60 @@ def _facts(turn: Turn) -> list[str]:
     return facts
 
 
-def to_markdown(transcript: Transcript) -> str:
+def _round_note(rnd: Round) -> str:
+    return "" if rnd.status is Status.OK else f" ({rnd.status.value})"
+
+
+def _title(transcript: Transcript) -> str:
+    return " ".join(transcript.title.split()) or "Untitled session"
+
+
+# --- Markdown ----------------------------------------------------------------------------
+
+
+def _md(text: str) -> str:
+    """Text safe in Markdown: no raw HTML gets through, no link runs a script (the page's
+    rule, :mod:`psyche_sse.links`); Markdown itself is kept."""
+    escaped = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return neutralise_markdown_links(escaped)
+
+
+def _md_quote(text: str) -> str:
+    return "\n".join(f"> {line}".rstrip() for line in _md(text).splitlines() or [""])
+
+
+def _md_summary(rnd: Round, times: _Times, day_of: str) -> list[str]:
+    out = [f"*{_md(_summary(rnd, times, day_of))}*", ""]
+    cells = _state_cells(rnd)
+    if cells is None or rnd.state is None:
+        return [*out, f"*{_no_state(rnd)}*", ""]
+    out += [
+        f"State after round {rnd.index}:",
+        "",
+        "| " + " | ".join(_STATE_HEADS) + " |",
+        "|" + "---:|" * len(_METRICS) + ":---|",
+        "| " + " | ".join(cells) + " |",
+        "",
+    ]
+    guidance = [f"- Guidance for the next round: {_md(g)}" for g in rnd.state.guidance]
+    return out + guidance + ([""] if guidance else [])
+
+
+def to_markdown(transcript: Transcript, *, zone: tzinfo | None = None) -> str:
+    times = _Times(transcript, zone)
     out = [
         f"# {_md(_title(transcript))}",
         "",
         f"- Session: `{transcript.id}`",
-        f"- Started: {transcript.created}",
-        f"- Last activity: {transcript.updated}",
-        f"- Rounds: {len(transcript.rounds)}",
-        f"- Cost: {_cost(transcript.cost_usd)}",
+        f"- Started: {times.when(transcript.created)}",
+        f"- Last activity: {times.when(transcript.updated, day_of=transcript.created)}",
+        f"- {_totals(transcript)}",
+        f"- {times.note}",
         "",
     ]
     for rnd in transcript.rounds:
         out += [f"## Round {rnd.index}" + _round_note(rnd), ""]
+        out += _md_summary(rnd, times, transcript.created)
         if rnd.stimulus:
             out += ["**Stimulus:**", "", _md_quote(rnd.stimulus), ""]
         out += ["**Situation:**", "", _md_quote(rnd.situation), ""]
@@ -148,33 +284,7 @@ def to_markdown(transcript: Transcript) -> str:
             if turn.reasoning:
                 out += ["*Reasoning:*", "", _md_quote(turn.reasoning), ""]
             out += [f"*{_md(' · '.join(_facts(turn)))}*", ""]
-        out += [f"*{_md(_round_end(rnd))}*", ""]
-        state = _state_line(rnd)
-        if state:
-            out += [f"**{_md(state)}**", ""]
-            guidance = rnd.state.guidance if rnd.state else ()
-            out += [f"- Guidance for the next round: {_md(g)}" for g in guidance]
-            if guidance:
-                out.append("")
     return "\n".join(out).rstrip() + "\n"
-
-
-def _cost(cost: float | None) -> str:
-    return "unknown" if cost is None else cost_text(cost)
-
-
-def _round_end(rnd: Round) -> str:
-    """How the round ended and what it cost, in a line."""
-    ending = f"Cost of round {rnd.index}: {_cost(rnd.cost_usd)}"
-    return f"{ending} · stopped: {rnd.reason}" if rnd.reason else ending
-
-
-def _round_note(rnd: Round) -> str:
-    return "" if rnd.status is Status.OK else f" ({rnd.status.value})"
-
-
-def _title(transcript: Transcript) -> str:
-    return " ".join(transcript.title.split()) or "Untitled session"
 
 
 # --- HTML --------------------------------------------------------------------------------
@@ -184,8 +294,15 @@ _CSS = """
 body { font: 16px/1.55 system-ui, sans-serif; max-width: 46rem; margin: 2rem auto;
   padding: 0 1rem; }
 h1 { font-size: 1.6rem; margin-bottom: .25rem; }
+h2 .status { font-size: .8rem; }
 .meta, .facts { color: var(--muted); font-size: .85rem; }
+.meta { margin: .25rem 0; }
 section.round { border-top: 1px solid var(--line); margin-top: 2rem; padding-top: .5rem; }
+.summary { font-size: .85rem; margin: .5rem 0 1.25rem; padding: .5rem .75rem;
+  border: 1px solid var(--line); border-radius: 6px; overflow-x: auto; }
+.summary p { margin: 0 0 .5rem; }
+.summary ul { margin: .5rem 0 0; padding-left: 1.25rem; }
+.summary caption { text-align: left; color: var(--muted); padding-bottom: .25rem; }
 blockquote { margin: .5rem 0 1rem; padding: .5rem 1rem; border-left: 3px solid var(--line);
   white-space: pre-wrap; }
 article.turn { border-left: 4px solid var(--agent, #888); padding: .25rem 0 .25rem 1rem;
@@ -196,12 +313,12 @@ article.turn h3 { color: var(--agent, inherit); margin: 0 0 .25rem; font-size: 1
   margin-left: .5rem; color: var(--muted); }
 details { font-size: .9rem; color: var(--muted); }
 details .text { margin: .25rem 0 .5rem; }
-.state { font-size: .85rem; border-top: 1px dashed var(--line); padding-top: .5rem; }
 .picture { margin: 1.5rem 0; }
 .picture svg { max-width: 100%; height: auto; }
 .picture-network svg { max-width: 28rem; }
 table { border-collapse: collapse; font-size: .85rem; }
 td, th { padding: .15rem .5rem; border-bottom: 1px solid var(--line); text-align: right; }
+th { font-weight: 600; }
 """
 
 _CSP = "default-src 'none'; style-src 'unsafe-inline'"
@@ -232,17 +349,43 @@ def _html_turn(turn: Turn) -> str:
     return "\n".join(parts)
 
 
-def to_html(transcript: Transcript) -> str:
+def _html_summary(rnd: Round, times: _Times, day_of: str) -> str:
+    parts = ['<div class="summary">', f"<p>{_e(_summary(rnd, times, day_of))}</p>"]
+    cells = _state_cells(rnd)
+    if cells is None or rnd.state is None:
+        parts.append(f'<p class="facts">{_e(_no_state(rnd))}</p>')
+    else:
+        heads = "".join(f'<th scope="col">{_e(head)}</th>' for head in _STATE_HEADS)
+        values = "".join(f"<td>{_e(cell)}</td>" for cell in cells)
+        parts.append(
+            f"<table><caption>State after round {_e(rnd.index)}</caption>"
+            f"<tr>{heads}</tr><tr>{values}</tr></table>"
+        )
+        if rnd.state.guidance:
+            items = "".join(
+                f"<li>Guidance for the next round: {_e(line)}</li>" for line in rnd.state.guidance
+            )
+            parts.append(f"<ul>{items}</ul>")
+    parts.append("</div>")
+    return "\n".join(parts)
+
+
+def to_html(transcript: Transcript, *, zone: tzinfo | None = None) -> str:
+    times = _Times(transcript, zone)
     title = _title(transcript)
+    started = times.when(transcript.created)
+    last = times.when(transcript.updated, day_of=transcript.created)
     body = [
         f"<h1>{_e(title)}</h1>",
-        f'<p class="meta">Session <code>{_e(transcript.id)}</code> · started '
-        f"{_e(transcript.created)} · last activity {_e(transcript.updated)} · "
-        f"{len(transcript.rounds)} round(s) · cost {_e(_cost(transcript.cost_usd))}</p>",
+        f'<p class="meta">Session <code>{_e(transcript.id)}</code> · started {_e(started)} · '
+        f"last activity {_e(last)} · {_e(_totals(transcript))}</p>",
+        f'<p class="meta">{_e(times.note)}</p>',
     ]
     for rnd in transcript.rounds:
         body.append('<section class="round">')
-        body.append(f"<h2>Round {_e(rnd.index)}{_e(_round_note(rnd))}</h2>")
+        status = "" if rnd.status is Status.OK else f'<span class="status">{_e(rnd.status)}</span>'
+        body.append(f"<h2>Round {_e(rnd.index)}{status}</h2>")
+        body.append(_html_summary(rnd, times, transcript.created))
         if rnd.stimulus:
             body.append(
                 f"<p><strong>Stimulus</strong></p><blockquote>{_e(rnd.stimulus)}</blockquote>"
@@ -251,10 +394,6 @@ def to_html(transcript: Transcript) -> str:
             f"<p><strong>Situation</strong></p><blockquote>{_e(rnd.situation)}</blockquote>"
         )
         body.extend(_html_turn(turn) for turn in rnd.turns)
-        body.append(f'<p class="facts">{_e(_round_end(rnd))}</p>')
-        state = _state_line(rnd)
-        if state:
-            body.append(f'<p class="state">{_e(state)}</p>')
         body.append("</section>")
     if transcript.rounds:
         body += [
@@ -277,7 +416,11 @@ def to_html(transcript: Transcript) -> str:
     )
 
 
-FORMATS: MappingProxyType[str, tuple[Callable[[Transcript], str], str, str]] = MappingProxyType(
+class _Render(Protocol):
+    def __call__(self, transcript: Transcript, *, zone: tzinfo | None = None) -> str: ...
+
+
+FORMATS: MappingProxyType[str, tuple[_Render, str, str]] = MappingProxyType(
     {
         "json": (to_json, "application/json", "json"),
         "md": (to_markdown, "text/markdown; charset=utf-8", "md"),
@@ -289,6 +432,7 @@ FORMATS: MappingProxyType[str, tuple[Callable[[Transcript], str], str, str]] = M
 __all__ = (
     "FORMATS",
     "ExportFile",
+    "count",
     "export",
     "filename",
     "from_json",

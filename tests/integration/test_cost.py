@@ -143,8 +143,10 @@ def test_sums_match_in_the_stream_the_transcript_the_exports_and_the_page(
             [sum(costs), sum(more_costs)]
         )
         markdown = client.get(f"/api/sessions/{session_id}/export.md").text
-        assert f"- Cost: {usd(total)}" in markdown
-        assert f"Cost of round 2: {usd(sum(more_costs))}" in markdown
+        head, _, second_round = re.split(r"^## Round \d", markdown, flags=re.M)
+        assert f"- 2 rounds · 10 turns · cost {usd(total)}" in head
+        assert "· 5 turns · took" in second_round
+        assert f"· cost {usd(sum(more_costs))}*" in second_round
         html = client.get(f"/api/sessions/{session_id}/export.html").text
         assert f"cost {usd(total)}" in html
 
@@ -333,7 +335,7 @@ def test_a_stopped_round_reads_back_from_the_json_export(
     back = Transcript.from_dict(json.loads(text))
     assert back.rounds[0].reason == round_end(msgs)["reason"]
     assert back.cost_usd == pytest.approx(json.loads(text)["cost_usd"])
-    assert "stopped: " in to_markdown(back) and "stopped: " in to_html(back)
+    assert "Stopped: " in to_markdown(back) and "Stopped: " in to_html(back)
     assert to_json(back) == text
 
 

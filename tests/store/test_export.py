@@ -5,6 +5,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
+import time
+from datetime import timedelta, timezone, tzinfo
+from typing import Protocol
 
 import pytest
 
@@ -13,7 +16,12 @@ from psyche_sse.engine import Engine
 from psyche_sse.export import FORMATS, export, filename, from_json, to_html, to_markdown
 from psyche_sse.links import SAFE_SCHEMES, is_safe_url
 from psyche_sse.sentiment import SentimentScores
-from psyche_sse.transcript import Round, Status, Transcript, Turn
+from psyche_sse.transcript import Metrics, Round, RoundState, Status, Transcript, Turn
+
+
+class Render(Protocol):
+    def __call__(self, transcript: Transcript, *, zone: tzinfo | None = None) -> str: ...
+
 
 EVIL = '<script>alert("x")</script> & <img src=x onerror=alert(1)>'
 
@@ -161,3 +169,132 @@ def replace_text(original: Transcript, text: str) -> Transcript:
     rnd = original.rounds[0]
     turn = dataclasses.replace(rnd.turns[0], text=text)
     return dataclasses.replace(original, rounds=(dataclasses.replace(rnd, turns=(turn,)),))
+
+
+# --- for people: times, plurals, the summary of each round -------------------------------
+
+PARIS_WINTER = timezone(timedelta(hours=1))
+
+
+def two_rounds() -> Transcript:
+    """A session over two days: a first round of one turn, with its state, guidance and
+    cost; a second round stopped by the budget, with no state."""
+    turn = Turn(
+        id="t1",
+        agent_id="Ego",
+        agent_type="EgoAgent",
+        status=Status.OK,
+        text="Decide by Friday.",
+        started="2026-11-30T13:05:10.000+00:00",
+        cost_usd=0.0123,
+    )
+    state = RoundState(
+        metrics=Metrics(
+            conflict=0.12,
+            engagement=0.34,
+            diversity=0.56,
+            repetition=0.78,
+            intensity=0.9,
+            stagnation=0.81,
+        ),
+        guidance=(f"Speak more plainly {EVIL}",),
+        emergency=True,
+    )
+    first = Round(
+        id="r1",
+        index=1,
+        situation="Stay or go",
+        status=Status.OK,
+        started="2026-11-30T13:05:00.000+00:00",
+        duration_ms=2400,
+        turns=[turn],
+        state=state,
+    )
+    second = Round(
+        id="r2",
+        index=2,
+        situation="Stay or go",
+        status=Status.CANCELLED,
+        started="2026-12-01T09:30:00.000+00:00",
+        turns=[
+            dataclasses.replace(turn, id="t2", cost_usd=None),
+            dataclasses.replace(turn, id="t3", agent_id="Self", cost_usd=None),
+        ],
+        reason=f"over budget {EVIL}",
+    )
+    return Transcript(
+        id="two",
+        title="Stay or go",
+        created="2026-11-30T13:05:00.000+00:00",
+        updated="2026-12-01T09:31:00.000+00:00",
+        rounds=[first, second],
+    )
+
+
+@pytest.mark.parametrize("render", [to_markdown, to_html])
+def test_times_are_readable_in_one_zone_named_once(render: Render) -> None:
+    text = render(two_rounds(), zone=PARIS_WINTER)
+    assert "30 November 2026, 14:05" in text  # the session's start, and its first round's
+    assert "1 December 2026, 10:31" in text  # last activity, on another day
+    assert "started 1 December 2026, 10:30" in text  # the second round
+    assert text.count("UTC+01:00") == 1
+    assert "2026-11-30T" not in text and "+00:00" not in text  # no raw ISO timestamps
+
+
+@pytest.mark.parametrize("render", [to_markdown, to_html])
+def test_times_are_in_the_servers_zone_by_default(
+    render: Render, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A POSIX zone (needs no time zone database): UTC+05:30 all year.
+    monkeypatch.setenv("TZ", "IST-5:30")
+    time.tzset()
+    try:
+        text = render(two_rounds())
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+    assert "30 November 2026, 18:35" in text and text.count("UTC+05:30") == 1
+    assert "Times are in UTC+05:30, the server" in text
+
+
+@pytest.mark.parametrize("render", [to_markdown, to_html])
+def test_counts_have_the_right_plural(render: Render) -> None:
+    both = render(two_rounds(), zone=PARIS_WINTER)
+    assert "2 rounds · 3 turns" in both
+    assert "· 1 turn ·" in both and "· 2 turns" in both  # each round's own count
+    one = two_rounds()
+    one.rounds[1:] = []
+    assert "1 round · 1 turn · cost $0.0123" in render(one, zone=PARIS_WINTER)
+    assert "(s)" not in both
+
+
+def test_markdown_sums_up_each_round() -> None:
+    text = to_markdown(two_rounds(), zone=PARIS_WINTER)
+    first = text[text.index("## Round 1") : text.index("## Round 2")]
+    second = text[text.index("## Round 2") :]
+    assert "*Finished · started 14:05 · 1 turn · took 2.4 s · cost $0.0123*" in (first)
+    lines = first.splitlines()
+    head = lines.index(
+        "| conflict | engagement | diversity | repetition | intensity | stagnation "
+        "| emergency mode |"
+    )
+    assert lines[head + 2] == "| 0.12 | 0.34 | 0.56 | 0.78 | 0.90 | 0.81 | on |"
+    assert "- Guidance for the next round: Speak more plainly &lt;script&gt;" in first
+    # Stopped by the budget: the reason, no cost (none is known), no state.
+    assert "*Stopped: over budget &lt;script&gt;" in second
+    assert "cost" not in second.split("\n\n")[1]
+    assert "No state was recorded after this round." in second
+    assert "<script" not in text
+
+
+def test_html_sums_up_each_round_escaped() -> None:
+    page = to_html(two_rounds(), zone=PARIS_WINTER)
+    first = page[page.index("<h2>Round 1") : page.index("<h2>Round 2")]
+    summary = first[first.index('<div class="summary">') : first.index("</div>")]
+    assert "Finished · started 14:05 · 1 turn · took 2.4 s · cost $0.0123" in (summary)
+    cells = re.findall(r"<td>([^<]*)</td>", summary)
+    assert cells == ["0.12", "0.34", "0.56", "0.78", "0.90", "0.81", "on"]
+    assert re.findall(r'<th scope="col">([^<]*)</th>', summary)[-1] == "emergency mode"
+    assert "Guidance for the next round: Speak more plainly &lt;script&gt;" in summary
+    assert "Stopped: over budget &lt;script&gt;alert(&quot;x&quot;)" in page
+    assert "<script" not in page and "<img" not in page

@@ -128,6 +128,29 @@ def test_a_turn_whose_round_started_before_the_history_is_left_out() -> None:
     assert transcript.rounds == [] and transcript.last_event_id == 2
 
 
+def test_session_history_says_where_the_newest_round_stands() -> None:
+    events = f.numbered(f.round_started(index=2), f.started("t1"), f.update("half", "t1"))
+    transcript = Transcript.from_events("s", events)
+    running = Event(3, f.history(transcript)).data
+    assert (running["running"], running["round_status"]) == (True, "running")
+    assert (running["round_id"], running["round_index"]) == (f.RID, 2)
+
+    transcript.apply(Event(4, f.complete("half and whole", "t1")))
+    transcript.apply(Event(5, f.round_complete(status=Status.CANCELLED)))
+    ended = Event(5, f.history(transcript)).data
+    assert (ended["running"], ended["round_status"], ended["round_index"]) == (
+        False,
+        "cancelled",
+        2,
+    )
+    back = ev.parse(json.loads(json.dumps(ended)))
+    assert isinstance(back, ev.SessionHistory) and back.round_status is Status.CANCELLED
+
+    empty = Event(0, f.history(Transcript(id="s"))).data
+    assert (empty["running"], empty["round_status"], empty["round_index"]) == (False, None, None)
+    assert empty["round_id"] is None
+
+
 def test_parse_rejects_what_is_not_an_event() -> None:
     with pytest.raises(ValueError):
         ev.parse({"type": "agent_processing_update", "session_id": "s"})

@@ -92,7 +92,8 @@ def _user(args: argparse.Namespace, accounts: Accounts, out: TextIO) -> None:
         role = "an admin" if user.admin else "a user"
         print(f"added {user.name}, {role}", file=out)
         if adopted:
-            print(f"{adopted} existing session(s) now belong to {user.name}", file=out)
+            sessions = "session now belongs" if adopted == 1 else "sessions now belong"
+            print(f"{adopted} existing {sessions} to {user.name}", file=out)
     elif args.action == "list":
         users = accounts.users()
         if not users:

@@ -226,7 +226,8 @@ def load_settings(**overrides: Any) -> Settings:
         file_values = _read_toml(path)
         unknown = sorted(set(file_values) - set(Settings.model_fields))
         if unknown:
-            raise ConfigError(f"unknown setting(s) in {path}: {', '.join(unknown)}")
+            noun = "setting" if len(unknown) == 1 else "settings"
+            raise ConfigError(f"unknown {noun} in {path}: {', '.join(unknown)}")
     from_env = {k[len("PSYCHE_") :].lower() for k in os.environ if k.startswith("PSYCHE_")}
     values = {k: v for k, v in file_values.items() if k not in from_env}
     values.update({k: v for k, v in overrides.items() if v is not None})

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 READ_CHARS = 400
 PREVIEW_CHARS = 140
 # Markdown's marks that mean nothing in one plain line.
-_MARKS = re.compile(r"[*_`#>]+")
+_MARKS = re.compile(r"[*_`]+|^\s*[#>]+", re.MULTILINE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,8 +37,8 @@ def shorten(text: str, limit: int) -> str:
         return text
     cut = text[: limit - 1]
     space = cut.rfind(" ")
-    if space > limit // 3:
-        cut = cut[:space]
+    if text[limit - 1] != " " and space > limit // 3:
+        cut = cut[:space]  # the last word would be cut
     return cut.rstrip(" ,;:.-–—") + "…"
 
 

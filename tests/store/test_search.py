@@ -42,8 +42,10 @@ def write_session(
         turn = f"{session}-t{n}"
         queries.insert_turn(
             conn,
-            replace(f.started(turn, f.AGENT_IDS[n], session=session, round_id=f"{session}-r"),
-                    timestamp=NOW),
+            replace(
+                f.started(turn, f.AGENT_IDS[n], session=session, round_id=f"{session}-r"),
+                timestamp=NOW,
+            ),
             position=n,
         )
         queries.save_partial(conn, turn_id=turn, text=text, streaming="native")
@@ -79,13 +81,14 @@ def test_replies_situations_and_stimuli_are_found_as_they_are_written(store: Sto
     assert found(store, "ENVY", "smile") == [("s1", "reply")]
     assert found(store, "envy", "piano") == []
     store.write_now(
-        partial(queries.save_partial, turn_id="s1-t0", text="Jealousy, café and all.", streaming=None)
+        partial(queries.save_partial, turn_id="s1-t0", text="Jealousy, café.", streaming=None)
     )
     assert found(store, "envy") == []
     assert found(store, "cafe") == [("s1", "reply")]
     store.write_now(partial(queries.delete_session, session_id="s1"))
     assert found(store, "sister") == found(store, "cafe") == []
-    assert store.run_blocking(lambda c: c.execute("SELECT count(*) FROM search_refs").fetchone()) == (0,)
+    left = store.run_blocking(lambda c: c.execute("SELECT count(*) FROM search_refs").fetchone())
+    assert left == (0,)
 
 
 def test_each_owner_finds_only_their_sessions(store: Store) -> None:
@@ -96,8 +99,11 @@ def test_each_owner_finds_only_their_sessions(store: Store) -> None:
         )
     )
     for session, owner in (("mine", 1), ("theirs", 2)):
-        store.write_now(partial(write_session, session=session, situation="the lighthouse",
-                                replies=[], owner=owner))
+        store.write_now(
+            partial(
+                write_session, session=session, situation="the lighthouse", replies=[], owner=owner
+            )
+        )
     assert found(store, "lighthouse", owner=1) == [("mine", "situation")]
     assert found(store, "lighthouse", owner=2) == [("theirs", "situation")]
     assert sorted(found(store, "lighthouse")) == [("mine", "situation"), ("theirs", "situation")]
@@ -108,8 +114,9 @@ def test_each_owner_finds_only_their_sessions(store: Store) -> None:
     ['"', '""', "*", "OR", "NEAR(", "a)", "body:x", "^start", "-x", "x AND", "'; DROP", "\\"],
 )
 def test_query_syntax_is_only_text(store: Store, term: str) -> None:
-    store.write_now(partial(write_session, session="s", situation="or and not near x start",
-                            replies=[]))
+    store.write_now(
+        partial(write_session, session="s", situation="or and not near x start", replies=[])
+    )
     # No error, whatever it holds; the words it holds are found as words.
     page = store.run_blocking(partial(search_sessions, terms=[term]))
     assert page.total in (0, 1)
@@ -119,7 +126,9 @@ def test_query_syntax_is_only_text(store: Store, term: str) -> None:
 
 def test_a_passage_marks_its_matches() -> None:
     assert passage(f"a {OPEN}b{CLOSE} c") == (
-        Fragment("a ", False), Fragment("b", True), Fragment(" c", False)
+        Fragment("a ", False),
+        Fragment("b", True),
+        Fragment(" c", False),
     )
     # Markers out of order (a text holding one) never unbalance it.
     assert passage(f"{CLOSE}a{OPEN}b{OPEN}c") == (Fragment("a", False), Fragment("bc", True))
@@ -133,8 +142,9 @@ def test_a_database_from_before_search_is_indexed_when_migrated(db: Path) -> Non
             f"BEGIN;\n{schema.MIGRATIONS[number - 1]}\nPRAGMA user_version = {number};\nCOMMIT;"
         )
     conn.execute("BEGIN")
-    write_session(conn, "old1", "The old orchard", ["Resentment grows in the shade."],
-                  stimulus="Frost")
+    write_session(
+        conn, "old1", "The old orchard", ["Resentment grows in the shade."], stimulus="Frost"
+    )
     write_session(conn, "old2", "A quiet harbour", ["Nothing moves.", "Resentment too."])
     conn.execute("COMMIT")
     conn.close()
@@ -147,10 +157,14 @@ def test_a_database_from_before_search_is_indexed_when_migrated(db: Path) -> Non
         assert sorted(found(store, "resentment")) == [("old1", "reply"), ("old2", "reply")]
         # The triggers work on the migrated rows as on new ones, and new rows get new
         # numbers.
-        store.write_now(partial(queries.save_partial, turn_id="old2-t0", text="Waves.",
-                                streaming=None))
-        store.write_now(partial(write_session, session="new", situation="orchard again",
-                                replies=["Waves as well."]))
+        store.write_now(
+            partial(queries.save_partial, turn_id="old2-t0", text="Waves.", streaming=None)
+        )
+        store.write_now(
+            partial(
+                write_session, session="new", situation="orchard again", replies=["Waves as well."]
+            )
+        )
         assert sorted(found(store, "waves")) == [("new", "reply"), ("old2", "reply")]
         assert sorted(found(store, "orchard")) == [("new", "situation"), ("old1", "situation")]
     finally:
@@ -158,10 +172,17 @@ def test_a_database_from_before_search_is_indexed_when_migrated(db: Path) -> Non
 
 
 def test_the_preview_is_the_newest_reply_or_the_situation(store: Store) -> None:
-    store.write_now(partial(write_session, session="said", situation="The situation",
-                            replies=["First reply.", "**Second** reply, <b>newest</b>."]))
-    store.write_now(partial(write_session, session="quiet", situation="Only a  situation",
-                            replies=[]))
+    store.write_now(
+        partial(
+            write_session,
+            session="said",
+            situation="The situation",
+            replies=["First reply.", "**Second** reply, <b>newest</b>."],
+        )
+    )
+    store.write_now(
+        partial(write_session, session="quiet", situation="Only a  situation", replies=[])
+    )
     got = store.run_blocking(partial(previews, session_ids=["said", "quiet", "nothing"]))
     assert got == {
         "said": Preview(f.AGENT_IDS[1], "**Second** reply, <b>newest</b>."),

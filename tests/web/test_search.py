@@ -29,16 +29,19 @@ def _write(
     conn: sqlite3.Connection, session: str, owner: str, situation: str, replies: list[str]
 ) -> None:
     [owner_id] = conn.execute("SELECT id FROM users WHERE name = ?", (owner,)).fetchone()
-    queries.reserve_ids(conn, session_id=session, ceiling=1000, title=situation, now=NOW,
-                        owner=owner_id)
+    queries.reserve_ids(
+        conn, session_id=session, ceiling=1000, title=situation, now=NOW, owner=owner_id
+    )
     round_id = f"{session}r"
-    queries.insert_round(conn, replace(f.round_started(session, round_id, situation),
-                                       timestamp=NOW))
+    queries.insert_round(
+        conn, replace(f.round_started(session, round_id, situation), timestamp=NOW)
+    )
     for n, text in enumerate(replies):
         started = f.started(f"{session}t{n}", f.AGENT_IDS[n], session=session, round_id=round_id)
         queries.insert_turn(conn, replace(started, timestamp=NOW), position=n)
-        complete = f.complete(text, f"{session}t{n}", agent=f.AGENT_IDS[n], session=session,
-                              round_id=round_id)
+        complete = f.complete(
+            text, f"{session}t{n}", agent=f.AGENT_IDS[n], session=session, round_id=round_id
+        )
         queries.finish_turn(conn, replace(complete, timestamp=NOW))
     complete_round = f.round_complete(session, round_id, duration_ms=100)
     queries.finish_round(conn, replace(complete_round, timestamp=NOW))
@@ -53,12 +56,24 @@ def searchers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Team]:
     tokens = add_users(db)
     store = Store.open(db)
     try:
-        store.write_now(partial(_write, session="bobs", owner="bob",
-                                situation="The lighthouse keeper quits",
-                                replies=[SCRIPT_REPLY, BOLD_REPLY]))
-        store.write_now(partial(_write, session="carols", owner="carol",
-                                situation="The lighthouse is for sale",
-                                replies=["Quiet resentment"]))
+        store.write_now(
+            partial(
+                _write,
+                session="bobs",
+                owner="bob",
+                situation="The lighthouse keeper quits",
+                replies=[SCRIPT_REPLY, BOLD_REPLY],
+            )
+        )
+        store.write_now(
+            partial(
+                _write,
+                session="carols",
+                owner="carol",
+                situation="The lighthouse is for sale",
+                replies=["Quiet resentment"],
+            )
+        )
     finally:
         store.close()
     server = serve_in_thread(where, offline_tps="0", heartbeat="0.5")
@@ -137,13 +152,11 @@ def test_the_passage_is_escaped_and_its_match_marked(searchers: Team) -> None:
         ("lighthouse*", ["bobs"]),
         ("-lighthouse", ["bobs"]),
         ("situation:lighthouse", []),
-        ("light\"house", []),
+        ('light"house', []),
         ("'); DROP TABLE sessions; --", []),
     ],
 )
-def test_what_is_searched_for_is_only_text(
-    searchers: Team, query: str, finds: list[str]
-) -> None:
+def test_what_is_searched_for_is_only_text(searchers: Team, query: str, finds: list[str]) -> None:
     with searchers.token_client("bob") as bob:
         response = bob.get("/api/sessions", params={"q": query})
         page = bob.get("/sessions", params={"q": query})
@@ -154,8 +167,18 @@ def test_what_is_searched_for_is_only_text(
         assert bob.get("/api/sessions", params={"q": "lighthouse"}).json()["total"] == 1
 
 
-@pytest.mark.parametrize("query", ["", "   ", "*", '""', "- ( )", "x" * (MAX_QUERY_CHARS + 1),
-                                   " ".join(f"w{n}" for n in range(13))])
+@pytest.mark.parametrize(
+    "query",
+    [
+        "",
+        "   ",
+        "*",
+        '""',
+        "- ( )",
+        "x" * (MAX_QUERY_CHARS + 1),
+        " ".join(f"w{n}" for n in range(13)),
+    ],
+)
 def test_an_empty_or_overlong_search_is_a_clear_400(searchers: Team, query: str) -> None:
     with searchers.token_client("bob") as bob:
         response = bob.get("/api/sessions", params={"q": query})
@@ -174,7 +197,8 @@ def test_search_results_come_in_pages(searchers: Team) -> None:
         second = alice.get(first["next"]).json()
     assert first["total"] == second["total"] == 2
     assert first["next"] == "/api/sessions?q=lighthouse&limit=1&offset=1"
-    assert second["next"] is None and second["previous"] == "/api/sessions?q=lighthouse&limit=1&offset=0"
+    assert second["next"] is None
+    assert second["previous"] == "/api/sessions?q=lighthouse&limit=1&offset=0"
     assert sorted(ids(first) + ids(second)) == ["bobs", "carols"]
 
 

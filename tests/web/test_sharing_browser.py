@@ -75,7 +75,8 @@ def test_a_shared_link_follows_the_run_live_with_no_controls(crew: Team, browser
             wait_for(lambda: pictures.count(200) >= 2)
             expect(page.locator("#pictures svg").first).to_be_attached()
 
-            for control in ("form", "button", "input", "textarea", "#composer", ".sessionbar-actions"):
+            controls = ("form", "button", "input", "textarea", "#composer", ".sessionbar-actions")
+            for control in controls:
                 expect(page.locator(control)).to_have_count(0)
             expect(page.locator('a[href^="/sessions"], a[href^="/s/"]')).to_have_count(0)
             expect(page.locator(".account-name")).to_have_count(0)

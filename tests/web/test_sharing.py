@@ -5,13 +5,16 @@ revoked at once: the page answers 404 and its open streams end."""
 from __future__ import annotations
 
 import hashlib
+import logging
 import re
 import sqlite3
 from collections.abc import Iterator
 
 import httpx
 import pytest
+from uvicorn.config import LOGGING_CONFIG
 
+from psyche_sse.logs import LogIds, SharedLinkFilter, uvicorn_config
 from psyche_sse.web.sharing import REVOKED
 from tests.waiting import wait_for
 from tests.web.accounts import Team, open_stream, team
@@ -188,3 +191,17 @@ def test_the_owner_shares_from_the_page_without_javascript(crew: Team) -> None:
         assert stopped.status_code == 303
         assert "no longer shared" in bob.get(stopped.headers["location"]).text
         assert anyone.get(link).status_code == 404
+
+
+def test_the_access_log_hides_the_link() -> None:
+    config = uvicorn_config("text", LogIds(), LOGGING_CONFIG)
+    assert config is not None
+    assert "shared_links" in config["loggers"]["uvicorn.access"]["filters"]
+    assert "filters" not in LOGGING_CONFIG["loggers"]["uvicorn.access"]
+    # A line as uvicorn's access log makes it.
+    args = ("127.0.0.1:5000", "GET", "/shared/W3nAbc_-x/stream?after=3", "1.1", 200)
+    record = logging.LogRecord(
+        "uvicorn.access", logging.INFO, __file__, 1, '%s - "%s %s HTTP/%s" %d', args, None
+    )
+    assert SharedLinkFilter().filter(record)
+    assert record.getMessage() == '127.0.0.1:5000 - "GET /shared/…/stream?after=3 HTTP/1.1" 200'

@@ -5,6 +5,12 @@ function of a connection. It takes the words to find already checked and split
 (:func:`psyche_sse.web.search.search_terms`), and never lets them act as query syntax: each
 is quoted as a phrase. SQLite's FTS5 table ``search_text`` (schema step 5) is kept in step
 with the rounds and turns by triggers.
+
+What is SQLite's own here: ``MATCH`` with FTS5's phrase syntax, its ``rank`` (BM25) and
+``snippet()``, and the bare columns of a ``min()`` aggregate (taken from the row of the
+minimum). Another database answers the same call with its own full-text search: the words
+as phrases all required, the best row of each session, its passage with :data:`OPEN` and
+:data:`CLOSE` around the matches (read back by :func:`passage`).
 """
 
 from __future__ import annotations

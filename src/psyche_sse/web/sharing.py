@@ -361,7 +361,11 @@ class SharePages:
                 headers={**SSE_HEADERS, "X-Robots-Tag": NOINDEX},
             )
         digest, session = found
-        stream = self.ctx.follow(session, event_cursor(request), self.html)
+        try:
+            after = event_cursor(request)
+        except HTTPError as exc:
+            raise HTTPError(exc.status, exc.message, headers={"X-Robots-Tag": NOINDEX}) from None
+        stream = self.ctx.follow(session, after, self.html)
         response = sse_response(stream, headers={"X-Robots-Tag": NOINDEX})
         return SharedStream(response, self.watch, digest, session.id)
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import json
 import logging
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -95,14 +96,36 @@ def use_format(log_format: LogFormat, ids: LogIds, logger: logging.Logger | None
         handler.addFilter(IdsFilter(ids))
 
 
+# A shared link's token is its only credential: the access log shows ``/shared/…`` instead.
+_SHARED_LINK = re.compile(r"(/shared/)[^/?#\s\"]+")
+
+
+class SharedLinkFilter(logging.Filter):
+    """Hides the token of every shared link (``/shared/<token>``) in a log line's arguments
+    (uvicorn's access log: client, method, path, version, status)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(
+                _SHARED_LINK.sub(r"\1…", arg) if isinstance(arg, str) else arg
+                for arg in record.args
+            )
+        return True
+
+
 def uvicorn_config(
     log_format: LogFormat, ids: LogIds, base: dict[str, Any] | None
 ) -> dict[str, Any] | None:
     """uvicorn's ``log_config`` (``base``) in ``log_format``: as it is for text, its every
-    formatter JSON for JSON."""
-    if base is None or log_format != "json":
+    formatter JSON for JSON; in both, the access log hides shared links' tokens."""
+    if base is None:
         return base
     config = copy.deepcopy(base)
+    config["filters"] = {**config.get("filters", {}), "shared_links": {"()": SharedLinkFilter}}
+    access = config.setdefault("loggers", {}).setdefault("uvicorn.access", {})
+    access["filters"] = [*access.get("filters", []), "shared_links"]
+    if log_format != "json":
+        return config
     config["formatters"] = {name: {"()": JsonFormatter} for name in config.get("formatters", {})}
     config["filters"] = {**config.get("filters", {}), "ids": {"()": IdsFilter, "ids": ids}}
     for handler in config.get("handlers", {}).values():

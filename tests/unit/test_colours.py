@@ -42,6 +42,8 @@ TEXT_ON = {
     "good-ink": ("good-bg",),
     "good-strong-ink": ("good-strong-bg", "good-bg"),
     "warn-ink": ("warn-bg", "surface", "bg"),
+    # a search result's match, marked in its passage
+    "found-ink": ("found-bg",),
     "alert-ink": ("bg", "surface"),
     # the threshold labels of the state picture, on the pictures' panel
     "emergency": ("surface",),

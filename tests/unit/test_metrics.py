@@ -277,7 +277,9 @@ def test_text_leaves_handlers_alone_and_uvicorns_config_becomes_json() -> None:
         "formatters": {"default": {"fmt": "%(message)s"}, "access": {"fmt": "%(message)s"}},
         "handlers": {"default": {"class": "logging.StreamHandler", "formatter": "default"}},
     }
-    assert uvicorn_config("text", ids, base) is base
+    text = uvicorn_config("text", ids, base)
+    assert text is not None
+    assert {k: v for k, v in text.items() if k not in ("filters", "loggers")} == base
     assert uvicorn_config("json", ids, None) is None
     config = uvicorn_config("json", ids, base)
     assert config is not None

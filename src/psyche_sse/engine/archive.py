@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from ..errors import InputError, SessionNotFound
 from ..events import utc_now
 from ..store import Recorder, SessionSummary, Store
+from ..store.previews import Preview, previews
+from ..store.search import SearchPage, search_sessions
 from ..transcript import Transcript
 from .live import LiveSessions
 from .rounds import Rounds, one_line
@@ -82,3 +86,21 @@ class Archive:
         self.live.forget(session_id)
         if not await self.recorder.delete(session_id) and session is None:
             raise SessionNotFound(session_id)
+
+    async def search(
+        self, terms: Sequence[str], *, limit: int, offset: int, owner: int | None = None
+    ) -> SearchPage:
+        """Stored sessions of ``owner`` (None: everyone's) that hold every one of ``terms``
+        in a situation, stimulus or reply, each with its best passage."""
+        return await self.recorder.call(
+            None,
+            lambda conn, _: search_sessions(
+                conn, terms=terms, owner=owner, limit=limit, offset=offset
+            ),
+        )
+
+    async def previews(self, session_ids: Sequence[str]) -> dict[str, Preview]:
+        """What each of the sessions said last, for the sessions list."""
+        return await self.recorder.call(
+            None, lambda conn, _: previews(conn, session_ids=session_ids)
+        )

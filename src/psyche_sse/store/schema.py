@@ -114,6 +114,89 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE turns ADD COLUMN cost_usd REAL;
     ALTER TABLE rounds ADD COLUMN reason TEXT;
     """,
+    # 5: full-text search over situations, stimuli and replies, and links that share one
+    # session read-only.
+    #
+    # ``search_text`` (FTS5) holds a copy of each text, kept in step by the triggers below;
+    # ``search_refs`` says which of its rows holds what ('situation:<round id>',
+    # 'stimulus:<round id>', 'turn:<turn id>'): its rowids are stable, where those of
+    # ``rounds`` and ``turns`` (no INTEGER PRIMARY KEY) may change in a VACUUM. The texts
+    # already stored are indexed here, numbered situations, then stimuli, then replies.
+    """
+    CREATE VIRTUAL TABLE search_text USING fts5 (
+        body,
+        session_id UNINDEXED,
+        kind UNINDEXED,  -- situation | stimulus | reply
+        agent_id UNINDEXED,  -- a reply's agent; NULL otherwise
+        tokenize = 'unicode61 remove_diacritics 2'
+    );
+    CREATE TABLE search_refs (
+        ref TEXT PRIMARY KEY,
+        doc INTEGER NOT NULL  -- the rowid in search_text
+    ) WITHOUT ROWID;
+
+    INSERT INTO search_refs (ref, doc)
+        SELECT 'situation:' || id, row_number() OVER (ORDER BY rowid) FROM rounds;
+    INSERT INTO search_refs (ref, doc)
+        SELECT 'stimulus:' || id,
+               (SELECT count(*) FROM rounds) + row_number() OVER (ORDER BY rowid)
+        FROM rounds WHERE stimulus IS NOT NULL;
+    INSERT INTO search_refs (ref, doc)
+        SELECT 'turn:' || id,
+               2 * (SELECT count(*) FROM rounds) + row_number() OVER (ORDER BY rowid)
+        FROM turns;
+    INSERT INTO search_text (rowid, body, session_id, kind, agent_id)
+        SELECT f.doc, r.situation, r.session_id, 'situation', NULL
+        FROM rounds r JOIN search_refs f ON f.ref = 'situation:' || r.id;
+    INSERT INTO search_text (rowid, body, session_id, kind, agent_id)
+        SELECT f.doc, r.stimulus, r.session_id, 'stimulus', NULL
+        FROM rounds r JOIN search_refs f ON f.ref = 'stimulus:' || r.id;
+    INSERT INTO search_text (rowid, body, session_id, kind, agent_id)
+        SELECT f.doc, t.text, t.session_id, 'reply', t.agent_id
+        FROM turns t JOIN search_refs f ON f.ref = 'turn:' || t.id;
+
+    CREATE TRIGGER search_round_added AFTER INSERT ON rounds BEGIN
+        INSERT INTO search_text (body, session_id, kind) VALUES
+            (new.situation, new.session_id, 'situation');
+        INSERT INTO search_refs (ref, doc) VALUES ('situation:' || new.id, last_insert_rowid());
+    END;
+    CREATE TRIGGER search_stimulus_added AFTER INSERT ON rounds
+    WHEN new.stimulus IS NOT NULL BEGIN
+        INSERT INTO search_text (body, session_id, kind) VALUES
+            (new.stimulus, new.session_id, 'stimulus');
+        INSERT INTO search_refs (ref, doc) VALUES ('stimulus:' || new.id, last_insert_rowid());
+    END;
+    CREATE TRIGGER search_round_removed AFTER DELETE ON rounds BEGIN
+        DELETE FROM search_text WHERE rowid IN (
+            SELECT doc FROM search_refs
+            WHERE ref IN ('situation:' || old.id, 'stimulus:' || old.id));
+        DELETE FROM search_refs WHERE ref IN ('situation:' || old.id, 'stimulus:' || old.id);
+    END;
+    CREATE TRIGGER search_turn_added AFTER INSERT ON turns BEGIN
+        INSERT INTO search_text (body, session_id, kind, agent_id) VALUES
+            (new.text, new.session_id, 'reply', new.agent_id);
+        INSERT INTO search_refs (ref, doc) VALUES ('turn:' || new.id, last_insert_rowid());
+    END;
+    CREATE TRIGGER search_turn_changed AFTER UPDATE OF text ON turns
+    WHEN new.text IS NOT old.text BEGIN
+        UPDATE search_text SET body = new.text
+        WHERE rowid = (SELECT doc FROM search_refs WHERE ref = 'turn:' || new.id);
+    END;
+    CREATE TRIGGER search_turn_removed AFTER DELETE ON turns BEGIN
+        DELETE FROM search_text
+        WHERE rowid = (SELECT doc FROM search_refs WHERE ref = 'turn:' || old.id);
+        DELETE FROM search_refs WHERE ref = 'turn:' || old.id;
+    END;
+
+    CREATE TABLE shares (
+        id         INTEGER PRIMARY KEY,
+        session_id TEXT NOT NULL REFERENCES sessions (id) ON DELETE CASCADE,
+        hash       TEXT NOT NULL UNIQUE,  -- sha256 of the link's token, hex
+        created    TEXT NOT NULL,
+        created_by INTEGER REFERENCES users (id) ON DELETE SET NULL
+    );
+    CREATE INDEX shares_by_session ON shares (session_id);
+    """,
 )
 
 VERSION = len(MIGRATIONS)

@@ -28,9 +28,10 @@ from .streams import sse_response
 GUEST = User(id=None, name="", admin=False)
 """Someone not signed in, on the pages anyone may see (the login page, /healthz)."""
 
-# Paths anyone may ask for: the health check, the static files, signing in.
+# Paths anyone may ask for: the health check, the static files, signing in, and the pages
+# of shared links (the link is the credential: see ``sharing``).
 PUBLIC_PATHS = ("/healthz", "/login", "/favicon.ico")
-PUBLIC_PREFIXES = ("/static/",)
+PUBLIC_PREFIXES = ("/static/", "/shared/")
 
 SIGNED_OUT = "You are signed out: reload the page to sign in again."
 NO_ACCOUNTS = (

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlencode
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -14,6 +15,8 @@ from ..council import MAX_STIMULUS_CHARS
 from ..engine import Session
 from ..export import FORMATS, export
 from ..store import SessionSummary
+from ..store.previews import Preview
+from ..store.search import SearchHit
 from ..transcript import Transcript
 from .auth import user_of
 from .context import Context
@@ -28,6 +31,7 @@ from .inputs import (
     read_fields,
     text_field,
 )
+from .search import highlight, search_terms
 from .streams import JSON, run_done, sse_response
 
 DEFAULT_PAGE = 20
@@ -58,7 +62,9 @@ def session_json(session: Session, transcript: Transcript) -> dict[str, Any]:
     }
 
 
-def summary_json(summary: SessionSummary, running: bool) -> dict[str, Any]:
+def summary_json(
+    summary: SessionSummary, running: bool, preview: Preview | None = None
+) -> dict[str, Any]:
     return {
         "id": summary.id,
         "title": summary.title,
@@ -69,6 +75,21 @@ def summary_json(summary: SessionSummary, running: bool) -> dict[str, Any]:
         "running": running,
         "url": f"/api/sessions/{summary.id}",
         "page_url": f"/s/{summary.id}",
+        "preview": preview.line() if preview is not None else "",
+    }
+
+
+def hit_json(hit: SearchHit, running: bool) -> dict[str, Any]:
+    """A search result: the session as the list has it, and the passage that matches
+    (``html``: escaped, the matches in ``<mark>``)."""
+    return {
+        **summary_json(hit.session, running),
+        "snippet": {
+            "in": hit.kind,
+            "agent_id": hit.agent_id,
+            "text": hit.text,
+            "html": str(highlight(hit.passage)),
+        },
     }
 
 
@@ -151,17 +172,30 @@ class Api:
         )
 
     async def list_sessions(self, request: Request) -> Response:
-        """The stored sessions, the most recently active first, ``limit`` at a time."""
+        """The stored sessions, the most recently active first, ``limit`` at a time; with
+        ``q``, those whose situations, stimuli or replies hold its words, each with the
+        passage that matches."""
         limit = query_int(request, "limit", default=DEFAULT_PAGE, low=1, high=MAX_PAGE)
         offset = query_int(request, "offset", default=0, low=0, high=MAX_OFFSET)
-        summaries, total = await self.ctx.sessions(user_of(request), limit=limit, offset=offset)
+        query = request.query_params.get("q")
+        user = user_of(request)
+        found: list[dict[str, Any]]
+        if query is not None:
+            result = await self.ctx.search(user, search_terms(query), limit=limit, offset=offset)
+            total = result.total
+            found = [hit_json(h, self._running(h.session.id)) for h in result.hits]
+        else:
+            summaries, total = await self.ctx.sessions(user, limit=limit, offset=offset)
+            said = await self.ctx.engine.archive.previews([s.id for s in summaries])
+            found = [summary_json(s, self._running(s.id), said.get(s.id)) for s in summaries]
 
         def page(at: int) -> str:
-            return f"/api/sessions?limit={limit}&offset={at}"
+            params: dict[str, str | int] = {"q": query} if query is not None else {}
+            return f"/api/sessions?{urlencode({**params, 'limit': limit, 'offset': at})}"
 
         return JSONResponse(
             {
-                "sessions": [summary_json(s, self._running(s.id)) for s in summaries],
+                "sessions": found,
                 "total": total,
                 "limit": limit,
                 "offset": offset,

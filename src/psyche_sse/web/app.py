@@ -35,6 +35,7 @@ from .pages import Pages
 from .render import Renderer
 from .security import AllowedHosts, SameOriginWrites, SecurityHeaders
 from .sessions import SessionPages
+from .sharing import SharePages
 from .status import StatusPages
 from .streams import StreamHub
 
@@ -71,6 +72,7 @@ def create_app(
     streams = StreamHub()
     ctx = Context(settings, renderer, streams, engine)
     gate = Gate(settings)
+    sharing = SharePages(ctx)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -78,6 +80,7 @@ def create_app(
             # LiteLLM takes seconds to import: in a thread, while the app already serves. A
             # turn that starts before it is done waits for it (see ``llm._litellm.load``).
             tg.start_soon(partial(anyio.to_thread.run_sync, _preload, abandon_on_cancel=True))
+            tg.start_soon(sharing.run)
             try:
                 if engine is not None:
                     await gate.start(engine.store)
@@ -98,6 +101,7 @@ def create_app(
         *Api(ctx).routes(),
         *Pages(ctx).routes(),
         *SessionPages(ctx).routes(),
+        *sharing.routes(),
         *StatusPages(ctx).routes(),
         Mount("/static", app=static, name="static"),
     ]
@@ -114,4 +118,5 @@ def create_app(
     )
     app.state.context = ctx
     app.state.gate = gate
+    app.state.sharing = sharing
     return app

@@ -13,6 +13,7 @@ from ..engine import Engine, Session
 from ..errors import InputError, OverBudget, RoundInProgress, SessionNotFound, TooManyRounds
 from ..events import Event, SessionHistory
 from ..store import SessionSummary
+from ..store.search import SearchPage
 from ..transcript import Transcript
 from .auth import User
 from .errors import HTTPError
@@ -85,6 +86,15 @@ class Context:
         archive = self.engine.archive
         total = await archive.count(owner=owner)
         return await archive.list(limit=limit, offset=offset, owner=owner), total
+
+    async def search(
+        self, user: User, terms: tuple[str, ...], *, limit: int, offset: int
+    ) -> SearchPage:
+        """A page of the sessions ``user`` sees (an admin: everyone's) that hold ``terms``."""
+        if not user.admin and user.id is None:
+            return SearchPage([], 0)
+        owner = None if user.admin else user.id
+        return await self.engine.archive.search(terms, limit=limit, offset=offset, owner=owner)
 
     async def transcript(self, session: Session) -> Transcript:
         """The session's conversation so far, and the id of the last event it reflects.

@@ -94,10 +94,15 @@ def when(timestamp: object) -> str:
 
 
 class Renderer:
-    """Renders pages and event fragments with the package's templates."""
+    """Renders pages and event fragments with the package's templates.
 
-    def __init__(self, settings: Settings) -> None:
+    ``shared``: for the read-only page of a shared link, with no controls (no form, no Stop
+    or Skip), whose pictures are fetched from the shared page's own address.
+    """
+
+    def __init__(self, settings: Settings, *, shared: bool = False) -> None:
         self.settings = settings
+        self.shared = shared
         self.env = jinja2.Environment(
             loader=jinja2.PackageLoader("psyche_sse", "templates"),
             autoescape=True,
@@ -237,7 +242,7 @@ class Renderer:
         composer = self.composer(session_id, running=running, can_continue=bool(transcript.rounds))
         return (
             partial("#rounds", "innerHTML", rounds)
-            + partial("#composer", "outerHTML", composer)
+            + self._controls(partial("#composer", "outerHTML", composer))
             + partial("#status", "innerHTML", self.status(session_id, transcript))
             + partial("#emergency", "outerHTML", self.emergency(transcript))
             + partial("#pictures", "outerHTML", self.pictures(transcript))
@@ -270,7 +275,17 @@ class Renderer:
             agent=agent,
             position=position,
             agents=len(ARCHETYPES),
+            controls=not self.shared,
         )
+
+    def _controls(self, swaps: Markup) -> Markup:
+        """``swaps`` of the page's controls; none on a shared page, which has no controls."""
+        return Markup("") if self.shared else swaps
+
+    def pictures_url(self, session_id: str) -> str:
+        """Where a page fetches the session's pictures; a shared page, from its own address
+        (the link's token is in it, and in no event's HTML)."""
+        return "?part=pictures" if self.shared else f"/s/{session_id}/pictures"
 
     def _final_view(self, turn: Turn, agent: AgentLook) -> dict[str, Any]:
         sentiment = turn.sentiment
@@ -316,7 +331,9 @@ class Renderer:
                 note = Markup("Round {} opened with: “{}”").format(payload.index, payload.stimulus)
             return (
                 partial("#rounds", "beforeend", self.round_(sid, round_))
-                + partial("#composer", "outerHTML", self.composer(sid, running=True))
+                + self._controls(
+                    partial("#composer", "outerHTML", self.composer(sid, running=True))
+                )
                 + partial("#status", "innerHTML", self.status(sid, transcript))
                 + partial("#stimulus-note", "innerHTML", note)
             )
@@ -350,8 +367,10 @@ class Renderer:
                 partial(
                     f"#round-{round_.id}-end", "outerHTML", self.round_end(round_, payload.cost_usd)
                 )
-                + partial("#session-cost", "innerHTML", self.spent(payload.session_cost_usd))
-                + partial("#composer", "outerHTML", composer)
+                + self._controls(
+                    partial("#session-cost", "innerHTML", self.spent(payload.session_cost_usd))
+                    + partial("#composer", "outerHTML", composer)
+                )
                 + partial(
                     "#status",
                     "innerHTML",
@@ -363,9 +382,9 @@ class Renderer:
             # them), as an event's HTML is the same for every page and holds no session
             # state of its own.
             loader = Markup(
-                '<div hx-get="/s/{}/pictures" hx-trigger="load" hx-target="#pictures"'
+                '<div hx-get="{}" hx-trigger="load" hx-target="#pictures"'
                 ' hx-swap="outerHTML"></div>'
-            ).format(sid)
+            ).format(self.pictures_url(sid))
             return partial("#loaders", "innerHTML", loader)
         if isinstance(payload, EmergencyStatus):
             banner = self.template("_emergency.html", active=payload.active, switched=payload)

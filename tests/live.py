@@ -52,13 +52,19 @@ def environ(**extra: str) -> dict[str, str]:
 
 def settings_env(db_dir: Path, **settings: str) -> dict[str, str]:
     """The service's environment: loopback, port 0, a database in ``db_dir``, no config file,
-    and each keyword as its ``PSYCHE_*`` setting (``offline_tps="0"``)."""
+    and each keyword as its ``PSYCHE_*`` setting (``offline_tps="0"``).
+
+    Heartbeats every 2 s unless given: the clients' read timeout (15 s) then never ends a
+    stream that is only quiet, such as a round waiting for LiteLLM's import on a loaded
+    machine, as a real client's would not.
+    """
     (db_dir / "none.toml").write_text("")
     env = {
         "PSYCHE_HOST": "127.0.0.1",
         "PSYCHE_PORT": "0",
         "PSYCHE_DB": str(db_dir / "psyche.db"),
         "PSYCHE_CONFIG": str(db_dir / "none.toml"),
+        "PSYCHE_HEARTBEAT": "2",
     }
     env.update({f"PSYCHE_{k.upper()}": v for k, v in settings.items()})
     return env

@@ -4,7 +4,7 @@ tests themselves on loopback, in a directory of their own, one server per test p
 
 PostgreSQL refuses to run as root: as root (CI) the server runs as the ``postgres`` user
 the package creates, in a directory that user owns; as anyone else, as that user. It is
-fast and forgetful on purpose (``fsync=off``): nothing here must survive a power cut.
+fast on purpose (``fsync=off``): nothing here must survive a power cut, only a crash.
 """
 
 from __future__ import annotations
@@ -82,7 +82,12 @@ class PostgresServer:
 
 def _run(command: list[str], root: Path) -> None:
     done = subprocess.run(
-        _as_server_user(command), capture_output=True, text=True, cwd=root, check=False
+        _as_server_user(command),
+        capture_output=True,
+        text=True,
+        cwd=root,
+        check=False,
+        timeout=START_TIMEOUT + 30,
     )
     if done.returncode != 0:
         raise RuntimeError(f"{' '.join(command)} failed:\n{done.stdout}{done.stderr}")
@@ -127,8 +132,10 @@ def start() -> PostgresServer:
     for _ in range(3):  # another process may take the free port first
         port = _free_port()
         options = (
+            # A commit still reaches the OS before it returns (synchronous_commit stays on),
+            # so a test that kills the server loses nothing it committed.
             f"-c listen_addresses=127.0.0.1 -p {port} -k {root} -c fsync=off"
-            " -c synchronous_commit=off -c full_page_writes=off -c shared_buffers=16MB"
+            " -c full_page_writes=off -c shared_buffers=16MB"
             " -c max_connections=200"
         )
         try:
@@ -161,11 +168,21 @@ def start() -> PostgresServer:
     raise RuntimeError(f"the PostgreSQL server did not start: {error}\n{output}")
 
 
+def restart(server: PostgresServer) -> None:
+    """Stop the server at once, as a crash does (every connection drops), and start it again
+    on the same port; back when it accepts connections."""
+    data, log = str(server.root / "data"), str(server.root / "server.log")
+    # With its log file named again: else the server's output would hold our pipe open.
+    _run(
+        [str(server.bin / "pg_ctl"), "-D", data, "-l", log, "-m", "immediate", "-w", "restart"],
+        server.root,
+    )
+
+
 def stop(server: PostgresServer) -> None:
     try:
-        _run(
-            [str(server.bin / "pg_ctl"), "-D", str(server.root / "data"), "-m", "fast", "stop"],
-            server.root,
-        )
+        # Immediate: what it holds is thrown away with its directory anyway.
+        data = str(server.root / "data")
+        _run([str(server.bin / "pg_ctl"), "-D", data, "-m", "immediate", "stop"], server.root)
     finally:
         shutil.rmtree(server.root, ignore_errors=True)

@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 import pytest
 from httpx_sse import connect_sse
+from tests import postgres
 from tests.live import serve_in_thread, stop_server
 from tests.postgres import PASSWORD, PostgresServer
 from tests.web.sse import assert_whole_round, finals, messages, texts
@@ -20,7 +21,7 @@ from psyche_sse.accounts import Accounts
 from psyche_sse.cli import main
 from psyche_sse.config import load_settings
 from psyche_sse.errors import ConfigError
-from psyche_sse.store import Store, StoreError
+from psyche_sse.store import Store, StoreError, queries
 from psyche_sse.store.postgres import redact
 
 SECRET = "s3cret-p4ss"
@@ -196,3 +197,27 @@ def read_back(
     # What a restart changes: the ids reserved past the last event, for the next ones.
     saved.pop("last_event_id")
     return saved
+
+
+def test_the_store_carries_on_after_the_server_restarts() -> None:
+    """Every pooled connection dies with the server; the next piece of work gets a new one
+    (each is checked before use), so a restart of PostgreSQL costs no failed request."""
+    server = postgres.start()  # its own: the one the other tests share keeps running
+    try:
+        url = server.create_database()
+        store = Store.open(url)
+        try:
+            store.write_now(
+                lambda c: queries.reserve_ids(
+                    c, session_id="s", ceiling=1000, title="Before", now="2026-11-30"
+                )
+            )
+            postgres.restart(server)
+            assert store.run_blocking(queries.count_sessions) == 1
+            store.write_now(lambda c: queries.rename_session(c, session_id="s", title="After"))
+            [summary] = store.run_blocking(queries.list_sessions)
+            assert summary.title == "After"
+        finally:
+            store.close()
+    finally:
+        postgres.stop(server)

@@ -77,6 +77,7 @@ class Connection(ABC):
 class Backend(ABC):
     """An open database: runs work on a connection, and names itself in messages."""
 
+    dialect: Dialect
     where: str
     """The file, or the URL without its password: what error messages name."""
     capacity: int

@@ -47,11 +47,11 @@ def connect(where: str) -> Backend:
 class Store:
     """The open database. Use :meth:`open` (or :meth:`aopen`), then ``close``."""
 
-    def __init__(self, backend: Backend, dialect: Dialect) -> None:
+    def __init__(self, backend: Backend) -> None:
         self._backend = backend
         self.path = backend.where
         """What messages name: the file, or the URL without its password."""
-        self.dialect = dialect
+        self.dialect: Dialect = backend.dialect
         self._limiter: anyio.CapacityLimiter | None = None
 
     # --- opening and closing -----------------------------------------------------------
@@ -64,7 +64,6 @@ class Store:
         backend = connect(os.fspath(target))
         where = backend.where
         try:
-            dialect = backend.run(lambda conn: conn.dialect)
             applied = backend.run(migrate)
             turns, rounds = backend.run(partial(in_transaction, queries.mark_interrupted))
         except SchemaTooNew as exc:
@@ -86,7 +85,7 @@ class Store:
                 turns,
                 rounds,
             )
-        return cls(backend, dialect)
+        return cls(backend)
 
     @classmethod
     async def aopen(cls, target: str | os.PathLike[str]) -> Store:

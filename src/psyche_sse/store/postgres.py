@@ -125,6 +125,8 @@ class PostgresConnection(Connection):
 
 
 class PostgresBackend(Backend):
+    dialect: Dialect = "postgresql"
+
     def __init__(self, pool: ConnectionPool[RawConnection], where: str, secrets: list[str]):
         self.where = where
         self.capacity = POOL_SIZE

@@ -88,6 +88,8 @@ class SQLiteConnection(Connection):
 
 
 class SQLiteBackend(Backend):
+    dialect: Dialect = "sqlite"
+
     def __init__(self, raw: sqlite3.Connection, where: str) -> None:
         self.where = where
         self.capacity = 1

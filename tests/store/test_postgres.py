@@ -4,8 +4,10 @@ no password in it, for a URL that cannot be used."""
 
 from __future__ import annotations
 
+import io
 import logging
 import socket
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -123,16 +125,25 @@ def test_the_password_is_never_logged(postgres_url: str, caplog: pytest.LogCaptu
 
 
 @pytest.fixture
-def token(postgres_url: str) -> str:
-    """An API token of the database's first user (an admin): with a user, the server
-    lets no request in without one."""
+def token(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> str:
+    """An API token of the database's first user (an admin), made with ``psyche-sse user``
+    and ``token`` on PostgreSQL: with a user, the server lets no request in without one."""
+    monkeypatch.setenv("PSYCHE_DATABASE_URL", postgres_url)
+    monkeypatch.setattr(sys, "stdin", io.StringIO("a-long-password\n"))
+    assert main(["user", "add", "ada", "--password-stdin"]) == 0
+    capsys.readouterr()
+    assert main(["token", "create", "tests", "--user", "ada"]) == 0
+    secret = capsys.readouterr().out.strip()
     store = Store.open(postgres_url)
     try:
-        accounts = Accounts(store)
-        accounts.add_user("ada", "a-long-password")
-        _, secret = accounts.create_token("tests", "ada")
+        [user] = Accounts(store).users()
+        assert (user.name, user.admin) == ("ada", True)
+        assert [t.name for t in Accounts(store).tokens("ada")] == ["tests"]
     finally:
         store.close()
+    monkeypatch.delenv("PSYCHE_DATABASE_URL")
     return secret
 
 

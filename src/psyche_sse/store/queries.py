@@ -3,7 +3,8 @@
 They run in the store's worker threads, never on the event loop. Writes do not commit: the
 caller groups them into one transaction. Each statement is written once, in the SQL that
 SQLite and PostgreSQL both take (``?`` placeholders, ``ON CONFLICT``, ``CASE`` rather than
-SQLite's two-argument ``max``, booleans as ``TRUE``/``FALSE`` or Python bools).
+SQLite's two-argument ``max``, booleans as ``TRUE``/``FALSE`` or Python bools). A query
+that cannot be written once (full-text search, say) branches on ``conn.dialect``.
 """
 
 from __future__ import annotations

@@ -17,10 +17,13 @@ marker               SQLite                               PostgreSQL
 ``{POSTGRES: text}`` (nothing)                            ``text``
 ===================  ===================================  =====================================
 
-To change the schema, append a step (never edit one that has shipped): plain SQL, with a
-marker where a word differs, and test it on both databases (``tests/store`` runs every test
-on each). SQLite's ``ALTER TABLE`` is the narrower: it adds columns, but does not change or
-drop one with a constraint; rebuild the table for that. Two processes starting at once on
+To change the schema, append a step (never change what one that has shipped does): plain
+SQL, with a marker where a word differs, and test it on both databases (``tests/store``
+runs every test on each). Text for one database only may be whole statements (an FTS5
+table and its triggers on SQLite; a ``tsvector`` column and its GIN index on PostgreSQL),
+with no braces in it. Booleans are ``{BOOL}`` columns, written ``TRUE``/``FALSE`` in SQL.
+SQLite's ``ALTER TABLE`` is the narrower: it adds columns, but does not change or drop one
+with a constraint; rebuild the table for that. Two processes starting at once on
 one database never run a step twice: each step takes the database's write lock (SQLite) or
 an advisory lock (PostgreSQL), then reads the version again.
 """

@@ -8,6 +8,8 @@ import io
 import logging
 import socket
 import sys
+import threading
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +19,7 @@ from httpx_sse import connect_sse
 from tests import postgres
 from tests.live import serve_in_thread, stop_server
 from tests.postgres import PASSWORD, PostgresServer
+from tests.waiting import wait_for
 from tests.web.sse import assert_whole_round, finals, messages, texts
 
 from psyche_sse.accounts import Accounts
@@ -24,6 +27,9 @@ from psyche_sse.cli import main
 from psyche_sse.config import load_settings
 from psyche_sse.errors import ConfigError
 from psyche_sse.store import Store, StoreError, queries
+from psyche_sse.store import accounts as sql
+from psyche_sse.store.accounts import UserRecord
+from psyche_sse.store.connection import Connection
 from psyche_sse.store.postgres import redact
 
 SECRET = "s3cret-p4ss"
@@ -232,3 +238,45 @@ def test_the_store_carries_on_after_the_server_restarts() -> None:
             store.close()
     finally:
         postgres.stop(server)
+
+
+def test_two_users_added_at_once_make_one_first_admin(
+    postgres_url: str, postgres_server: PostgresServer
+) -> None:
+    """The first user is the admin: a second added while the first's transaction is still
+    open waits for it, then counts it."""
+    first, second = Store.open(postgres_url), Store.open(postgres_url)
+    inserted, go = threading.Event(), threading.Event()
+    added: list[UserRecord] = []
+
+    def add(name: str, conn: Connection) -> None:
+        user, _ = sql.insert_user(conn, name=name, password_hash="h", admin=False, now="now")
+        added.append(user)
+
+    def ada_then_wait(conn: Connection) -> None:
+        add("ada", conn)
+        inserted.set()
+        assert go.wait(30)
+
+    def waiting_on_a_lock() -> bool:
+        with postgres_server.admin() as conn:
+            row = conn.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+            ).fetchone()
+        return bool(row and row[0])
+
+    try:
+        ada = threading.Thread(target=first.write_now, args=(ada_then_wait,))
+        ada.start()
+        assert inserted.wait(30)
+        ben = threading.Thread(target=second.write_now, args=(partial(add, "ben"),))
+        ben.start()
+        wait_for(waiting_on_a_lock)  # ben's transaction waits for ada's
+        go.set()
+        ada.join(30)
+        ben.join(30)
+        assert [(u.name, u.admin) for u in added] == [("ada", True), ("ben", False)]
+    finally:
+        go.set()
+        first.close()
+        second.close()

@@ -77,6 +77,9 @@ def insert_user(
     """Add a user; the first one is an admin whatever ``admin`` says, and adopts every
     session made with no accounts. Returns the user and how many sessions it adopted.
     The driver's integrity error when the name is taken (in any case)."""
+    # The bump first: it locks the counter's row until the commit, so two users added at
+    # once are counted one after the other (never both the first).
+    _bump(conn)
     first = count_users(conn) == 0
     row = conn.execute(
         "INSERT INTO users (name, password, admin, created) VALUES (?, ?, ?, ?) RETURNING id",
@@ -88,7 +91,6 @@ def insert_user(
         adopted = conn.execute(
             "UPDATE sessions SET owner = ? WHERE owner IS NULL", (user_id,)
         ).rowcount
-    _bump(conn)
     return UserRecord(user_id, name, admin or first, now, 0), adopted
 
 

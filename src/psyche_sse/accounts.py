@@ -11,7 +11,6 @@ import hashlib
 import hmac
 import re
 import secrets
-import sqlite3
 from functools import cached_property, partial
 
 from argon2 import PasswordHasher
@@ -137,7 +136,7 @@ class Accounts:
         try:
             return self.store.write_now(insert)
         except StoreError as exc:
-            if isinstance(exc.__cause__, sqlite3.IntegrityError):
+            if exc.conflict:
                 raise AccountsError(f"there is already a user named {name!r}") from None
             raise
 

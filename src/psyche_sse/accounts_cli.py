@@ -1,6 +1,6 @@
 """``psyche-sse user …`` and ``psyche-sse token …``: the accounts, from the command line,
-on the database the settings name (``PSYCHE_DB``); and the check ``serve`` makes before it
-listens on an address other machines can reach."""
+on the database the settings name (``PSYCHE_DB``, or ``PSYCHE_DATABASE_URL``); and the
+check ``serve`` makes before it listens on an address other machines can reach."""
 
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ def check_exposure(settings: Settings) -> None:
     non-loopback address, no user, and no ``--insecure-no-auth``."""
     if settings.loopback():
         return
-    store = Store.open(settings.db)
+    store = Store.open(settings.database())
     try:
         users = store.run_blocking(sql.count_users)
     finally:
@@ -73,7 +73,7 @@ def accounts_command(
     """Run ``user ACTION`` or ``token ACTION``; bad input is one line and exit code 2."""
     out = out or sys.stdout
     try:
-        store = Store.open(settings.db)
+        store = Store.open(settings.database())
         try:
             run = _user if args.command == "user" else _token
             run(args, Accounts(store), out)

@@ -349,7 +349,7 @@ def _check_store(settings: Settings) -> None:
     """The database opens (a :class:`~psyche_sse.store.StoreError` otherwise)."""
     from .store import Store
 
-    Store.open(settings.db).close()
+    Store.open(settings.database()).close()
 
 
 def _agent_ids() -> list[str]:

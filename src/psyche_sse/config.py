@@ -85,6 +85,9 @@ class Settings(BaseSettings):
     # SQLite file of every conversation, created with its directory; ":memory:" keeps
     # nothing after the process ends.
     db: Path = Path("var/psyche.db")
+    # A PostgreSQL server instead (postgresql://user:password@host:5432/name), for several
+    # machines; ``db`` is then unused. A secret: its password is never shown.
+    database_url: SecretStr | None = None
     heartbeat: float = Field(default=15.0, gt=0)
     history_events: int = Field(default=DEFAULT_HISTORY_EVENTS, ge=100)
     # Rounds running at once on this server; more are refused (429) until one ends.
@@ -142,6 +145,25 @@ class Settings(BaseSettings):
                 raise ValueError(f"empty model name for {agent}")
         return value
 
+    @field_validator("database_url", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        if isinstance(value, str) and not value.strip():
+            return None
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _postgresql_url(cls, value: SecretStr | None) -> SecretStr | None:
+        # Never quote the value back: it holds a password.
+        if value is not None and not value.get_secret_value().lower().startswith(
+            ("postgresql://", "postgres://")
+        ):
+            raise ValueError(
+                "must be a postgresql:// URL, such as postgresql://user:password@host:5432/psyche"
+            )
+        return value
+
     @field_validator("allowed_hosts", "trusted_proxies", mode="before")
     @classmethod
     def _comma_separated(cls, value: object) -> object:
@@ -186,6 +208,12 @@ class Settings(BaseSettings):
             return ipaddress.ip_address(host).is_loopback
         except ValueError:
             return False
+
+    def database(self) -> str:
+        """What the store opens: the ``database_url`` when set, else the SQLite file ``db``."""
+        if self.database_url is not None:
+            return self.database_url.get_secret_value()
+        return str(self.db)
 
     def model_for(self, agent_id: str) -> str:
         override = getattr(self, f"model_{agent_env_suffix(agent_id).lower()}", None)

@@ -43,12 +43,14 @@ class OverBudget(RuntimeError):
 
 
 class StoreError(Exception):
-    """The database cannot be used. The message names the file and the problem, in one line."""
+    """The database cannot be used. The message names the file (or the URL, without its
+    password) and the problem, in one line. ``conflict``: a write broke a uniqueness rule."""
 
-    def __init__(self, path: str, problem: str) -> None:
+    def __init__(self, path: str, problem: str, *, conflict: bool = False) -> None:
         super().__init__(f"database {path}: {problem}")
         self.path = path
         self.problem = problem
+        self.conflict = conflict
 
 
 # --- providers --------------------------------------------------------------------------

@@ -3,10 +3,11 @@ adopting its sessions, tokens kept only as hashes, and the counter a server watc
 
 from __future__ import annotations
 
-import sqlite3
-from pathlib import Path
+from functools import partial
 
 import pytest
+from tests import databases
+from tests.databases import Database
 
 from psyche_sse.accounts import (
     Accounts,
@@ -19,28 +20,28 @@ from psyche_sse.accounts import (
 from psyche_sse.errors import InputError
 from psyche_sse.store import Store, queries
 from psyche_sse.store import accounts as sql
-from psyche_sse.store.schema import MIGRATIONS
+from psyche_sse.store.connection import Connection
 
 ACCOUNTS_STEP = 3
 
 
-def old_database(db: Path, sessions: list[str]) -> None:
-    """A database as the release before accounts left it: schema steps 1 and 2, sessions."""
-    db.parent.mkdir(parents=True, exist_ok=True)
-    conn = sqlite3.connect(db, isolation_level=None)
-    for number, step in enumerate(MIGRATIONS[: ACCOUNTS_STEP - 1], start=1):
-        conn.executescript(f"BEGIN;\n{step}\nPRAGMA user_version = {number};\nCOMMIT;")
+def _old_sessions(conn: Connection, sessions: list[str]) -> None:
     for n, session_id in enumerate(sessions):
         when = f"2026-11-0{n + 1}T10:00:00+00:00"
         conn.execute(
             "INSERT INTO sessions (id, title, created, updated) VALUES (?, ?, ?, ?)",
             (session_id, f"Old {n}", when, when),
         )
-    conn.close()
+
+
+def old_database(db: Database, sessions: list[str]) -> None:
+    """A database as the release before accounts left it: schema steps 1 and 2, sessions."""
+    databases.old_database(db, ACCOUNTS_STEP - 1)
+    databases.raw(db, partial(_old_sessions, sessions=sessions), write=True)
 
 
 def test_a_database_from_before_accounts_gives_its_sessions_to_the_first_admin(
-    db: Path,
+    db: Database,
 ) -> None:
     old_database(db, ["old1", "old2", "old3"])
     store = Store.open(db)
@@ -60,7 +61,7 @@ def test_a_database_from_before_accounts_gives_its_sessions_to_the_first_admin(
         store.close()
 
 
-def test_sessions_made_later_belong_to_whoever_made_them(db: Path) -> None:
+def test_sessions_made_later_belong_to_whoever_made_them(db: Database) -> None:
     store = Store.open(db)
     try:
         ada, _ = Accounts(store).add_user("ada", "a-long-password")
@@ -81,7 +82,7 @@ def test_sessions_made_later_belong_to_whoever_made_them(db: Path) -> None:
         store.close()
 
 
-def test_passwords_are_stored_as_argon2_hashes_and_checked(db: Path) -> None:
+def test_passwords_are_stored_as_argon2_hashes_and_checked(db: Database) -> None:
     store = Store.open(db)
     try:
         Accounts(store).add_user("ada", "a-long-password")
@@ -98,7 +99,7 @@ def test_passwords_are_stored_as_argon2_hashes_and_checked(db: Path) -> None:
         store.close()
 
 
-def test_tokens_are_kept_as_hashes_and_revoked(db: Path) -> None:
+def test_tokens_are_kept_as_hashes_and_revoked(db: Database) -> None:
     store = Store.open(db)
     try:
         accounts = Accounts(store)
@@ -122,7 +123,7 @@ def test_tokens_are_kept_as_hashes_and_revoked(db: Path) -> None:
         store.close()
 
 
-def test_every_change_of_who_may_do_what_moves_the_generation(db: Path) -> None:
+def test_every_change_of_who_may_do_what_moves_the_generation(db: Database) -> None:
     store = Store.open(db)
     try:
         accounts = Accounts(store)
@@ -147,7 +148,7 @@ def test_every_change_of_who_may_do_what_moves_the_generation(db: Path) -> None:
         store.close()
 
 
-def test_the_only_admin_is_not_removed_while_others_remain(db: Path) -> None:
+def test_the_only_admin_is_not_removed_while_others_remain(db: Database) -> None:
     store = Store.open(db)
     try:
         accounts = Accounts(store)
@@ -174,7 +175,7 @@ def test_the_only_admin_is_not_removed_while_others_remain(db: Path) -> None:
     ],
 )
 def test_bad_names_and_passwords_are_refused(
-    db: Path, name: str, password: str, message: str
+    db: Database, name: str, password: str, message: str
 ) -> None:
     store = Store.open(db)
     try:
@@ -184,7 +185,20 @@ def test_bad_names_and_passwords_are_refused(
         store.close()
 
 
-def test_the_signing_key_is_made_once(db: Path) -> None:
+def test_a_name_is_taken_whatever_its_case(db: Database) -> None:
+    store = Store.open(db)
+    try:
+        accounts = Accounts(store)
+        accounts.add_user("Ada", "a-long-password")
+        with pytest.raises(AccountsError, match="already a user named 'ada'"):
+            accounts.add_user("ada", "another-password")
+        assert [u.name for u in accounts.users()] == ["Ada"]
+        assert accounts.user("ADA").name == "Ada"
+    finally:
+        store.close()
+
+
+def test_the_signing_key_is_made_once(db: Database) -> None:
     store = Store.open(db)
     try:
         first = store.run_blocking(lambda c: sql.signing_secret(c, "one"))

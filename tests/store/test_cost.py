@@ -3,14 +3,15 @@ database from before costs were kept reading back with no cost."""
 
 from __future__ import annotations
 
-import sqlite3
 from dataclasses import replace
 from functools import partial
-from pathlib import Path
 
+from tests import databases
 from tests import factories as f
+from tests.databases import Database
 
 from psyche_sse.store import Store, queries, schema
+from psyche_sse.store.connection import Connection
 from psyche_sse.transcript import Status
 
 NOW = "2025-01-01T00:00:00.000+00:00"
@@ -22,15 +23,7 @@ def cost_step() -> int:
     return number
 
 
-def old_database(path: Path) -> None:
-    """A database written before the cost step: a finished round of two turns."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    conn = sqlite3.connect(path, isolation_level=None)
-    for number in range(1, cost_step()):
-        conn.executescript(
-            f"BEGIN;\n{schema.MIGRATIONS[number - 1]}\nPRAGMA user_version = {number};\nCOMMIT;"
-        )
-    conn.execute("BEGIN")
+def _old_round(conn: Connection) -> None:
     queries.reserve_ids(conn, session_id="s", ceiling=1000, title="old", now=NOW)
     queries.insert_round(conn, replace(f.round_started("s", "r", "a situation"), timestamp=NOW))
     for n, agent in enumerate(("Shadow", "Persona")):
@@ -38,16 +31,20 @@ def old_database(path: Path) -> None:
         queries.insert_turn(conn, replace(started, timestamp=NOW), position=n)
     # How that version finished a turn and a round (no cost, no reason).
     conn.execute(
-        "UPDATE turns SET status = 'ok', text = 'said', finished = ?, remembered = 1,"
+        "UPDATE turns SET status = 'ok', text = 'said', finished = ?, remembered = TRUE,"
         ' usage = \'{"prompt_tokens": 10, "completion_tokens": 5}\'',
         (NOW,),
     )
     conn.execute("UPDATE rounds SET status = 'ok', finished = ?, duration_ms = 10", (NOW,))
-    conn.execute("COMMIT")
-    conn.close()
 
 
-def test_a_migrated_database_reads_old_turns_with_no_cost(db: Path) -> None:
+def old_database(db: Database) -> None:
+    """A database written before the cost step: a finished round of two turns."""
+    databases.old_database(db, cost_step() - 1)
+    databases.raw(db, _old_round, write=True)
+
+
+def test_a_migrated_database_reads_old_turns_with_no_cost(db: Database) -> None:
     old_database(db)
     store = Store.open(db)
     try:
@@ -66,11 +63,11 @@ def test_a_migrated_database_reads_old_turns_with_no_cost(db: Path) -> None:
     assert memory.spent_usd is None
 
 
-def test_costs_and_a_stop_reason_are_saved_and_summed(db: Path) -> None:
+def test_costs_and_a_stop_reason_are_saved_and_summed(db: Database) -> None:
     old_database(db)
     store = Store.open(db)
 
-    def finish(conn: sqlite3.Connection) -> None:
+    def finish(conn: Connection) -> None:
         queries.insert_round(
             conn, replace(f.round_started("s", "r2", "a situation", index=2), timestamp=NOW)
         )
@@ -87,10 +84,9 @@ def test_costs_and_a_stop_reason_are_saved_and_summed(db: Path) -> None:
             reason="Anima/Animus's turn could cost $0.0100 and this session has …",
         )
         queries.finish_round(conn, ended)
-        conn.commit()
 
     try:
-        store.run_blocking(finish)
+        store.write_now(finish)
         transcript = store.run_blocking(partial(queries.transcript, session_id="s"))
         memory = store.run_blocking(partial(queries.council_memory, session_id="s", keep=5))
     finally:

@@ -7,13 +7,12 @@ import subprocess
 import sys
 import time
 from functools import partial
-from pathlib import Path
 
 import anyio
 import pytest
+from tests.databases import Database, settings_for, target
 from tests.saved import saved_partial
 
-from psyche_sse.config import Settings
 from psyche_sse.engine import Engine
 from psyche_sse.store import Store, queries
 from psyche_sse.transcript import Status
@@ -27,7 +26,11 @@ from psyche_sse.config import Settings
 from psyche_sse.engine import Engine
 
 async def main() -> None:
-    settings = Settings(offline_tps=20, db=sys.argv[1])
+    where = sys.argv[1]
+    if where.startswith("postgresql://"):
+        settings = Settings(offline_tps=20, database_url=where)
+    else:
+        settings = Settings(offline_tps=20, db=where)
     async with Engine(settings, save_interval=0.1) as engine:
         session, _ = engine.rounds.start("I keep putting off a hard conversation")
         print(session.id, flush=True)
@@ -37,10 +40,10 @@ anyio.run(main)
 """
 
 
-def crash(db: Path) -> tuple[str, str]:
+def crash(db: Database) -> tuple[str, str]:
     """Start a round in a process, SIGKILL it once a partial text is saved: (session, text)."""
     proc = subprocess.Popen(
-        [sys.executable, "-c", SERVER, str(db)], stdout=subprocess.PIPE, text=True
+        [sys.executable, "-c", SERVER, target(db)], stdout=subprocess.PIPE, text=True
     )
     try:
         assert proc.stdout is not None
@@ -65,9 +68,8 @@ def crash(db: Path) -> tuple[str, str]:
 @pytest.mark.slow
 @pytest.mark.anyio
 async def test_a_killed_turn_is_interrupted_with_its_text_and_the_session_goes_on(
-    tmp_path: Path,
+    db: Database,
 ) -> None:
-    db = tmp_path / "psyche.db"
     session_id, seen = await anyio.to_thread.run_sync(crash, db)
 
     async with await Store.aopen(db) as store:  # what a restart does first
@@ -80,7 +82,7 @@ async def test_a_killed_turn_is_interrupted_with_its_text_and_the_session_goes_o
     assert turn.text.startswith(seen)  # saved text only grows
 
     # The interrupted reply is in Shadow's memory, and event ids go on after the old ones.
-    async with Engine(Settings(offline_tps=0, db=db)) as engine:
+    async with Engine(settings_for(db, offline_tps=0)) as engine:
         session = await engine.live.load(session_id)
         shadow = session.council.agents["Shadow"]
         assert list(shadow.memory) == [(rnd.situation, turn.text)]

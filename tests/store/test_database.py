@@ -1,9 +1,11 @@
-"""The database: schema migrations, crash recovery, clear errors, the reader API."""
+"""The database: schema migrations, crash recovery, clear errors, the reader API; on SQLite
+and PostgreSQL alike, but for what only a file has."""
 
 from __future__ import annotations
 
 import os
 import sqlite3
+import threading
 from collections.abc import Callable
 from dataclasses import replace
 from functools import partial
@@ -12,10 +14,12 @@ from pathlib import Path
 import anyio
 import pytest
 from tests import factories as f
+from tests.databases import Database, raw, sqlite_only, tables
 
 from psyche_sse.config import Settings
 from psyche_sse.engine import Engine
 from psyche_sse.store import Store, StoreError, queries, schema
+from psyche_sse.store.connection import Connection
 from psyche_sse.transcript import Status
 
 INTERRUPTED = Status.INTERRUPTED
@@ -24,15 +28,8 @@ pytestmark = pytest.mark.anyio
 NOW = "2025-01-01T00:00:00.000+00:00"
 
 
-def tables(path: Path) -> set[str]:
-    with sqlite3.connect(path) as conn:
-        rows = conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall()
-    conn.close()
-    return {r[0] for r in rows}
-
-
 def add_round(
-    conn: sqlite3.Connection, *, session: str, round_id: str, turns: tuple[str, ...] = ()
+    conn: Connection, *, session: str, round_id: str, turns: tuple[str, ...] = ()
 ) -> None:
     """A round with running turns whose partial texts are ``turns``."""
     queries.reserve_ids(conn, session_id=session, ceiling=1000, title=session, now=NOW)
@@ -45,41 +42,80 @@ def add_round(
         queries.save_partial(conn, turn_id=f"{round_id}-{n}", text=text, streaming="native")
 
 
-def test_migrations_from_empty_create_the_schema(db: Path) -> None:
-    store = Store.open(db)  # the directory is created too
+def test_migrations_from_empty_create_the_schema(db: Database) -> None:
+    store = Store.open(db)  # a file's directory is created too
     store.close()
-    assert {"sessions", "rounds", "turns"} <= tables(db)
-    with sqlite3.connect(db) as conn:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == schema.VERSION
-        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    conn.close()
+    assert {"sessions", "rounds", "turns", "users", "api_tokens"} <= tables(db)
+    assert raw(db, schema.version) == schema.VERSION
+    if isinstance(db, Path):
+        with sqlite3.connect(db) as conn:
+            assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        conn.close()
     Store.open(db).close()  # reopening applies nothing and keeps the data
+    assert raw(db, schema.version) == schema.VERSION
 
 
 def test_a_failed_migration_step_leaves_the_previous_version(
-    db: Path, monkeypatch: pytest.MonkeyPatch
+    db: Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     Store.open(db).close()
-    monkeypatch.setattr(schema, "MIGRATIONS", (*schema.MIGRATIONS, "CREATE TABLE x (a); BOGUS"))
+    bogus = "CREATE TABLE x (a INTEGER); BOGUS"
+    monkeypatch.setattr(schema, "MIGRATIONS", (*schema.MIGRATIONS, bogus))
     monkeypatch.setattr(schema, "VERSION", len(schema.MIGRATIONS))
-    with pytest.raises(StoreError, match="syntax error"):
+    with pytest.raises(StoreError, match="syntax error") as caught:
         Store.open(db)
+    assert "\n" not in str(caught.value)
     assert "x" not in tables(db)
-    with sqlite3.connect(db) as conn:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == schema.VERSION - 1
-    conn.close()
+    assert raw(db, schema.version) == schema.VERSION - 1
 
 
-def test_a_newer_schema_is_refused(db: Path) -> None:
+def test_a_newer_schema_is_refused(db: Database) -> None:
     Store.open(db).close()
-    with sqlite3.connect(db) as conn:
-        conn.execute(f"PRAGMA user_version = {schema.VERSION + 1}")
-    conn.close()
+    raw(db, lambda c: c.set_schema_version(schema.VERSION + 1), write=True)
     with pytest.raises(StoreError, match="newer than this program"):
         Store.open(db)
 
 
-def test_running_turns_are_marked_interrupted_with_their_text(db: Path) -> None:
+def test_processes_starting_at_once_migrate_once(db: Database) -> None:
+    """Several processes opening a new database at the same moment: each step runs once
+    (a second run would fail: its tables exist), and every one of them opens it."""
+    opened: list[Store] = []
+    errors: list[BaseException] = []
+    start = threading.Barrier(4)
+
+    def open_it() -> None:
+        start.wait(10)
+        try:
+            opened.append(Store.open(db))
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=open_it) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    for store in opened:
+        store.close()
+    assert errors == [] and len(opened) == 4
+    assert raw(db, schema.version) == schema.VERSION
+
+
+def test_every_step_renders_for_each_database() -> None:
+    for step in schema.MIGRATIONS:
+        for dialect in ("sqlite", "postgresql"):
+            assert "{" not in schema.render(step, dialect).replace("[{agent_id", "")
+    users = schema.render(schema.MIGRATIONS[2], "sqlite")
+    assert "name     TEXT NOT NULL UNIQUE COLLATE NOCASE," in users  # as step 3 shipped
+    assert "lower(name)" not in users
+    assert "lower(name)" in schema.render(schema.MIGRATIONS[2], "postgresql")
+    with pytest.raises(KeyError):
+        schema.render("CREATE TABLE t (a {NUMBER})", "sqlite")
+    with pytest.raises(KeyError):
+        schema.render("{MYSQL: ENGINE=InnoDB}", "postgresql")
+
+
+def test_running_turns_are_marked_interrupted_with_their_text(db: Database) -> None:
     store = Store.open(db)
     store.run_blocking(partial(add_round, session="s", round_id="r", turns=("So far", "")))
     store.close()  # as if the process had died: nothing finished the turns
@@ -112,6 +148,7 @@ def damaged_pages(path: Path) -> None:
     path.write_bytes(bytes(data))
 
 
+@sqlite_only
 @pytest.mark.parametrize(
     ("damage", "problem"),
     [(garbage, "not a SQLite database"), (damaged_pages, "corrupt")],
@@ -155,6 +192,7 @@ def test_a_read_only_directory_is_a_clear_error(tmp_path: Path) -> None:
         locked.chmod(0o700)
 
 
+@sqlite_only
 async def test_the_engine_does_not_start_on_a_corrupt_database(db: Path) -> None:
     await anyio.Path(db.parent).mkdir(parents=True)
     await anyio.Path(db).write_bytes(b"not a database at all" * 100)
@@ -163,7 +201,7 @@ async def test_the_engine_does_not_start_on_a_corrupt_database(db: Path) -> None
             pass  # pragma: no cover
 
 
-async def test_list_rename_delete(db: Path) -> None:
+async def test_list_rename_delete(db: Database) -> None:
     async with await Store.aopen(db) as store:
         for n in range(3):
             await store.write(partial(add_round, session=f"s{n}", round_id=f"r{n}", turns=("x",)))
@@ -188,8 +226,9 @@ async def test_list_rename_delete(db: Path) -> None:
         assert len(page) == 1
 
 
-async def test_many_writers_at_once(db: Path) -> None:
-    """Writes from many tasks are serialised on the one connection; none is lost."""
+async def test_many_writers_at_once(db: Database) -> None:
+    """Writes from many tasks at once (serialised on SQLite's one connection, side by side
+    on PostgreSQL's pool): none is lost."""
     async with await Store.aopen(db) as store:
         async with anyio.create_task_group() as tg:
             for n in range(20):

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import anyio
 import pytest
+from tests.databases import Database, settings_for
 from tests.factories import AGENT_IDS
 
 from psyche_sse.config import Settings
@@ -88,8 +87,8 @@ async def test_sessions_running_at_once_are_all_recorded(settings: Settings) -> 
     assert all(s.rounds == 1 and s.last_status == "ok" for s in listed)
 
 
-async def test_a_live_transcript_joins_the_stream_without_gap_or_duplicate(db: Path) -> None:
-    async with Engine(Settings(offline_tps=100, db=db), save_interval=0.05) as engine:
+async def test_a_live_transcript_joins_the_stream_without_gap_or_duplicate(db: Database) -> None:
+    async with Engine(settings_for(db, offline_tps=100), save_interval=0.05) as engine:
         session, _ = engine.rounds.start("My sister borrowed money and never paid it back")
         await wait_for(engine, session.id, "agent_processing_update")
         snapshot = await engine.archive.transcript(session.id)
@@ -171,8 +170,8 @@ async def test_load_session_rename_and_delete(settings: Settings) -> None:
             engine.live.find(sid)
 
 
-async def test_deleting_a_running_session_stops_its_round(db: Path) -> None:
-    async with Engine(Settings(offline_tps=50, db=db)) as engine:
+async def test_deleting_a_running_session_stops_its_round(db: Database) -> None:
+    async with Engine(settings_for(db, offline_tps=50)) as engine:
         session, _ = engine.rounds.start("I am anxious about an exam")
         await wait_for(engine, session.id, "agent_processing_update")
         await engine.archive.delete(session.id)
@@ -180,12 +179,12 @@ async def test_deleting_a_running_session_stops_its_round(db: Path) -> None:
         assert await engine.archive.count() == 0
 
 
-async def test_stopping_saves_the_partial_text(db: Path) -> None:
-    async with Engine(Settings(offline_tps=50, db=db), save_interval=3600) as engine:
+async def test_stopping_saves_the_partial_text(db: Database) -> None:
+    async with Engine(settings_for(db, offline_tps=50), save_interval=3600) as engine:
         session, _ = engine.rounds.start("I am anxious about an exam")
         await wait_for(engine, session.id, "agent_processing_update")
         # Leaving the engine stops the round; the stopped turn's text is saved on the way out.
-    async with Engine(Settings(db=db)) as engine:
+    async with Engine(settings_for(db)) as engine:
         transcript = await engine.archive.transcript(session.id)
     (rnd,) = transcript.rounds
     (turn,) = rnd.turns
@@ -193,9 +192,9 @@ async def test_stopping_saves_the_partial_text(db: Path) -> None:
     assert turn.text and not turn.text.startswith("[")
 
 
-async def test_the_cap_on_running_rounds_counts_rounds_not_yet_started(db: Path) -> None:
+async def test_the_cap_on_running_rounds_counts_rounds_not_yet_started(db: Database) -> None:
     # Three requests in one burst: the rounds' tasks have not run yet when the third asks.
-    settings = Settings(offline_tps=0, db=db, max_running_rounds=2)
+    settings = settings_for(db, offline_tps=0, max_running_rounds=2)
     async with Engine(settings) as engine:
         first, _ = engine.rounds.start("One")
         engine.rounds.start("Two")

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import anyio
 import pytest
 from tests import factories as f
+from tests.databases import Database
 
 from psyche_sse.bus import MemoryBus
 from psyche_sse.events import Event, Payload
@@ -50,8 +49,8 @@ async def stored_text(store: Store, turn: str) -> tuple[str, str]:
     )
 
 
-async def test_deltas_are_saved_on_the_timer_not_one_by_one(tmp_path: Path) -> None:
-    async with await Store.aopen(tmp_path / "x.db") as store:
+async def test_deltas_are_saved_on_the_timer_not_one_by_one(db: Database) -> None:
+    async with await Store.aopen(db) as store:
         async with Recorder(store, save_interval=3600) as recorder:
             feed = Feed(recorder)
             await feed.round_started()
@@ -75,8 +74,8 @@ async def test_deltas_are_saved_on_the_timer_not_one_by_one(tmp_path: Path) -> N
                     await anyio.sleep(0.01)
 
 
-async def test_a_read_sees_exactly_the_events_up_to_its_id(tmp_path: Path) -> None:
-    async with await Store.aopen(tmp_path / "x.db") as store, Recorder(store) as recorder:
+async def test_a_read_sees_exactly_the_events_up_to_its_id(db: Database) -> None:
+    async with await Store.aopen(db) as store, Recorder(store) as recorder:
         feed = Feed(recorder)
         await feed.round_started()
         await feed.turn_started("t")
@@ -89,8 +88,8 @@ async def test_a_read_sees_exactly_the_events_up_to_its_id(tmp_path: Path) -> No
         assert transcript.rounds[0].turns[0].text == "Hello"
 
 
-async def test_event_ids_are_reserved_ahead_in_blocks(tmp_path: Path) -> None:
-    async with await Store.aopen(tmp_path / "x.db") as store:
+async def test_event_ids_are_reserved_ahead_in_blocks(db: Database) -> None:
+    async with await Store.aopen(db) as store:
         async with Recorder(store, id_block=10) as recorder:
             feed = Feed(recorder)
             await feed.round_started()
@@ -105,8 +104,8 @@ async def test_event_ids_are_reserved_ahead_in_blocks(tmp_path: Path) -> None:
         assert history.event_hwm == 19
 
 
-async def test_a_complete_turn_stores_every_field(tmp_path: Path) -> None:
-    async with await Store.aopen(tmp_path / "x.db") as store:
+async def test_a_complete_turn_stores_every_field(db: Database) -> None:
+    async with await Store.aopen(db) as store:
         async with Recorder(store) as recorder:
             feed = Feed(recorder)
             await feed.round_started()

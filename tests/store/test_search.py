@@ -4,16 +4,16 @@ for is only ever text, and the sessions list's preview line."""
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterator
 from dataclasses import replace
 from functools import partial
-from pathlib import Path
 
 import pytest
 from tests import factories as f
+from tests.databases import Database, old_database, raw
 
 from psyche_sse.store import Store, queries, schema
+from psyche_sse.store.connection import Connection
 from psyche_sse.store.previews import Preview, previews, shorten
 from psyche_sse.store.search import CLOSE, OPEN, Fragment, passage, search_sessions
 
@@ -26,7 +26,7 @@ def search_step() -> int:
 
 
 def write_session(
-    conn: sqlite3.Connection,
+    conn: Connection,
     session: str,
     situation: str,
     replies: list[str],
@@ -52,7 +52,7 @@ def write_session(
 
 
 @pytest.fixture
-def store(db: Path) -> Iterator[Store]:
+def store(db: Database) -> Iterator[Store]:
     opened = Store.open(db)
     yield opened
     opened.close()
@@ -87,8 +87,11 @@ def test_replies_situations_and_stimuli_are_found_as_they_are_written(store: Sto
     assert found(store, "cafe") == [("s1", "reply")]
     store.write_now(partial(queries.delete_session, session_id="s1"))
     assert found(store, "sister") == found(store, "cafe") == []
-    left = store.run_blocking(lambda c: c.execute("SELECT count(*) FROM search_refs").fetchone())
-    assert left == (0,)
+    if store.dialect == "sqlite":  # the index's own bookkeeping goes with the session
+        left = store.run_blocking(
+            lambda c: c.execute("SELECT count(*) FROM search_refs").fetchone()
+        )
+        assert left == (0,)
 
 
 def test_each_owner_finds_only_their_sessions(store: Store) -> None:
@@ -134,20 +137,16 @@ def test_a_passage_marks_its_matches() -> None:
     assert passage(f"{CLOSE}a{OPEN}b{OPEN}c") == (Fragment("a", False), Fragment("bc", True))
 
 
-def test_a_database_from_before_search_is_indexed_when_migrated(db: Path) -> None:
-    db.parent.mkdir(parents=True, exist_ok=True)
-    conn = sqlite3.connect(db, isolation_level=None)
-    for number in range(1, search_step()):
-        conn.executescript(
-            f"BEGIN;\n{schema.MIGRATIONS[number - 1]}\nPRAGMA user_version = {number};\nCOMMIT;"
+def test_a_database_from_before_search_is_indexed_when_migrated(db: Database) -> None:
+    old_database(db, search_step() - 1)
+
+    def before_search(conn: Connection) -> None:
+        write_session(
+            conn, "old1", "The old orchard", ["Resentment grows in the shade."], stimulus="Frost"
         )
-    conn.execute("BEGIN")
-    write_session(
-        conn, "old1", "The old orchard", ["Resentment grows in the shade."], stimulus="Frost"
-    )
-    write_session(conn, "old2", "A quiet harbour", ["Nothing moves.", "Resentment too."])
-    conn.execute("COMMIT")
-    conn.close()
+        write_session(conn, "old2", "A quiet harbour", ["Nothing moves.", "Resentment too."])
+
+    raw(db, before_search, write=True)
 
     store = Store.open(db)
     try:

@@ -7,13 +7,13 @@ the server marks it interrupted when it opens the database.
 
 from __future__ import annotations
 
-import sqlite3
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from psyche_sse.sentiment import SentimentScores
 from psyche_sse.store import Store, queries
+from psyche_sse.store.connection import Connection
 from tests import factories as f
 from tests.factories import AGENT_IDS
 
@@ -33,7 +33,7 @@ class Seeded:
 
 
 def _turn(
-    conn: sqlite3.Connection,
+    conn: Connection,
     *,
     session: str,
     round_id: str,
@@ -58,7 +58,7 @@ def _turn(
 
 
 def _session(
-    conn: sqlite3.Connection, n: int, situation: str, *, interrupted: bool = False, rounds: int = 1
+    conn: Connection, n: int, situation: str, *, interrupted: bool = False, rounds: int = 1
 ) -> Seeded:
     session = f"seed{n:04d}"
     created = stamp(n)
@@ -99,20 +99,16 @@ def seed(db: Path, count: int, *, interrupted: tuple[int, ...] = ()) -> list[See
     """``count`` sessions, session ``n`` last active ``n`` minutes after :data:`BASE`; the
     ones in ``interrupted`` have a second round a crash cut off in Persona's turn."""
 
-    def write(conn: sqlite3.Connection) -> list[Seeded]:
+    def write(conn: Connection) -> list[Seeded]:
         out = []
-        with conn:
-            conn.execute("BEGIN")
-            for n in range(count):
-                situation = f"Situation {n} <b>bold</b> & more"
-                rounds = 2 if n in interrupted else 1
-                out.append(
-                    _session(conn, n, situation, interrupted=n in interrupted, rounds=rounds)
-                )
+        for n in range(count):
+            situation = f"Situation {n} <b>bold</b> & more"
+            rounds = 2 if n in interrupted else 1
+            out.append(_session(conn, n, situation, interrupted=n in interrupted, rounds=rounds))
         return out
 
     store = Store.open(db)
     try:
-        return store.run_blocking(write)
+        return store.write_now(write)
     finally:
         store.close()

@@ -59,7 +59,7 @@ class _Parts:
 class Engine:
     """Owns the sessions, the bus, the LLM client and the store.
 
-    The store is opened on entry from ``settings.db``
+    The store is opened on entry from ``settings.database()``
     (:class:`~psyche_sse.errors.StoreError` when it cannot be used), unless one is passed
     in, which the caller then owns. ``save_interval``: seconds between saves of a streaming
     turn's partial text. ``log_ids``: where the rounds and turns bind their ids for the log
@@ -100,7 +100,7 @@ class Engine:
             stack.push_async_callback(self.llm.close)
             store = self._store
             if store is None:
-                store = await Store.aopen(self.settings.db)
+                store = await Store.aopen(self.settings.database())
                 stack.push_async_callback(store.aclose)
             recorder = Recorder(store, save_interval=self.save_interval)
             await stack.enter_async_context(recorder)

@@ -1,4 +1,4 @@
-"""Persistence: sessions, rounds and turns in SQLite, saved as they stream.
+"""Persistence: sessions, rounds and turns in SQLite or PostgreSQL, saved as they stream.
 
 :class:`Store` is the database and its read API; :class:`Recorder` folds a session's events
 into it, and answers the reads that must agree with the live streams.

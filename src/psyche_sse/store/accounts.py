@@ -1,15 +1,16 @@
 """Every SQL statement about accounts: users, API tokens, session owners, and the counter
 a server watches to see accounts change.
 
-Plain functions of a connection, as in :mod:`.queries`. Each write bumps
-``accounts_state.generation`` in the same transaction, so a server reading that one number
-(once a second) learns of a user removed or a token revoked by another process.
+Plain functions of a connection, in the SQL both databases take, as in :mod:`.queries`.
+Each write bumps ``accounts_state.generation`` in the same transaction, so a server reading
+that one number (once a second) learns of a user removed or a token revoked by another process.
 """
 
 from __future__ import annotations
 
-import sqlite3
 from dataclasses import dataclass
+
+from .connection import Connection
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,15 +45,15 @@ class Snapshot:
     tokens: tuple[TokenRecord, ...]
 
 
-def _bump(conn: sqlite3.Connection) -> None:
+def _bump(conn: Connection) -> None:
     conn.execute("UPDATE accounts_state SET generation = generation + 1 WHERE id = 1")
 
 
-def generation(conn: sqlite3.Connection) -> int:
+def generation(conn: Connection) -> int:
     return int(conn.execute("SELECT generation FROM accounts_state WHERE id = 1").fetchone()[0])
 
 
-def count_users(conn: sqlite3.Connection) -> int:
+def count_users(conn: Connection) -> int:
     return int(conn.execute("SELECT count(*) FROM users").fetchone()[0])
 
 
@@ -71,35 +72,38 @@ def _user(row: tuple[object, ...]) -> UserRecord:
 
 
 def insert_user(
-    conn: sqlite3.Connection, *, name: str, password_hash: str, admin: bool, now: str
+    conn: Connection, *, name: str, password_hash: str, admin: bool, now: str
 ) -> tuple[UserRecord, int]:
     """Add a user; the first one is an admin whatever ``admin`` says, and adopts every
     session made with no accounts. Returns the user and how many sessions it adopted.
-    :class:`sqlite3.IntegrityError` when the name is taken."""
+    The driver's integrity error when the name is taken (in any case)."""
+    # The bump first: it locks the counter's row until the commit, so two users added at
+    # once are counted one after the other (never both the first).
+    _bump(conn)
     first = count_users(conn) == 0
-    cursor = conn.execute(
-        "INSERT INTO users (name, password, admin, created) VALUES (?, ?, ?, ?)",
+    row = conn.execute(
+        "INSERT INTO users (name, password, admin, created) VALUES (?, ?, ?, ?) RETURNING id",
         (name, password_hash, admin or first, now),
-    )
-    user_id = int(cursor.lastrowid or 0)
+    ).fetchone()
+    user_id = int(row[0])
     adopted = 0
     if first:
         adopted = conn.execute(
             "UPDATE sessions SET owner = ? WHERE owner IS NULL", (user_id,)
         ).rowcount
-    _bump(conn)
     return UserRecord(user_id, name, admin or first, now, 0), adopted
 
 
-def user_by_name(conn: sqlite3.Connection, name: str) -> tuple[UserRecord, str] | None:
+def user_by_name(conn: Connection, name: str) -> tuple[UserRecord, str] | None:
     """The user and its password hash, or None."""
     row = conn.execute(
-        "SELECT id, name, admin, created, epoch, password FROM users WHERE name = ?", (name,)
+        "SELECT id, name, admin, created, epoch, password FROM users WHERE lower(name) = lower(?)",
+        (name,),
     ).fetchone()
     return None if row is None else (_user(row[:5]), str(row[5]))
 
 
-def list_users(conn: sqlite3.Connection) -> list[UserRecord]:
+def list_users(conn: Connection) -> list[UserRecord]:
     rows = conn.execute(
         "SELECT u.id, u.name, u.admin, u.created, u.epoch,"
         " (SELECT count(*) FROM sessions s WHERE s.owner = u.id)"
@@ -108,7 +112,7 @@ def list_users(conn: sqlite3.Connection) -> list[UserRecord]:
     return [_user(row) for row in rows]
 
 
-def remove_user(conn: sqlite3.Connection, *, user_id: int) -> bool:
+def remove_user(conn: Connection, *, user_id: int) -> bool:
     """Delete the user and its tokens; its sessions stay, owned by no one (admins see them)."""
     removed = conn.execute("DELETE FROM users WHERE id = ?", (user_id,)).rowcount > 0
     if removed:
@@ -118,7 +122,7 @@ def remove_user(conn: sqlite3.Connection, *, user_id: int) -> bool:
 
 
 def set_password(
-    conn: sqlite3.Connection, *, user_id: int, password_hash: str, sign_out: bool = True
+    conn: Connection, *, user_id: int, password_hash: str, sign_out: bool = True
 ) -> bool:
     """A new password hash; with ``sign_out`` every cookie of the user stops working."""
     bump = 1 if sign_out else 0
@@ -134,7 +138,7 @@ def set_password(
     return changed
 
 
-def sign_out_everywhere(conn: sqlite3.Connection, *, user_id: int) -> bool:
+def sign_out_everywhere(conn: Connection, *, user_id: int) -> bool:
     changed = conn.execute("UPDATE users SET epoch = epoch + 1 WHERE id = ?", (user_id,)).rowcount
     if changed:
         _bump(conn)
@@ -162,24 +166,22 @@ def _token(row: tuple[object, ...]) -> TokenRecord:
     )
 
 
-def insert_token(
-    conn: sqlite3.Connection, *, name: str, user_id: int, token_hash: str, now: str
-) -> int:
-    cursor = conn.execute(
-        "INSERT INTO api_tokens (name, user_id, hash, created) VALUES (?, ?, ?, ?)",
+def insert_token(conn: Connection, *, name: str, user_id: int, token_hash: str, now: str) -> int:
+    row = conn.execute(
+        "INSERT INTO api_tokens (name, user_id, hash, created) VALUES (?, ?, ?, ?) RETURNING id",
         (name, user_id, token_hash, now),
-    )
+    ).fetchone()
     _bump(conn)
-    return int(cursor.lastrowid or 0)
+    return int(row[0])
 
 
-def list_tokens(conn: sqlite3.Connection, *, user_id: int | None = None) -> list[TokenRecord]:
+def list_tokens(conn: Connection, *, user_id: int | None = None) -> list[TokenRecord]:
     where, args = ("WHERE t.user_id = ?", (user_id,)) if user_id is not None else ("", ())
     rows = conn.execute(f"SELECT {_TOKEN_COLUMNS} {where} ORDER BY t.id", args).fetchall()
     return [_token(row) for row in rows]
 
 
-def revoke_token(conn: sqlite3.Connection, *, token_id: int, now: str) -> bool:
+def revoke_token(conn: Connection, *, token_id: int, now: str) -> bool:
     """Revoke the token; False when there is none with this id or it was revoked already."""
     changed = conn.execute(
         "UPDATE api_tokens SET revoked = ? WHERE id = ? AND revoked IS NULL", (now, token_id)
@@ -189,7 +191,7 @@ def revoke_token(conn: sqlite3.Connection, *, token_id: int, now: str) -> bool:
     return changed > 0
 
 
-def touch_tokens(conn: sqlite3.Connection, *, used: dict[int, str]) -> None:
+def touch_tokens(conn: Connection, *, used: dict[int, str]) -> None:
     """When each token was last used (no bump: nothing about who may do what changed)."""
     conn.executemany(
         "UPDATE api_tokens SET last_used = ? WHERE id = ?",
@@ -200,20 +202,18 @@ def touch_tokens(conn: sqlite3.Connection, *, used: dict[int, str]) -> None:
 # --- what a server keeps -------------------------------------------------------------------
 
 
-def snapshot(conn: sqlite3.Connection) -> Snapshot:
+def snapshot(conn: Connection) -> Snapshot:
     """Every user and every live token, read in one transaction."""
-    with conn:
-        conn.execute("BEGIN")
+    with conn.transaction():
         gen = generation(conn)
         users = conn.execute("SELECT id, name, admin, created, epoch FROM users").fetchall()
         tokens = conn.execute(f"SELECT {_TOKEN_COLUMNS} WHERE t.revoked IS NULL").fetchall()
     return Snapshot(gen, tuple(_user(r) for r in users), tuple(_token(r) for r in tokens))
 
 
-def signing_secret(conn: sqlite3.Connection, new: str) -> str:
+def signing_secret(conn: Connection, new: str) -> str:
     """The key kept in the database for signing cookies: ``new`` when there is none yet."""
-    with conn:
-        conn.execute("BEGIN IMMEDIATE")
+    with conn.transaction(immediate=True):
         conn.execute("UPDATE accounts_state SET secret = ? WHERE id = 1 AND secret IS NULL", (new,))
         row = conn.execute("SELECT secret FROM accounts_state WHERE id = 1").fetchone()
     return str(row[0])

@@ -1,20 +1,17 @@
-"""The SQLite database: opening it safely, and running work on it off the event loop.
+"""The store's database, SQLite or PostgreSQL: opening it safely, and running work on it off
+the event loop.
 
-One connection, used by one worker thread at a time (a capacity limiter of one), so writes
-never contend with each other and the event loop never waits on the disk. WAL mode lets
-another process (or the tests) read while we write; ``synchronous=NORMAL`` keeps every
-committed transaction through a crash of the process.
+:meth:`Store.open` takes a file path (SQLite, the default) or a ``postgresql://`` URL. The
+work runs in worker threads: one at a time on SQLite's one connection, so writes never
+contend; as many as the pool has connections on PostgreSQL.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import sqlite3
-import threading
 from collections.abc import Callable, Sequence
 from functools import partial
-from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
 
@@ -23,78 +20,61 @@ import anyio
 from ..errors import StoreError
 from ..transcript import Transcript
 from . import queries
+from .connection import Backend, Connection, Dialect, in_transaction, is_url
 from .records import CouncilMemory, SessionSummary
 from .schema import SchemaTooNew, migrate
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-Write = Callable[[sqlite3.Connection], object]
-Request = Callable[[sqlite3.Connection], object]
-MEMORY = ":memory:"
+Write = Callable[[Connection], object]
+Request = Callable[[Connection], object]
 
 
-def _problem(exc: BaseException) -> str:
-    name = getattr(exc, "sqlite_errorname", "")
-    detail = " ".join(str(exc).split())
-    if name == "SQLITE_NOTADB":
-        return "not a SQLite database, or its header is corrupt; move it away or set PSYCHE_DB"
-    if name == "SQLITE_CORRUPT":
-        return f"the file is corrupt ({detail}); move it away or set PSYCHE_DB"
-    if name == "SQLITE_CANTOPEN":
-        return "cannot open the file (is the path a directory, or the directory unwritable?)"
-    if name.startswith("SQLITE_READONLY"):
-        return "the file or its directory is read-only"
-    if name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")):
-        return "locked by another process"
-    if isinstance(exc, OSError):
-        return exc.strerror or detail
-    return detail
+def connect(where: str) -> Backend:
+    """The database at ``where`` (a file path, or a ``postgresql://`` URL), as it is: not
+    migrated. :meth:`Store.open` is what the service uses."""
+    if is_url(where):
+        # Imported only here: psycopg is not loaded by a server that uses SQLite.
+        from .postgres import PostgresBackend
+
+        return PostgresBackend.open(where)
+    from .sqlite import SQLiteBackend
+
+    return SQLiteBackend.open(where)
 
 
 class Store:
     """The open database. Use :meth:`open` (or :meth:`aopen`), then ``close``."""
 
-    def __init__(self, conn: sqlite3.Connection, path: str) -> None:
-        self._conn = conn
-        self.path = path
-        self._lock = threading.Lock()
+    def __init__(self, backend: Backend) -> None:
+        self._backend = backend
+        self.path = backend.where
+        """What messages name: the file, or the URL without its password."""
+        self.dialect: Dialect = backend.dialect
         self._limiter: anyio.CapacityLimiter | None = None
-        self._closed = False
 
     # --- opening and closing -----------------------------------------------------------
 
     @classmethod
-    def open(cls, path: str | os.PathLike[str]) -> Store:
-        """Open (creating it and its directory when missing), migrate, and mark the turns a
-        dead process left running as interrupted. Raises :class:`StoreError`."""
-        where = os.fspath(path)
-        if where != MEMORY:
-            parent = Path(where).parent
-            try:
-                parent.mkdir(parents=True, exist_ok=True)
-            except OSError as exc:
-                problem = "not a directory" if parent.exists() else _problem(exc)
-                raise StoreError(
-                    where, f"cannot create its directory {parent}: {problem}"
-                ) from None
+    def open(cls, target: str | os.PathLike[str]) -> Store:
+        """Open (creating a SQLite file and its directory when missing), migrate, and mark
+        the turns a dead process left running as interrupted. ``target``: a file path, or a
+        ``postgresql://`` URL. Raises :class:`StoreError`."""
+        backend = connect(os.fspath(target))
+        where = backend.where
         try:
-            conn = sqlite3.connect(where, check_same_thread=False, isolation_level=None)
-        except sqlite3.Error as exc:
-            raise StoreError(where, _problem(exc)) from None
-        try:
-            conn.execute("PRAGMA busy_timeout = 5000")
-            conn.execute("PRAGMA journal_mode = WAL")
-            conn.execute("PRAGMA synchronous = NORMAL")
-            conn.execute("PRAGMA foreign_keys = ON")
-            applied = migrate(conn)
-            turns, rounds = _in_transaction(queries.mark_interrupted, conn)
+            applied = backend.run(migrate)
+            turns, rounds = backend.run(partial(in_transaction, queries.mark_interrupted))
         except SchemaTooNew as exc:
-            conn.close()
+            backend.close()
             raise StoreError(where, f"{exc}; upgrade psyche-sse to use it") from None
-        except sqlite3.Error as exc:
-            conn.close()
-            raise StoreError(where, _problem(exc)) from None
+        except StoreError as exc:
+            backend.close()
+            raise StoreError(where, exc.problem) from None
+        except BaseException:
+            backend.close()
+            raise
         if applied:
             log.info("database %s: %d migration step(s) applied", where, applied)
         if turns or rounds:
@@ -105,17 +85,14 @@ class Store:
                 turns,
                 rounds,
             )
-        return cls(conn, where)
+        return cls(backend)
 
     @classmethod
-    async def aopen(cls, path: str | os.PathLike[str]) -> Store:
-        return await anyio.to_thread.run_sync(cls.open, path)
+    async def aopen(cls, target: str | os.PathLike[str]) -> Store:
+        return await anyio.to_thread.run_sync(cls.open, target)
 
     def close(self) -> None:
-        with self._lock:
-            if not self._closed:
-                self._closed = True
-                self._conn.close()
+        self._backend.close()
 
     async def aclose(self) -> None:
         await anyio.to_thread.run_sync(self.close)
@@ -133,30 +110,25 @@ class Store:
 
     # --- running work ------------------------------------------------------------------
 
-    def run_blocking(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        """Run ``fn`` with the connection, in this thread (short reads only). A database
+    def run_blocking(self, fn: Callable[[Connection], T]) -> T:
+        """Run ``fn`` with a connection, in this thread (short reads only). A database
         error becomes a :class:`StoreError`."""
-        with self._lock:
-            if self._closed:
-                raise StoreError(self.path, "the database is closed")
-            try:
-                return fn(self._conn)
-            except sqlite3.Error as exc:
-                raise StoreError(self.path, _problem(exc)) from exc
+        return self._backend.run(fn)
 
-    async def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        """Run ``fn`` with the connection in the worker thread; one at a time, in order."""
+    async def run(self, fn: Callable[[Connection], T]) -> T:
+        """Run ``fn`` with a connection in a worker thread: on SQLite one at a time, in
+        order; on PostgreSQL as many at once as the pool has connections."""
         if self._limiter is None:
-            self._limiter = anyio.CapacityLimiter(1)
+            self._limiter = anyio.CapacityLimiter(self._backend.capacity)
         return await anyio.to_thread.run_sync(self.run_blocking, fn, limiter=self._limiter)
 
-    async def write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+    async def write(self, fn: Callable[[Connection], T]) -> T:
         """Run ``fn`` in a transaction of its own."""
-        return await self.run(partial(_in_transaction, fn))
+        return await self.run(partial(in_transaction, fn))
 
-    def write_now(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+    def write_now(self, fn: Callable[[Connection], T]) -> T:
         """:meth:`write`, blocking: for synchronous callers (the CLI)."""
-        return self.run_blocking(partial(_in_transaction, fn))
+        return self.run_blocking(partial(in_transaction, fn))
 
     async def apply(
         self, writes: Sequence[Write], requests: Sequence[Request] = ()
@@ -195,19 +167,12 @@ class Store:
         return self.run_blocking(partial(queries.council_memory, session_id=session_id, keep=keep))
 
 
-def _in_transaction(fn: Callable[[sqlite3.Connection], T], conn: sqlite3.Connection) -> T:
-    with conn:
-        conn.execute("BEGIN")
-        return fn(conn)
-
-
 def _apply(
-    writes: Sequence[Write], requests: Sequence[Request], conn: sqlite3.Connection
+    writes: Sequence[Write], requests: Sequence[Request], conn: Connection
 ) -> list[tuple[Any, BaseException | None]]:
     if writes:
         try:
-            with conn:
-                conn.execute("BEGIN")
+            with conn.transaction():
                 for write in writes:
                     write(conn)
         except Exception as exc:
@@ -215,7 +180,7 @@ def _apply(
             log.error("saving a batch of %d writes failed (%s); retrying singly", len(writes), exc)
             for write in writes:
                 try:
-                    with conn:
+                    with conn.transaction():
                         write(conn)
                 except Exception as single:
                     log.error("a write was lost: %s", single)

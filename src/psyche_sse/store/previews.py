@@ -4,9 +4,10 @@ or, before any reply, the newest situation."""
 from __future__ import annotations
 
 import re
-import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
+
+from .connection import Connection
 
 # Characters read of each text: enough for a preview line, whatever the text's length.
 READ_CHARS = 400
@@ -42,7 +43,7 @@ def shorten(text: str, limit: int) -> str:
     return cut.rstrip(" ,;:.-–—") + "…"
 
 
-def previews(conn: sqlite3.Connection, *, session_ids: Sequence[str]) -> dict[str, Preview]:
+def previews(conn: Connection, *, session_ids: Sequence[str]) -> dict[str, Preview]:
     """The preview of each of ``session_ids`` that has said anything."""
     if not session_ids:
         return {}

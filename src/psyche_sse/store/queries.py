@@ -1,19 +1,22 @@
 """Every SQL statement of the store, as plain functions of a connection.
 
-They run in the store's worker thread, never on the event loop. Writes do not commit: the
-caller groups them into one transaction.
+They run in the store's worker threads, never on the event loop. Writes do not commit: the
+caller groups them into one transaction. Each statement is written once, in the SQL that
+SQLite and PostgreSQL both take (``?`` placeholders, ``ON CONFLICT``, ``CASE`` rather than
+SQLite's two-argument ``max``, booleans as ``TRUE``/``FALSE`` or Python bools). A query
+that cannot be written once (full-text search, say) branches on ``conn.dialect``.
 """
 
 from __future__ import annotations
 
 import json
-import sqlite3
 from typing import Any
 
 from ..events import AgentComplete, AgentStarted, ConversationState, RoundComplete, RoundStarted
 from ..plain import plain, unplain
 from ..sentiment import SentimentScores
 from ..transcript import Heard, Round, RoundState, Status, Transcript, Turn, base_situation
+from .connection import Connection
 from .records import CouncilMemory, Remembered, SessionSummary
 
 RUNNING, INTERRUPTED = Status.RUNNING.value, Status.INTERRUPTED.value
@@ -41,7 +44,7 @@ def _sentiment(text: str | None) -> SentimentScores | None:
 
 
 def reserve_ids(
-    conn: sqlite3.Connection,
+    conn: Connection,
     *,
     session_id: str,
     ceiling: int,
@@ -54,12 +57,14 @@ def reserve_ids(
     conn.execute(
         "INSERT INTO sessions (id, title, created, updated, event_hwm, owner)"
         " VALUES (?, ?, ?, ?, ?, ?)"
-        " ON CONFLICT (id) DO UPDATE SET event_hwm = max(event_hwm, excluded.event_hwm)",
+        " ON CONFLICT (id) DO UPDATE SET event_hwm = CASE"
+        "  WHEN excluded.event_hwm > sessions.event_hwm THEN excluded.event_hwm"
+        "  ELSE sessions.event_hwm END",
         (session_id, title, now, now, ceiling, owner),
     )
 
 
-def release_ids(conn: sqlite3.Connection, *, session_id: str, reserved: int, last_id: int) -> None:
+def release_ids(conn: Connection, *, session_id: str, reserved: int, last_id: int) -> None:
     """Give back the ids reserved above ``last_id``, the last one published, unless more
     were reserved since (the mark is no longer ``reserved``)."""
     conn.execute(
@@ -68,13 +73,14 @@ def release_ids(conn: sqlite3.Connection, *, session_id: str, reserved: int, las
     )
 
 
-def touch_session(conn: sqlite3.Connection, *, session_id: str, updated: str) -> None:
+def touch_session(conn: Connection, *, session_id: str, updated: str) -> None:
     conn.execute("UPDATE sessions SET updated = ? WHERE id = ?", (updated, session_id))
 
 
-def insert_round(conn: sqlite3.Connection, started: RoundStarted) -> None:
+def insert_round(conn: Connection, started: RoundStarted) -> None:
     conn.execute(
-        "INSERT OR IGNORE INTO sessions (id, title, created, updated) VALUES (?, ?, ?, ?)",
+        "INSERT INTO sessions (id, title, created, updated) VALUES (?, ?, ?, ?)"
+        " ON CONFLICT (id) DO NOTHING",
         (
             started.session_id,
             " ".join(started.situation.split())[:80],
@@ -100,7 +106,7 @@ def insert_round(conn: sqlite3.Connection, started: RoundStarted) -> None:
     )
 
 
-def finish_round(conn: sqlite3.Connection, complete: RoundComplete) -> None:
+def finish_round(conn: Connection, complete: RoundComplete) -> None:
     conn.execute(
         "UPDATE rounds SET status = ?, finished = ?, duration_ms = ?, reason = ? WHERE id = ?",
         (
@@ -113,13 +119,13 @@ def finish_round(conn: sqlite3.Connection, complete: RoundComplete) -> None:
     )
 
 
-def save_state(conn: sqlite3.Connection, state: ConversationState) -> None:
+def save_state(conn: Connection, state: ConversationState) -> None:
     """The conversation's state after the round ``state.round_id``."""
     value = RoundState(metrics=state.metrics, guidance=state.guidance, emergency=state.emergency)
     conn.execute("UPDATE rounds SET state = ? WHERE id = ?", (_json(plain(value)), state.round_id))
 
 
-def insert_turn(conn: sqlite3.Connection, started: AgentStarted, *, position: int) -> None:
+def insert_turn(conn: Connection, started: AgentStarted, *, position: int) -> None:
     """The turn ``started``, the ``position``-th (from 0) of its round."""
     meta = started.metadata
     conn.execute(
@@ -144,9 +150,7 @@ def insert_turn(conn: sqlite3.Connection, started: AgentStarted, *, position: in
     )
 
 
-def save_partial(
-    conn: sqlite3.Connection, *, turn_id: str, text: str, streaming: str | None
-) -> None:
+def save_partial(conn: Connection, *, turn_id: str, text: str, streaming: str | None) -> None:
     # A turn another process marked interrupted while we were streaming it is running again.
     conn.execute(
         "UPDATE turns SET text = ?, streaming = coalesce(?, streaming), status = ?"
@@ -155,7 +159,7 @@ def save_partial(
     )
 
 
-def finish_turn(conn: sqlite3.Connection, complete: AgentComplete) -> None:
+def finish_turn(conn: Connection, complete: AgentComplete) -> None:
     meta = complete.metadata
     conn.execute(
         "UPDATE turns SET status = ?, text = ?, finished = ?, remembered = ?, reasoning = ?,"
@@ -184,7 +188,7 @@ def finish_turn(conn: sqlite3.Connection, complete: AgentComplete) -> None:
     )
 
 
-def mark_interrupted(conn: sqlite3.Connection) -> tuple[int, int]:
+def mark_interrupted(conn: Connection) -> tuple[int, int]:
     """Turns and rounds left running by a process that died: (turns, rounds) marked."""
     turns = conn.execute(
         "UPDATE turns SET status = ?, remembered = (text <> '') WHERE status = ?",
@@ -196,12 +200,12 @@ def mark_interrupted(conn: sqlite3.Connection) -> tuple[int, int]:
     return turns, rounds
 
 
-def rename_session(conn: sqlite3.Connection, *, session_id: str, title: str) -> bool:
+def rename_session(conn: Connection, *, session_id: str, title: str) -> bool:
     cursor = conn.execute("UPDATE sessions SET title = ? WHERE id = ?", (title, session_id))
     return cursor.rowcount > 0
 
 
-def delete_session(conn: sqlite3.Connection, *, session_id: str) -> bool:
+def delete_session(conn: Connection, *, session_id: str) -> bool:
     """Delete the session with its rounds and turns (foreign keys cascade)."""
     cursor = conn.execute("DELETE FROM sessions WHERE id = ?", (session_id,))
     return cursor.rowcount > 0
@@ -216,7 +220,7 @@ def _owned_by(owner: int | None) -> tuple[str, tuple[int, ...]]:
 
 
 def list_sessions(
-    conn: sqlite3.Connection, *, limit: int = 50, offset: int = 0, owner: int | None = None
+    conn: Connection, *, limit: int = 50, offset: int = 0, owner: int | None = None
 ) -> list[SessionSummary]:
     """The sessions of ``owner`` (None: all), the most recently active first."""
     where, args = _owned_by(owner)
@@ -241,14 +245,12 @@ def list_sessions(
     ]
 
 
-def count_sessions(conn: sqlite3.Connection, *, owner: int | None = None) -> int:
+def count_sessions(conn: Connection, *, owner: int | None = None) -> int:
     where, args = _owned_by(owner)
     return int(conn.execute(f"SELECT count(*) FROM sessions s {where}", args).fetchone()[0])
 
 
-def transcript(
-    conn: sqlite3.Connection, *, session_id: str, as_of: int | None = None
-) -> Transcript | None:
+def transcript(conn: Connection, *, session_id: str, as_of: int | None = None) -> Transcript | None:
     """The session's rounds and turns, or None. ``as_of``: the last event id it reflects
     (the stored high-water mark when not given)."""
     row = conn.execute(
@@ -325,7 +327,7 @@ def transcript(
     )
 
 
-def council_memory(conn: sqlite3.Connection, *, session_id: str, keep: int) -> CouncilMemory | None:
+def council_memory(conn: Connection, *, session_id: str, keep: int) -> CouncilMemory | None:
     """What a council needs to carry on: every remembered reply in order, with the text of
     the newest ``keep`` per agent."""
     row = conn.execute(
@@ -345,15 +347,15 @@ def council_memory(conn: sqlite3.Connection, *, session_id: str, keep: int) -> C
         )
         for r in conn.execute(
             "SELECT agent_id, length(text), sentiment,"
-            " CASE WHEN newest <= :keep THEN situation END,"
-            " CASE WHEN newest <= :keep THEN text END"
+            " CASE WHEN newest <= ? THEN situation END,"
+            " CASE WHEN newest <= ? THEN text END"
             " FROM (SELECT t.agent_id, t.text, t.sentiment, r.situation, r.idx, t.position,"
             "   row_number() OVER ("
             "     PARTITION BY t.agent_id ORDER BY r.idx DESC, t.position DESC) AS newest"
             "   FROM turns t JOIN rounds r ON r.id = t.round_id"
-            "   WHERE t.session_id = :session AND t.remembered)"
+            "   WHERE t.session_id = ? AND t.remembered) AS remembered"
             " ORDER BY idx, position",
-            {"session": session_id, "keep": keep},
+            (keep, keep, session_id),
         )
     )
     spent = conn.execute(

@@ -19,7 +19,6 @@ ids up to the crash never mistakes a new event for one it already has.
 from __future__ import annotations
 
 import logging
-import sqlite3
 from collections.abc import Callable
 from functools import partial
 from types import TracebackType
@@ -41,13 +40,14 @@ from ..events import (
 )
 from ..transcript import Transcript, Turn
 from . import queries
+from .connection import Connection
 from .database import Store, Write
 from .records import SessionSummary
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-Read = Callable[[sqlite3.Connection, int | None], T]
+Read = Callable[[Connection, int | None], T]
 """A read run after the writes it must see: (connection, last event id of the session)."""
 
 SAVE_INTERVAL = 2.0
@@ -74,7 +74,7 @@ class _Pending(Generic[T]):
         return cast(T, self.result)
 
 
-def _bind(fn: Read[T], as_of: int | None, conn: sqlite3.Connection) -> T:
+def _bind(fn: Read[T], as_of: int | None, conn: Connection) -> T:
     return fn(conn, as_of)
 
 
@@ -173,7 +173,7 @@ class Recorder:
                         owner=owner,
                     )
                 )
-            except (StoreError, sqlite3.Error) as exc:
+            except StoreError as exc:
                 # The conversation goes on; only its numbering after a crash is at risk.
                 log.error("cannot reserve event ids for session %s: %s", session_id, exc)
             self._reserved[session_id] = ceiling
@@ -292,8 +292,9 @@ class Recorder:
             )
             self._touched.add(session_id)
         now = utc_now()
+        # In one order, so that two processes' batches never wait on each other's rows.
         writes.extend(
-            partial(queries.touch_session, session_id=s, updated=now) for s in self._touched
+            partial(queries.touch_session, session_id=s, updated=now) for s in sorted(self._touched)
         )
         self._touched.clear()
         return writes

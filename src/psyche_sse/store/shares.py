@@ -7,9 +7,10 @@ has one link at a time; deleting the session deletes its link.
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Collection
 from dataclasses import dataclass
+
+from .connection import Connection
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,7 +21,7 @@ class ShareRecord:
 
 
 def replace_share(
-    conn: sqlite3.Connection, *, session_id: str, digest: str, now: str, user_id: int | None
+    conn: Connection, *, session_id: str, digest: str, now: str, user_id: int | None
 ) -> ShareRecord:
     """The session's link is now the one whose token hashes to ``digest``; any other it had
     stops working."""
@@ -32,12 +33,12 @@ def replace_share(
     return ShareRecord(session_id, now, user_id)
 
 
-def revoke_shares(conn: sqlite3.Connection, *, session_id: str) -> int:
+def revoke_shares(conn: Connection, *, session_id: str) -> int:
     """Stop sharing the session: how many links stopped working (0 or 1)."""
     return conn.execute("DELETE FROM shares WHERE session_id = ?", (session_id,)).rowcount
 
 
-def share_of(conn: sqlite3.Connection, *, session_id: str) -> ShareRecord | None:
+def share_of(conn: Connection, *, session_id: str) -> ShareRecord | None:
     """The session's link, if it has one."""
     row = conn.execute(
         "SELECT session_id, created, created_by FROM shares WHERE session_id = ?",
@@ -46,13 +47,13 @@ def share_of(conn: sqlite3.Connection, *, session_id: str) -> ShareRecord | None
     return None if row is None else ShareRecord(row[0], row[1], row[2])
 
 
-def shared_session(conn: sqlite3.Connection, *, digest: str) -> str | None:
+def shared_session(conn: Connection, *, digest: str) -> str | None:
     """The id of the session the link with this token hash opens; None when none does."""
     row = conn.execute("SELECT session_id FROM shares WHERE hash = ?", (digest,)).fetchone()
     return None if row is None else str(row[0])
 
 
-def live_digests(conn: sqlite3.Connection, *, digests: Collection[str]) -> set[str]:
+def live_digests(conn: Connection, *, digests: Collection[str]) -> set[str]:
     """Which of ``digests`` still open a session."""
     if not digests:
         return set()

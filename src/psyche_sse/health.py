@@ -7,8 +7,6 @@ the events the engine publishes (and from the LLM client's retries and rate-limi
 
 from __future__ import annotations
 
-import contextlib
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -204,17 +202,3 @@ class StatusSources:
     all_viewers: Callable[[], int]
     llm_ready: Callable[[], bool]
     database_bytes: Callable[[], int | None]
-
-
-def database_bytes(db: str) -> int | None:
-    """The size of a SQLite database on disk, its write-ahead log included; None when it
-    has no file (``:memory:``, or not created yet)."""
-    if db == ":memory:":
-        return None
-    try:
-        total = os.stat(db).st_size
-    except OSError:
-        return None
-    with contextlib.suppress(OSError):  # no log yet, or just checkpointed away
-        total += os.stat(f"{db}-wal").st_size
-    return total

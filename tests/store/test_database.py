@@ -251,3 +251,13 @@ async def test_an_in_memory_database_keeps_nothing_but_works() -> None:
         transcript = await engine.archive.transcript(session.id)
     assert [t.status for t in transcript.rounds[0].turns] == ["ok"] * 5
     assert not await anyio.Path(":memory:").exists()
+
+
+def test_the_size_is_what_the_database_takes(db: Database) -> None:
+    store = Store.open(db)
+    try:
+        size = store.size()
+        assert size is not None and size > 0
+        assert store.size() == size  # PostgreSQL's is asked again only after a while
+    finally:
+        store.close()

@@ -14,9 +14,10 @@ from tests import factories as f
 from tests.schema import check_event
 
 from psyche_sse.config import Settings
-from psyche_sse.health import Health, StatusSources, database_bytes
+from psyche_sse.health import Health, StatusSources
 from psyche_sse.logs import IdsFilter, JsonFormatter, LogIds, use_format, uvicorn_config
 from psyche_sse.metrics import ServiceMetrics
+from psyche_sse.store.database import file_bytes as database_bytes
 from psyche_sse.transcript import Status
 from psyche_sse.web.status import duration, size
 

@@ -19,7 +19,7 @@ from .. import __version__
 from ..bus import EventBus, MemoryBus
 from ..config import Settings
 from ..events import SystemStatus
-from ..health import Health, StatusSources, database_bytes
+from ..health import Health, StatusSources
 from ..llm import LLMClient
 from ..llm import ready as llm_ready
 from ..logs import LogIds
@@ -130,9 +130,9 @@ class Engine:
             self._exit = None
 
     def database_bytes(self) -> int | None:
-        """The database's size on disk (its write-ahead log included); None in memory."""
+        """The database's size (see :meth:`Store.size`); None in memory or when closed."""
         store = self._parts.store if self._parts else self._store
-        return database_bytes(store.path if store is not None else str(self.settings.db))
+        return store.size() if store is not None else None
 
     def status(self) -> SystemStatus:
         """What the engine is doing now: the status page's ``system_status``."""

@@ -8,8 +8,10 @@ contend; as many as the pool has connections on PostgreSQL.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import time
 from collections.abc import Callable, Sequence
 from functools import partial
 from types import TracebackType
@@ -23,6 +25,7 @@ from . import queries
 from .connection import Backend, Connection, Dialect, in_transaction, is_url
 from .records import CouncilMemory, SessionSummary
 from .schema import SchemaTooNew, migrate
+from .sqlite import MEMORY
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +47,24 @@ def connect(where: str) -> Backend:
     return SQLiteBackend.open(where)
 
 
+# Seconds a PostgreSQL database's size is reused before it is asked again.
+SIZE_EVERY = 10.0
+
+
+def file_bytes(db: str) -> int | None:
+    """The size of a SQLite database on disk, its write-ahead log included; None when it
+    has no file (``:memory:``, or not created yet)."""
+    if db == MEMORY:
+        return None
+    try:
+        total = os.stat(db).st_size
+    except OSError:
+        return None
+    with contextlib.suppress(OSError):  # no log yet, or just checkpointed away
+        total += os.stat(f"{db}-wal").st_size
+    return total
+
+
 class Store:
     """The open database. Use :meth:`open` (or :meth:`aopen`), then ``close``."""
 
@@ -53,6 +74,7 @@ class Store:
         """What messages name: the file, or the URL without its password."""
         self.dialect: Dialect = backend.dialect
         self._limiter: anyio.CapacityLimiter | None = None
+        self._size: tuple[float, int | None] | None = None  # (when read, bytes)
 
     # --- opening and closing -----------------------------------------------------------
 
@@ -161,6 +183,23 @@ class Store:
         """What a council needs to carry the session on, with the text of the newest ``keep``
         replies of each agent; None when the session is not stored."""
         return await self.run(partial(queries.council_memory, session_id=session_id, keep=keep))
+
+    def size(self) -> int | None:
+        """The database's size in bytes: a SQLite file with its write-ahead log (None in
+        memory), or what PostgreSQL says of the database, asked at most every
+        :data:`SIZE_EVERY` seconds (a short read: the status page and /metrics call this)."""
+        if self.dialect == "sqlite":
+            return file_bytes(self.path)
+        now = time.monotonic()
+        if self._size is None or now - self._size[0] >= SIZE_EVERY:
+            try:
+                found = self.run_blocking(
+                    lambda c: c.execute("SELECT pg_database_size(current_database())").fetchone()
+                )
+                self._size = (now, int(found[0]))
+            except StoreError:
+                self._size = (now, None)
+        return self._size[1]
 
     def council_memory_now(self, session_id: str, keep: int) -> CouncilMemory | None:
         """:meth:`council_memory`, blocking: for synchronous callers, a short read."""

@@ -6,7 +6,8 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 # Debian packages the tests drive for real: the browser tests' Chromium, and the nginx the
 # reverse-proxy tests put in front of the server. Each as "package:the file it installs".
-SYSTEM_PACKAGES := chromium:/usr/bin/chromium nginx:/usr/sbin/nginx
+SYSTEM_PACKAGES := chromium:/usr/bin/chromium nginx:/usr/sbin/nginx \
+	redis-server:/usr/bin/redis-server postgresql:/usr/lib/postgresql
 
 .DEFAULT_GOAL := help
 
@@ -22,7 +23,7 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP) ## create .venv and install the project with its dev tools
 
-system-packages: ## install the Debian packages the tests need (Chromium, nginx), when missing
+system-packages: ## install the Debian packages the tests need (Chromium, nginx, Redis, PostgreSQL), when missing
 	@missing=""; for p in $(SYSTEM_PACKAGES); do \
 		test -x "$${p#*:}" || missing="$$missing $${p%%:*}"; done; \
 	test -z "$$missing" || { \

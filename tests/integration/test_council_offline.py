@@ -52,7 +52,7 @@ async def run(settings: Settings, situation: str, **kw: Any) -> tuple[Engine, li
     async with Engine(settings) as engine:
         session, round_id, text = engine.rounds.prepare(situation)
         await engine.rounds.run(session, round_id, text, **kw)
-        return engine, engine.bus.history(session.id)
+        return engine, await engine.bus.history(session.id)
 
 
 async def test_a_round_streams_five_turns_in_order() -> None:
@@ -105,7 +105,7 @@ async def test_stop_round_completes_the_current_turn_as_cancelled() -> None:
             async for batch in engine.bus.subscribe(session.id):
                 if any(e.type == "round_complete" for e in batch):
                     break
-        events = engine.bus.history(session.id)
+        events = await engine.bus.history(session.id)
     turns = check_protocol(events)
     assert [t["status"] for t in turns.values()] == ["cancelled"]
     [complete] = [e for e in events if e.type == "round_complete"]
@@ -127,6 +127,6 @@ async def test_stop_one_turn_and_the_round_goes_on() -> None:
             async for batch in engine.bus.subscribe(session.id):
                 if any(e.type == "round_complete" for e in batch):
                     break
-        events = engine.bus.history(session.id)
+        events = await engine.bus.history(session.id)
     turns = check_protocol(events)
     assert [t["status"] for t in turns.values()] == ["cancelled", "ok", "ok", "ok", "ok"]

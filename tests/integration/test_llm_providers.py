@@ -167,7 +167,7 @@ async def run_round(settings: Settings, situation: str = "I was passed over") ->
     async with Engine(settings) as engine:
         session, round_id, text = engine.rounds.prepare(situation)
         await engine.rounds.run(session, round_id, text)
-        events = engine.bus.history(session.id)
+        events = await engine.bus.history(session.id)
     # A run opens with who hears whom; a round ends with the conversation's state.
     assert events[0].type == "network_update" and events[-1].type == "conversation_state"
     return [e for e in events if e.type.startswith(("round_", "agent_"))]
@@ -736,7 +736,7 @@ async def test_stopping_a_round_hangs_up_on_the_provider(
             async for batch in engine.bus.subscribe(session.id):
                 if any(e.type == "round_complete" for e in batch):
                     break
-        events = engine.bus.history(session.id)
+        events = await engine.bus.history(session.id)
     [turn] = check_turns(events)
     assert turn["meta"]["status"] == "cancelled"
     assert turn["final"] == turn["streamed"] and turn["streamed"]
@@ -760,7 +760,7 @@ async def test_stopping_one_turn_lets_the_round_go_on(
             async for batch in engine.bus.subscribe(session.id):
                 if any(e.type == "round_complete" for e in batch):
                     break
-        events = engine.bus.history(session.id)
+        events = await engine.bus.history(session.id)
     turns = check_turns(events)
     assert [t["meta"]["status"] for t in turns] == ["cancelled", "ok", "ok", "ok", "ok"]
 

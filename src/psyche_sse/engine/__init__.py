@@ -24,6 +24,7 @@ from ..llm import LLMClient
 from ..llm import ready as llm_ready
 from ..logs import LogIds
 from ..metrics import ServiceMetrics
+from ..redisbus import RedisBus
 from ..store import Recorder, Store
 from ..store.recorder import SAVE_INTERVAL
 from .archive import MAX_TITLE_CHARS, Archive, clean_title
@@ -32,6 +33,13 @@ from .publisher import Publisher
 from .rounds import Rounds
 
 __all__ = ("MAX_TITLE_CHARS", "Engine", "Session", "clean_title")
+
+
+def new_bus(settings: Settings) -> EventBus:
+    """The bus ``settings`` ask for: on Redis when ``redis_url`` is set, else in memory."""
+    if settings.redis_url is not None:
+        return RedisBus.from_url(settings.redis_url.get_secret_value(), settings.history_events)
+    return MemoryBus(settings.history_events)
 
 
 class _Parts:
@@ -79,7 +87,8 @@ class Engine:
         log_ids: LogIds | None = None,
     ) -> None:
         self.settings = settings
-        self.bus: EventBus = bus or MemoryBus(settings.history_events)
+        self._owns_bus = bus is None
+        self.bus: EventBus = bus or new_bus(settings)
         self.llm = llm or LLMClient(settings)
         self.save_interval = save_interval
         self.log_ids = log_ids or LogIds()
@@ -98,6 +107,8 @@ class Engine:
     async def __aenter__(self) -> Engine:
         async with AsyncExitStack() as stack:
             stack.push_async_callback(self.llm.close)
+            if self._owns_bus and isinstance(self.bus, RedisBus):
+                await stack.enter_async_context(self.bus)
             store = self._store
             if store is None:
                 store = await Store.aopen(self.settings.db)

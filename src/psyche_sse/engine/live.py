@@ -168,7 +168,7 @@ class LiveSessions:
             elif now - session.idle_since >= idle:
                 gone.append(session.id)
         for session_id in gone:
-            last = self.bus.last_id(session_id)
+            last = await self.bus.last_id(session_id)
             self.forget(session_id)
             await self.recorder.forget(session_id, last)
         if gone:

@@ -30,7 +30,7 @@ class Publisher:
         session = self.live.get(session_id)
         await self.recorder.reserve(
             session_id,
-            self.bus.last_id(session_id) + 1,
+            await self.bus.last_id(session_id) + 1,
             session.title if session else "",
             session.owner if session else None,
         )

@@ -94,7 +94,7 @@ class Context:
         one longer than the bus keeps).
         """
         engine = self.engine
-        events = engine.bus.history(session.id)
+        events = await engine.bus.history(session.id)
         if not session.rounds or (events and events[0].id == 1):
             return Transcript.from_events(session.id, events)
         return await self.stored(session)
@@ -194,7 +194,7 @@ class Context:
         try:
             # The round runs as a task that has not started yet, so every event after this
             # id is the round's.
-            after = engine.bus.last_id(session_id) if session_id else 0
+            after = await engine.bus.last_id(session_id) if session_id else 0
             # A bad stimulus is refused before anything starts.
             opening = [clean_stimulus(stimulus)] if stimulus is not None else []
             session, round_id = engine.rounds.start(

@@ -1,0 +1,290 @@
+"""The event bus on Redis Streams: one stream per session, shared by every worker process.
+
+Publishing is one ``XADD`` with an explicit id, ``N-0``, where ``N`` is the session's sequence
+number, taken in the same Lua script from a counter next to the stream: ids are strictly
+increasing across all the processes, and dense. The stream is trimmed to the history limit.
+
+Reading is local. Each process keeps a copy (a :class:`~psyche_sse.bus.MemoryBus`) of the
+sessions someone in it watches, holds or reads, and one task per process fills those copies
+with one blocking ``XREAD`` over all of them: a thousand viewers of a session cost one read,
+not a thousand, and a viewer's cursor, merging and pacing are those of the in-memory bus.
+A session whose copy starts here is loaded with ``XREVRANGE`` first, then joins the next
+``XREAD`` (a wake-up stream of the process interrupts the one blocking).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager, suppress
+from types import TracebackType
+from typing import Any, cast
+
+import anyio
+from anyio.abc import TaskGroup
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from .bus import MemoryBus
+from .config import DEFAULT_HISTORY_EVENTS
+from .errors import BusUnavailable
+from .events import Event, Payload, parse
+
+log = logging.getLogger(__name__)
+
+PREFIX = "psyche"
+# The longest a reader blocks in one XREAD; a new session wakes it sooner.
+BLOCK_MS = 5000
+READ_COUNT = 1000
+# Between two tries to reach Redis again, while it is away.
+RETRY_SECONDS = 0.5
+
+# KEYS: stream, counter. ARGV: the lowest id the next event may have, its JSON, the limit.
+# The counter is set only once the XADD succeeded, so an id is never skipped.
+_PUBLISH = """
+local last = tonumber(redis.call('GET', KEYS[2]) or '0')
+local floor = tonumber(ARGV[1]) - 1
+if last < floor then last = floor end
+last = last + 1
+redis.call('XADD', KEYS[1], 'MAXLEN', ARGV[3], last .. '-0', 'e', ARGV[2])
+redis.call('SET', KEYS[2], last)
+return last
+"""
+
+
+def stream_key(session_id: str) -> str:
+    return f"{PREFIX}:events:{session_id}"
+
+
+def counter_key(session_id: str) -> str:
+    return f"{PREFIX}:seq:{session_id}"
+
+
+# redis-py types its replies loosely; these read the shapes Redis sends.
+Entries = list[tuple[bytes, dict[bytes, bytes]]]
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _number(entry_id: bytes | str) -> int:
+    return int(_text(entry_id).split("-", 1)[0])
+
+
+def _events(entries: Any) -> list[Event]:
+    out = []
+    for entry_id, fields in cast(Entries, entries or []):
+        text = fields[b"e"].decode()
+        out.append(Event(_number(entry_id), parse(json.loads(text)), _json=text))
+    return out
+
+
+class RedisBus:
+    """An :class:`~psyche_sse.bus.EventBus` on Redis Streams. Use ``async with``.
+
+    ``redis``: a client made with ``decode_responses=False`` (the default); the bus closes
+    it on exit when it made it (:meth:`from_url`).
+    """
+
+    def __init__(
+        self, redis: Redis, history_limit: int = DEFAULT_HISTORY_EVENTS, *, owns: bool = False
+    ) -> None:
+        self.redis = redis
+        self._limit = history_limit
+        self._owns = owns
+        self._copy = MemoryBus(history_limit)
+        self._users: dict[str, int] = {}  # session -> how many here need its copy current
+        self._loaded: set[str] = set()  # sessions whose copy is current, read by the reader
+        self._loading: dict[str, anyio.Event] = {}
+        self._floor: dict[str, int] = {}  # session -> the lowest id its next event may have
+        self._wake_key = f"{PREFIX}:wake:{uuid.uuid4().hex}"
+        self._wake_cursor = "0-0"
+        self._publish = redis.register_script(_PUBLISH)
+        self._tg: TaskGroup | None = None
+        self.available = True
+
+    @classmethod
+    def from_url(cls, url: str, history_limit: int = DEFAULT_HISTORY_EVENTS) -> RedisBus:
+        return cls(Redis.from_url(url), history_limit, owns=True)
+
+    async def __aenter__(self) -> RedisBus:
+        self._tg = anyio.create_task_group()
+        await self._tg.__aenter__()
+        self._tg.start_soon(self._read_loop)
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        assert self._tg is not None
+        self._tg.cancel_scope.cancel()
+        await self._tg.__aexit__(None, None, None)
+        self._tg = None
+        with anyio.CancelScope(shield=True):
+            with suppress(RedisError):
+                await self.redis.delete(self._wake_key)
+            if self._owns:
+                await self.redis.aclose()
+
+    # --- publishing ----------------------------------------------------------------------
+
+    async def publish(self, payload: Payload) -> Event:
+        session_id = payload.session_id
+        event = Event(0, payload)
+        floor = max(self._floor.get(session_id, 1), await self._copy.last_id(session_id) + 1)
+        try:
+            number = await self._publish(
+                keys=[stream_key(session_id), counter_key(session_id)],
+                args=[floor, event.json(), self._limit],
+            )
+        except RedisError as exc:
+            raise BusUnavailable(str(exc)) from exc
+        event.id = int(number)
+        # Numbered at least this far, whatever happens to Redis.
+        self._floor[session_id] = event.id + 1
+        if session_id in self._loaded and await self._copy.last_id(session_id) == event.id - 1:
+            # Its readers here need not wait for Redis; an event the reader has not brought
+            # yet comes first, with this one after it.
+            self._copy.receive(session_id, [event])
+        return event
+
+    def start_at(self, session_id: str, next_id: int) -> None:
+        if next_id > self._floor.get(session_id, 1):
+            self._floor[session_id] = next_id
+
+    # --- reading -------------------------------------------------------------------------
+
+    async def last_id(self, session_id: str) -> int:
+        if session_id in self._loaded:
+            return await self._copy.last_id(session_id)
+        try:
+            stored = await self.redis.get(counter_key(session_id))
+        except RedisError as exc:
+            raise BusUnavailable(str(exc)) from exc
+        return max(int(stored or 0), self._floor.get(session_id, 1) - 1)
+
+    async def first_id(self, session_id: str) -> int:
+        if session_id in self._loaded:
+            return await self._copy.first_id(session_id)
+        try:
+            first = _events(await self.redis.xrange(stream_key(session_id), count=1))
+        except RedisError as exc:
+            raise BusUnavailable(str(exc)) from exc
+        return first[0].id if first else await self.last_id(session_id) + 1
+
+    async def history(self, session_id: str, after: int = 0) -> list[Event]:
+        if session_id in self._loaded:
+            return await self._copy.history(session_id, after)
+        try:
+            entries = await self.redis.xrange(stream_key(session_id), min=f"({after}-0")
+        except RedisError as exc:
+            raise BusUnavailable(str(exc)) from exc
+        return _events(entries)
+
+    async def read(self, session_id: str, after: int, wait: float) -> list[Event] | None:
+        async with self._current(session_id):
+            return await self._copy.read(session_id, after, wait)
+
+    async def subscribe(self, session_id: str, after: int = 0) -> AsyncIterator[list[Event]]:
+        async with self._current(session_id):
+            async for batch in self._copy.subscribe(session_id, after):
+                yield batch
+
+    def wake(self) -> None:
+        self._copy.wake()
+
+    @asynccontextmanager
+    async def retain(self, session_id: str) -> AsyncIterator[None]:
+        async with self._current(session_id), self._copy.retain(session_id):
+            yield
+
+    @asynccontextmanager
+    async def watch(self, session_id: str) -> AsyncIterator[None]:
+        async with self._current(session_id), self._copy.watch(session_id):
+            yield
+
+    def followers(self, session_id: str) -> int:
+        return self._copy.followers(session_id)
+
+    def close(self, session_id: str) -> None:
+        self._copy.close(session_id)
+        self._loaded.discard(session_id)
+        self._users.pop(session_id, None)
+
+    # --- the copies, and the one reader that keeps them current ---------------------------
+
+    @asynccontextmanager
+    async def _current(self, session_id: str) -> AsyncIterator[None]:
+        """While open, the session's copy here is current."""
+        self._users[session_id] = self._users.get(session_id, 0) + 1
+        try:
+            while session_id not in self._loaded:
+                loading = self._loading.get(session_id)
+                if loading is not None:  # one load per session, however many arrive at once
+                    await loading.wait()
+                    continue
+                loading = self._loading[session_id] = anyio.Event()
+                try:
+                    await self._load(session_id)
+                finally:
+                    del self._loading[session_id]
+                    loading.set()
+            yield
+        finally:
+            left = self._users.get(session_id, 1) - 1
+            if left > 0:
+                self._users[session_id] = left
+            else:
+                self._users.pop(session_id, None)
+                self._loaded.discard(session_id)
+                self._copy.drop(session_id)
+
+    async def _load(self, session_id: str) -> None:
+        # Taken before the read: an event this process publishes meanwhile is the reader's.
+        floor = self._floor.get(session_id, 1)
+        try:
+            async with self.redis.pipeline(transaction=True) as pipe:
+                pipe.xrevrange(stream_key(session_id), count=self._limit)
+                pipe.get(counter_key(session_id))
+                newest_first, counter = await pipe.execute()
+        except RedisError as exc:
+            raise BusUnavailable(str(exc)) from exc
+        events = _events(newest_first)[::-1]
+        last = max(int(counter or 0), floor - 1)
+        self._copy.receive(session_id, events, next_id=last + 1)
+        self._loaded.add(session_id)
+        try:
+            await self.redis.xadd(self._wake_key, {"w": "1"}, maxlen=1)
+        except RedisError as exc:
+            raise BusUnavailable(str(exc)) from exc
+
+    async def _read_loop(self) -> None:
+        while True:
+            streams: dict[str, str] = {self._wake_key: self._wake_cursor}
+            for session_id in self._loaded:
+                streams[stream_key(session_id)] = f"{await self._copy.last_id(session_id)}-0"
+            try:
+                reply = await self.redis.xread(streams, count=READ_COUNT, block=BLOCK_MS)  # type: ignore[arg-type]
+            except RedisError as exc:
+                if self.available:
+                    log.error("the event bus (Redis) is unavailable: %s", exc)
+                self.available = False
+                await anyio.sleep(RETRY_SECONDS)
+                continue
+            if not self.available:
+                log.info("the event bus (Redis) is back")
+                self.available = True
+            for key, entries in cast(list[tuple[bytes, Entries]], reply or []):
+                name = _text(key)
+                if name == self._wake_key:
+                    self._wake_cursor = _text(entries[-1][0])
+                    continue
+                session_id = name.removeprefix(f"{PREFIX}:events:")
+                if session_id in self._loaded:
+                    self._copy.receive(session_id, _events(entries))

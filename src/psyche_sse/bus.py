@@ -61,6 +61,11 @@ class EventBus(Protocol):
         """Continue a session's numbering from ``next_id`` (a session loaded from the store)."""
         ...
 
+    def reserved(self, session_id: str, ceiling: int) -> None:
+        """The store has reserved the session's ids up to ``ceiling``: a shared log that
+        lost its numbering (Redis restarted empty) goes on after it."""
+        ...
+
     def retain(self, session_id: str) -> AbstractAsyncContextManager[None]:
         """While open, every event published from now on is kept, whatever the history
         limit: a reader that must first fetch something slow (the stored history) then
@@ -151,6 +156,9 @@ class MemoryBus:
         log = self._log(session_id)
         if not log.events and next_id > log.next_id:
             log.next_id = next_id
+
+    def reserved(self, session_id: str, ceiling: int) -> None:
+        pass  # this log lives and dies with the process: it cannot lose its numbering alone
 
     async def publish(self, payload: Payload) -> Event:
         log = self._log(payload.session_id)

@@ -36,22 +36,39 @@ log = logging.getLogger(__name__)
 
 PREFIX = "psyche"
 # The longest a reader blocks in one XREAD; a new session wakes it sooner.
-BLOCK_MS = 5000
+BLOCK_MS = 2000  # below the client's socket timeout (5 s)
 READ_COUNT = 1000
 # Between two tries to reach Redis again, while it is away.
 RETRY_SECONDS = 0.5
 
-# KEYS: stream, counter. ARGV: the lowest id the next event may have, its JSON, the limit.
-# The counter is set only once the XADD succeeded, so an id is never skipped.
+# KEYS: stream, counter, epoch. ARGV: the first id of a new log; the first id after Redis
+# lost its data (beyond the ids the store reserved); the event's JSON; the limit; the epoch
+# this process knows; a new epoch, should Redis have none.
+#
+# The epoch, a random value, tells a Redis that lost its data (restarted without keeping
+# it) from one that never had this session: a session's numbering then goes on past every
+# id it may have published before. The counter is set only once the XADD succeeded, so an
+# id is never skipped.
 _PUBLISH = """
-local last = tonumber(redis.call('GET', KEYS[2]) or '0')
-local floor = tonumber(ARGV[1]) - 1
-if last < floor then last = floor end
+local epoch = redis.call('GET', KEYS[3])
+if not epoch then
+  redis.call('SET', KEYS[3], ARGV[6])
+  epoch = ARGV[6]
+end
+local last = redis.call('GET', KEYS[2])
+if last then
+  last = tonumber(last)
+elseif epoch == ARGV[5] then
+  last = tonumber(ARGV[1]) - 1
+else
+  last = tonumber(ARGV[2]) - 1
+end
 last = last + 1
-redis.call('XADD', KEYS[1], 'MAXLEN', ARGV[3], last .. '-0', 'e', ARGV[2])
+redis.call('XADD', KEYS[1], 'MAXLEN', ARGV[4], last .. '-0', 'e', ARGV[3])
 redis.call('SET', KEYS[2], last)
-return last
+return {last, epoch}
 """
+EPOCH = f"{PREFIX}:epoch"
 
 
 def stream_key(session_id: str) -> str:
@@ -100,6 +117,8 @@ class RedisBus:
         self._loaded: set[str] = set()  # sessions whose copy is current, read by the reader
         self._loading: dict[str, anyio.Event] = {}
         self._floor: dict[str, int] = {}  # session -> the lowest id its next event may have
+        self._reserved: dict[str, int] = {}  # session -> the ids the store has reserved
+        self._epoch = ""
         self._wake_key = f"{PREFIX}:wake:{uuid.uuid4().hex}"
         self._wake_cursor = "0-0"
         self._publish = redis.register_script(_PUBLISH)
@@ -114,6 +133,11 @@ class RedisBus:
         self._tg = anyio.create_task_group()
         await self._tg.__aenter__()
         self._tg.start_soon(self._read_loop)
+        try:
+            await self.redis.set(EPOCH, uuid.uuid4().hex, nx=True)
+            self._epoch = _text(await self.redis.get(EPOCH) or b"")
+        except RedisError as exc:
+            log.error("the event bus (Redis) is unavailable: %s", exc)
         return self
 
     async def __aexit__(
@@ -138,13 +162,22 @@ class RedisBus:
         session_id = payload.session_id
         event = Event(0, payload)
         floor = max(self._floor.get(session_id, 1), await self._copy.last_id(session_id) + 1)
+        after_loss = max(floor, self._reserved.get(session_id, 0) + 1)
         try:
-            number = await self._publish(
-                keys=[stream_key(session_id), counter_key(session_id)],
-                args=[floor, event.json(), self._limit],
+            number, epoch = await self._publish(
+                keys=[stream_key(session_id), counter_key(session_id), EPOCH],
+                args=[
+                    floor,
+                    after_loss,
+                    event.json(),
+                    self._limit,
+                    self._epoch,
+                    uuid.uuid4().hex,
+                ],
             )
         except RedisError as exc:
             raise BusUnavailable(str(exc)) from exc
+        self._epoch = _text(epoch)
         event.id = int(number)
         # Numbered at least this far, whatever happens to Redis.
         self._floor[session_id] = event.id + 1
@@ -155,8 +188,13 @@ class RedisBus:
         return event
 
     def start_at(self, session_id: str, next_id: int) -> None:
+        # Where a session Redis never had starts (one from before Redis was used).
         if next_id > self._floor.get(session_id, 1):
             self._floor[session_id] = next_id
+
+    def reserved(self, session_id: str, ceiling: int) -> None:
+        if ceiling > self._reserved.get(session_id, 0):
+            self._reserved[session_id] = ceiling
 
     # --- reading -------------------------------------------------------------------------
 

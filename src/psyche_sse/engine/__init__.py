@@ -10,6 +10,7 @@ read, rename, delete, :mod:`.archive`). Every event goes out through :attr:`Engi
 from __future__ import annotations
 
 from contextlib import AsyncExitStack
+from functools import partial
 from types import TracebackType
 
 import anyio
@@ -28,9 +29,11 @@ from ..redisbus import RedisBus
 from ..store import Recorder, Store
 from ..store.recorder import SAVE_INTERVAL
 from .archive import MAX_TITLE_CHARS, Archive, clean_title
+from .cluster import Cluster
 from .live import LiveSessions, Session
 from .publisher import Publisher
 from .rounds import Rounds
+from .takeover import end_orphaned
 
 __all__ = ("MAX_TITLE_CHARS", "Engine", "Session", "clean_title")
 
@@ -58,10 +61,23 @@ class _Parts:
     ) -> None:
         self.store = store
         self.recorder = recorder
-        self.live = LiveSessions(settings, llm, bus, store, recorder)
+        self.cluster = Cluster(bus.redis, settings) if isinstance(bus, RedisBus) else None
+        self.live = LiveSessions(
+            settings, llm, bus, store, recorder, shared=self.cluster is not None
+        )
         self.publish = Publisher(bus, recorder, self.live, metrics)
-        self.rounds = Rounds(settings, self.live, self.publish, tg, log_ids)
+        self.rounds = Rounds(settings, self.live, self.publish, tg, log_ids, self.cluster)
         self.archive = Archive(self.live, self.rounds, store, recorder)
+
+    def start(self, tg: TaskGroup) -> None:
+        """Start what runs as long as the engine: the sweep of idle sessions and, among
+        several workers, the leases, the control messages and the watch for dead workers."""
+        tg.start_soon(self.live.sweep)
+        cluster = self.cluster
+        if cluster is not None:
+            tg.start_soon(cluster.keep_leases, self.rounds.lost)
+            tg.start_soon(cluster.listen, self.rounds.control)
+            tg.start_soon(cluster.watch_orphans, partial(end_orphaned, self.publish))
 
 
 class Engine:
@@ -119,7 +135,7 @@ class Engine:
             parts = _Parts(
                 self.settings, self.llm, self.bus, store, recorder, tg, self.metrics, self.log_ids
             )
-            tg.start_soon(parts.live.sweep)
+            parts.start(tg)
             self._parts = parts
             self._exit = stack.pop_all()
         return self

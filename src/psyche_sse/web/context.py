@@ -10,7 +10,14 @@ from typing import NamedTuple
 from ..config import Settings
 from ..council import clean_situation, clean_stimulus
 from ..engine import Engine, Session
-from ..errors import InputError, OverBudget, RoundInProgress, SessionNotFound, TooManyRounds
+from ..errors import (
+    BusUnavailable,
+    InputError,
+    OverBudget,
+    RoundInProgress,
+    SessionNotFound,
+    TooManyRounds,
+)
 from ..events import Event, SessionHistory
 from ..store import SessionSummary
 from ..transcript import Transcript
@@ -157,13 +164,21 @@ class Context:
         except SessionNotFound:
             raise _not_found() from None
 
-    async def inject(self, session: Session, text: str) -> int:
-        """Queue a stimulus for the session's next round (its number); 400 when the text is
-        empty or too long."""
+    async def inject(self, session: Session, text: str) -> tuple[int, str]:
+        """Queue a stimulus for the session's next round: its number, and the text as
+        queued; 400 when the text is empty or too long, 503 when the workers cannot reach
+        Redis."""
         try:
-            return await self.engine.rounds.inject(session, text)
+            text = clean_stimulus(text)
+            return await self.engine.rounds.inject(session, text), text
         except InputError as exc:
             raise HTTPError(400, str(exc), code="invalid_stimulus") from None
+        except BusUnavailable:
+            raise HTTPError(
+                503,
+                "the workers cannot reach each other (Redis is unavailable); try again shortly",
+                code="bus_unavailable",
+            ) from None
 
     async def start_round(
         self,
@@ -197,7 +212,7 @@ class Context:
             after = await engine.bus.last_id(session_id) if session_id else 0
             # A bad stimulus is refused before anything starts.
             opening = [clean_stimulus(stimulus)] if stimulus is not None else []
-            session, round_id = engine.rounds.start(
+            session, round_id = await engine.rounds.launch(
                 situation,
                 session_id,
                 rounds=rounds,
@@ -207,6 +222,12 @@ class Context:
             )
         except InputError as exc:
             raise HTTPError(400, str(exc), code="invalid_situation") from None
+        except BusUnavailable:
+            raise HTTPError(
+                503,
+                "the workers cannot reach each other (Redis is unavailable); try again shortly",
+                code="bus_unavailable",
+            ) from None
         except RoundInProgress:
             raise HTTPError(
                 409,

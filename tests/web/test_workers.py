@@ -1,0 +1,129 @@
+"""Several worker processes on one Redis and one database: any request lands on any worker.
+
+Each test starts a real ``redis-server`` and real ``psyche-sse serve`` processes
+(tests/workers.py), and talks to them over HTTP with SSE clients.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from httpx_sse import connect_sse
+
+from tests.live import environ, settings_env
+from tests.web.sse import (
+    ROUND_END,
+    Msg,
+    assert_whole_round,
+    follow_round,
+    messages,
+    start_round,
+    texts,
+)
+from tests.workers import workers
+
+pytestmark = pytest.mark.slow
+
+# Slow enough that a round is still running while the test acts on it.
+SLOW = "25"
+
+
+def events_url(session_id: str) -> str:
+    return f"/api/sessions/{session_id}/events"
+
+
+def read_until(client: httpx.Client, url: str, stop: Any, **headers: str) -> list[Msg]:
+    """The stream's events up to and including the first one ``stop`` accepts."""
+    out: list[Msg] = []
+    with connect_sse(client, "GET", url, headers=headers) as source:
+        for msg in messages(source):
+            out.append(msg)
+            if stop(msg):
+                return out
+    raise AssertionError("the stream ended first")
+
+
+def test_start_on_one_watch_on_another_resume_on_a_third_stop_from_any(tmp_path: Path) -> None:
+    with workers(tmp_path, 3, offline_tps=SLOW) as cluster:
+        a, b, c = (w.client() for w in cluster.servers)
+        body = start_round(a, "I was passed over for the promotion")
+        sid = body["session_id"]
+        # Watched on the second worker until the second turn streams, then dropped.
+        first = read_until(
+            b,
+            events_url(sid),
+            lambda m: m.type == "agent_processing_update" and m.data["agent_id"] == "Persona",
+        )
+        # Resumed on the third with Last-Event-ID: no gap, no duplicate.
+        with connect_sse(
+            c, "GET", events_url(sid), headers={"Last-Event-ID": str(first[-1].id)}
+        ) as source:
+            rest: list[Msg] = []
+            for msg in messages(source):
+                rest.append(msg)
+                if len(rest) == 1:
+                    # Stopped from the second worker (the round runs on the first).
+                    stopped = b.post(f"/api/sessions/{sid}/stop")
+                    assert stopped.status_code == 200 and stopped.json()["stopped"] is True
+                if msg.type == ROUND_END:
+                    break
+        everything = first + rest
+        ids = [m.id for m in everything]
+        assert ids == sorted(set(ids)), "ids strictly increasing, no duplicate"
+        complete = next(m for m in everything if m.type == "round_complete")
+        assert complete.data["status"] == "cancelled"
+        # No gap: each turn's deltas, read from two workers, make the text it ended with.
+        finals = {m.turn_id: m.data for m in everything if m.type == "agent_processing_complete"}
+        streamed = texts(everything)
+        assert finals and streamed.keys() <= finals.keys()
+        for turn_id, final in finals.items():
+            if final["metadata"]["status"] == "ok":
+                assert final["final_content"] == streamed[turn_id]
+            else:
+                assert final["final_content"].startswith(streamed.get(turn_id, ""))
+
+
+def test_a_running_session_is_409_elsewhere_and_the_next_round_remembers(tmp_path: Path) -> None:
+    with workers(tmp_path, 2, offline_tps=SLOW) as cluster:
+        a, b = (w.client() for w in cluster.servers)
+        sid = start_round(a, "My sister borrowed money again")["session_id"]
+        busy = b.post(
+            "/api/rounds",
+            json={"situation": "again", "session_id": sid},
+            headers={"Accept": "application/json"},
+        )
+        assert busy.status_code == 409 and busy.json()["error"]["code"] == "round_in_progress"
+        first = follow_round(b, events_url(sid))
+        # A stimulus sent to the first worker opens the next round, run on the second.
+        queued = a.post(f"/api/sessions/{sid}/stimulus", json={"text": "She paid it back"})
+        assert queued.status_code == 202, queued.text
+        started = start_round(b, "My sister borrowed money again", session_id=sid)
+        assert started["session_id"] == sid
+        second = follow_round(b, events_url(sid), **{"Last-Event-ID": str(first[-1].id)})
+        round_ = assert_whole_round(second)
+        assert round_[0].data["stimulus"] == "She paid it back"
+        opened = [m for m in round_ if m.type == "agent_processing_started"]
+        # The council's memory came from the store, where the first worker left it.
+        assert all(m.data["metadata"]["has_memory"] for m in opened)
+        assert all(m.data["metadata"]["interaction_count"] == 1 for m in opened)
+        assert second[0].id == first[-1].id + 1
+
+
+def test_serve_workers_needs_redis(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "psyche_sse", "serve", "--workers", "2"],
+        env=environ(**settings_env(tmp_path)),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        "psyche-sse: error: --workers needs PSYCHE_REDIS_URL: the workers share their "
+        "events through Redis"
+    ]

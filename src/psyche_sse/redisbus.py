@@ -312,6 +312,10 @@ class RedisBus:
             except RedisError as exc:
                 if self.available:
                     log.error("the event bus (Redis) is unavailable: %s", exc)
+                    # What this process holds may no longer be what Redis will have: its
+                    # streams end, and their clients come back to what the store has.
+                    for session_id in list(self._loaded):
+                        self.close(session_id)
                 self.available = False
                 await anyio.sleep(RETRY_SECONDS)
                 continue

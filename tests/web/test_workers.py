@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,8 @@ import httpx
 import pytest
 from httpx_sse import connect_sse
 
-from tests.live import environ, settings_env
+from tests.live import environ, kill_server, settings_env
+from tests.waiting import wait_for
 from tests.web.sse import (
     ROUND_END,
     Msg,
@@ -127,3 +129,91 @@ def test_serve_workers_needs_redis(tmp_path: Path) -> None:
         "psyche-sse: error: --workers needs PSYCHE_REDIS_URL: the workers share their "
         "events through Redis"
     ]
+
+
+def test_a_worker_killed_mid_round_is_ended_by_another(tmp_path: Path) -> None:
+    with workers(tmp_path, 3, offline_tps=SLOW) as cluster:
+        a, b, c = (w.client() for w in cluster.servers)
+        sid = start_round(a, "The landlord wants us out by May")["session_id"]
+        seen: list[Msg] = []
+        killed_at = 0.0
+        with connect_sse(b, "GET", events_url(sid)) as source:
+            for msg in messages(source):
+                seen.append(msg)
+                persona = msg.data.get("agent_id") == "Persona"
+                if not killed_at and msg.type == "agent_processing_update" and persona:
+                    kill_server(cluster[0])  # SIGKILL mid-turn: nothing saved, no goodbye
+                    killed_at = time.monotonic()
+                if msg.type == ROUND_END:
+                    break
+        noticed = time.monotonic() - killed_at
+        print(f"\nthe killed worker's round ended on its viewers' stream {noticed:.1f} s after")
+        ids = [m.id for m in seen]
+        assert ids == sorted(set(ids))
+        # Nothing ran again: each turn started once and completed once.
+        started = [m.turn_id for m in seen if m.type == "agent_processing_started"]
+        completed = [m.turn_id for m in seen if m.type == "agent_processing_complete"]
+        assert started == completed and len(started) == 2
+        cut = [m for m in seen if m.type == "agent_processing_complete"][1]
+        streamed = texts(seen)[cut.turn_id]
+        assert cut.data["agent_id"] == "Persona" and streamed
+        assert cut.data["metadata"]["status"] == "error"
+        assert cut.data["metadata"]["error_class"] == "WorkerLost"
+        assert cut.data["final_content"].startswith(streamed)  # nothing published is lost
+        complete = next(m for m in seen if m.type == "round_complete")
+        assert complete.data["status"] == "cancelled"
+        assert "worker running it stopped" in complete.data["reason"]
+        # The store agrees, read on the third worker; and the session goes on there.
+        stored = c.get(f"/api/sessions/{sid}").json()
+        assert stored["rounds"][-1]["status"] == "cancelled"
+        turns = {t["id"]: t for t in stored["rounds"][-1]["turns"]}
+        assert turns[cut.turn_id]["text"].startswith(streamed)
+        start_round(c, "The landlord wants us out by May", session_id=sid)
+        after = follow_round(c, events_url(sid), **{"Last-Event-ID": str(seen[-1].id)})
+        assert_whole_round(after)
+
+
+def test_redis_going_away_ends_rounds_honestly_and_workers_recover(tmp_path: Path) -> None:
+    with workers(tmp_path, 2, offline_tps=SLOW) as cluster:
+        a, b = (w.client() for w in cluster.servers)
+        sid = start_round(a, "The band is breaking up")["session_id"]
+        read_until(b, events_url(sid), lambda m: m.type == "agent_processing_update")
+        cluster.redis.kill()
+
+        def last_round() -> dict[str, Any]:
+            rounds: list[dict[str, Any]] = b.get(f"/api/sessions/{sid}").json()["rounds"]
+            return rounds[-1]
+
+        wait_for(lambda: last_round()["status"] != "running", 60)
+        ended = last_round()
+        assert ended["status"] == "error"
+        assert "the event bus (Redis) is unavailable" in ended["reason"]
+        assert all(t["status"] != "running" for t in ended["turns"])
+        # Both workers keep serving pages and stored sessions meanwhile.
+        for client in (a, b):
+            assert client.get("/").status_code == 200
+            assert client.get(f"/s/{sid}").status_code == 200
+            assert client.get(f"/api/sessions/{sid}").status_code == 200
+        refused = b.post(
+            "/api/rounds",
+            json={"situation": "again", "session_id": sid},
+            headers={"Accept": "application/json"},
+        )
+        assert refused.status_code == 503
+        assert "Redis is unavailable" in refused.json()["error"]["message"]
+        # Redis comes back (empty): a new round in the session runs, watched elsewhere.
+        cluster.redis.start()
+        url = b.get(f"/api/sessions/{sid}").json()["events_url"]  # after what is stored
+
+        def started() -> bool:
+            response = b.post(
+                "/api/rounds",
+                json={"situation": "The band is breaking up", "session_id": sid},
+                headers={"Accept": "application/json"},
+            )
+            return response.status_code == 202
+
+        wait_for(started, 30)
+        again = follow_round(a, url)
+        round_ = assert_whole_round(again)
+        assert round_[0].data["index"] == ended["index"] + 1

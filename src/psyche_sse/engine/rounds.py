@@ -18,12 +18,14 @@ from anyio.abc import TaskGroup
 from ..archetypes import ARCHETYPES
 from ..config import Settings
 from ..council import check_budget, clean_situation, clean_stimulus
-from ..errors import InputError, OverBudget, RoundInProgress, TooManyRounds
-from ..events import RoundContext, StimulusInjected
+from ..errors import BusUnavailable, InputError, OverBudget, RoundInProgress, TooManyRounds
+from ..events import Event, RoundContext, StimulusInjected
 from ..logs import LogIds
+from ..transcript import Status
 from .cluster import Cluster
 from .live import LiveSessions, Session
 from .publisher import Publisher
+from .takeover import endings
 
 log = logging.getLogger(__name__)
 
@@ -148,11 +150,30 @@ class Rounds:
                     )
                     with self.log_ids.bind(session_id=session.id, round_id=round_id):
                         await council.run_round(self.publish, ctx, seed=seed, log_ids=self.log_ids)
+        except BusUnavailable as exc:
+            log.error("round %s of session %s ended: %s", round_id, session.id, exc)
+            with anyio.CancelScope(shield=True):
+                await self._end_in_store(session.id, f"error: {exc}")
         finally:
             session.scope = None
             session.current_round = None
             if session.finished is not None:
                 session.finished.set()
+
+    async def _end_in_store(self, session_id: str, why: str) -> None:
+        """End the session's running round in the store alone (the bus is gone): its turns
+        with their text so far, the round with ``why``. Its viewers are sent that when they
+        come back."""
+        recorder = self.live.recorder
+        await recorder.flush()  # the turns' text so far, saved
+        stored = await recorder.transcript(session_id)
+        if stored is None:
+            return
+        # Numbered at the reserved mark: what is published later numbers beyond it.
+        mark = await recorder.reserve(session_id, 0)
+        for payload in endings(stored, why, Status.ERROR):
+            recorder.observe(Event(mark, payload))
+        await recorder.flush()
 
     def start(
         self,

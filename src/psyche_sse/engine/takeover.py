@@ -12,7 +12,7 @@ import logging
 
 from ..council import final_text
 from ..errors import LLMError
-from ..events import AgentComplete, CompleteMeta, ConversationState, Payload, RoundComplete
+from ..events import AgentComplete, CompleteMeta, ConversationState, Ending, Payload, RoundComplete
 from ..sentiment import SentimentScores
 from ..state import measure
 from ..transcript import Round, Status, Transcript, Turn
@@ -23,15 +23,18 @@ log = logging.getLogger(__name__)
 WORKER_LOST = "interrupted: the worker running it stopped"
 
 
-def endings(transcript: Transcript, why: str = WORKER_LOST) -> list[Payload]:
+def endings(
+    transcript: Transcript, why: str = WORKER_LOST, status: Ending = Status.CANCELLED
+) -> list[Payload]:
     """The events that end every round of ``transcript`` still running: a ``complete``
     for each of its turns still running (their text so far, status error), its
-    ``round_complete`` (stopped: the run ends there) and its ``conversation_state``."""
+    ``round_complete`` (``status``; stopped, by default: the run ends there) and its
+    ``conversation_state``."""
     out: list[Payload] = []
     for round_ in transcript.rounds:
         if round_.running:
             out.extend(_turn_end(transcript.id, round_, t, why) for t in round_.turns if t.running)
-            out.extend(_round_end(transcript.id, round_, why))
+            out.extend(_round_end(transcript.id, round_, why, status))
     return out
 
 
@@ -62,13 +65,13 @@ def _turn_end(session_id: str, round_: Round, turn: Turn, why: str) -> AgentComp
     )
 
 
-def _round_end(session_id: str, round_: Round, why: str) -> list[Payload]:
+def _round_end(session_id: str, round_: Round, why: str, status: Ending) -> list[Payload]:
     return [
         RoundComplete(
             session_id=session_id,
             round_id=round_.id,
             index=round_.index,
-            status=Status.CANCELLED,
+            status=status,
             turns=len(round_.turns),
             duration_ms=0,
             run_index=round_.run_index,

@@ -101,7 +101,10 @@ class Context:
         one longer than the bus keeps).
         """
         engine = self.engine
-        events = await engine.bus.history(session.id)
+        try:
+            events = await engine.bus.history(session.id)
+        except BusUnavailable:
+            return await self.stored(session)
         if not session.rounds or (events and events[0].id == 1):
             return Transcript.from_events(session.id, events)
         return await self.stored(session)
@@ -132,7 +135,14 @@ class Context:
         engine = self.engine
 
         async def history() -> Event:
+            # Among several workers, the store is written by the one running the round: the
+            # history stands for no more than the events published before it was read (what
+            # came since is sent after it, be it in the store already or not yet).
+            shared = engine.live.shared and not session.running
+            before = await engine.bus.last_id(session.id) if shared else None
             stored = await engine.archive.transcript(session.id)  # SessionNotFound: deleted
+            if before is not None and before < stored.last_event_id:
+                stored.last_event_id = before
             return Event(stored.last_event_id, SessionHistory.of(stored))
 
         return follow(
@@ -166,19 +176,12 @@ class Context:
 
     async def inject(self, session: Session, text: str) -> tuple[int, str]:
         """Queue a stimulus for the session's next round: its number, and the text as
-        queued; 400 when the text is empty or too long, 503 when the workers cannot reach
-        Redis."""
+        queued; 400 when the text is empty or too long."""
         try:
             text = clean_stimulus(text)
             return await self.engine.rounds.inject(session, text), text
         except InputError as exc:
             raise HTTPError(400, str(exc), code="invalid_stimulus") from None
-        except BusUnavailable:
-            raise HTTPError(
-                503,
-                "the workers cannot reach each other (Redis is unavailable); try again shortly",
-                code="bus_unavailable",
-            ) from None
 
     async def start_round(
         self,
@@ -222,12 +225,6 @@ class Context:
             )
         except InputError as exc:
             raise HTTPError(400, str(exc), code="invalid_situation") from None
-        except BusUnavailable:
-            raise HTTPError(
-                503,
-                "the workers cannot reach each other (Redis is unavailable); try again shortly",
-                code="bus_unavailable",
-            ) from None
         except RoundInProgress:
             raise HTTPError(
                 409,

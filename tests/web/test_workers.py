@@ -217,3 +217,23 @@ def test_redis_going_away_ends_rounds_honestly_and_workers_recover(tmp_path: Pat
         again = follow_round(a, url)
         round_ = assert_whole_round(again)
         assert round_[0].data["index"] == ended["index"] + 1
+
+
+def test_delivering_workers_hand_their_rounds_to_a_generating_one(tmp_path: Path) -> None:
+    roles = ["deliver", "deliver", "generate"]
+    with workers(tmp_path, 3, roles=roles, offline_tps=SLOW) as cluster:
+        d1, d2, g = (w.client() for w in cluster.servers)
+        sid = start_round(d1, "Should I take the job abroad?")["session_id"]
+        seen = read_until(d2, events_url(sid), lambda m: m.type == "agent_processing_update")
+        health = [c.get("/healthz").json() for c in (d1, d2, g)]
+        assert [h["role"] for h in health] == roles
+        assert [h["running"] for h in health] == [0, 0, 1]  # it runs where rounds are made
+        first = follow_round(d2, events_url(sid), **{"Last-Event-ID": str(seen[-1].id)})
+        assert first[-1].type == ROUND_END
+        # A round started with its stream (POST /api/rounds) on a delivering worker.
+        body = {"situation": "Should I take the job abroad?", "session_id": sid}
+        with connect_sse(d1, "POST", "/api/rounds", json=body) as source:
+            second = list(messages(source))
+        assert_whole_round(second)
+        assert second[0].id > first[-1].id
+        assert g.get("/healthz").json()["running"] == 0

@@ -78,6 +78,8 @@ class _Parts:
             tg.start_soon(cluster.keep_leases, self.rounds.lost)
             tg.start_soon(cluster.listen, self.rounds.control)
             tg.start_soon(cluster.watch_orphans, partial(end_orphaned, self.publish))
+            if self.rounds.settings.role != "deliver":
+                tg.start_soon(cluster.take_runs, self.rounds.take)
 
 
 class Engine:

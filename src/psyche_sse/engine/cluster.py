@@ -18,7 +18,7 @@ import json
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, cast
 
 import anyio
 from redis.asyncio import Redis
@@ -26,11 +26,15 @@ from redis.exceptions import RedisError
 
 from ..config import Settings
 from ..errors import BusUnavailable
-from ..redisbus import PREFIX
+from ..redisbus import PREFIX, Entries
 
 log = logging.getLogger(__name__)
 
 RUNNING = f"{PREFIX}:running"
+ROUNDS = f"{PREFIX}:rounds"  # runs asked of the generating workers, taken by one each
+GENERATORS = "generators"
+# Seconds a delivering worker waits for a generating one to take a run.
+HANDOVER_TIMEOUT = 15.0
 # Seconds a worker asking another to stop a round waits for its answer.
 ASK_TIMEOUT = 5.0
 
@@ -195,6 +199,49 @@ class Cluster:
                             await pipe.execute()
             except (RedisError, ValueError, KeyError) as exc:
                 log.debug("control channel: %s", exc)
+                await anyio.sleep(0.5)
+
+    # --- runs handed over to the generating workers --------------------------------------
+
+    async def hand_over(self, request: dict[str, Any]) -> dict[str, Any] | None:
+        """Queue a run for the generating workers; their answer (None: none answered)."""
+        reply = f"{PREFIX}:reply:{uuid.uuid4().hex}"
+        try:
+            await self.redis.xadd(ROUNDS, {"r": json.dumps({**request, "reply": reply})})
+            answer = await self.redis.blpop([reply], timeout=HANDOVER_TIMEOUT)
+        except RedisError as exc:
+            raise BusUnavailable(str(exc)) from exc
+        if answer is None:
+            return None
+        result: dict[str, Any] = json.loads(answer[1])
+        return result
+
+    async def take_runs(self, handle: Handler) -> None:
+        """Forever: take the runs queued for the generating workers, one at a time, each
+        by one worker (a consumer group), and answer them."""
+        while True:
+            try:
+                try:
+                    await self.redis.xgroup_create(ROUNDS, GENERATORS, id="0", mkstream=True)
+                except RedisError as exc:
+                    if "BUSYGROUP" not in str(exc):
+                        raise
+                while True:
+                    reply = await self.redis.xreadgroup(
+                        GENERATORS, self.worker, {ROUNDS: ">"}, count=1, block=2000
+                    )
+                    for _, entries in cast(list[tuple[bytes, Entries]], reply or []):
+                        for entry_id, fields in entries:
+                            request = json.loads(fields[b"r"])
+                            answer = await handle(request)
+                            async with self.redis.pipeline(transaction=True) as pipe:
+                                pipe.rpush(request["reply"], json.dumps(answer))
+                                pipe.expire(request["reply"], int(HANDOVER_TIMEOUT) + 5)
+                                pipe.xack(ROUNDS, GENERATORS, entry_id)
+                                pipe.xdel(ROUNDS, entry_id)
+                                await pipe.execute()
+            except (RedisError, ValueError, KeyError) as exc:
+                log.debug("the queue of runs: %s", exc)
                 await anyio.sleep(0.5)
 
     # --- stimuli -----------------------------------------------------------------------

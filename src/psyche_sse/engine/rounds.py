@@ -212,6 +212,10 @@ class Rounds:
         cluster = self.cluster
         if cluster is None:
             return start(session_id)
+        if self.settings.role == "deliver":
+            return await self._hand_over(
+                situation, session_id, rounds=rounds, seed=seed, scheduled=scheduled, owner=owner
+            )
         if session_id is None:
             session, round_id = start(None)
             await cluster.claim(session.id)  # a new id: nobody else knows it yet
@@ -226,6 +230,58 @@ class Rounds:
         except BaseException:
             await cluster.release(session_id)
             raise
+
+    async def _hand_over(
+        self,
+        situation: str | None,
+        session_id: str | None,
+        *,
+        rounds: int,
+        seed: int | None,
+        scheduled: Mapping[int, Sequence[str]] | None,
+        owner: int | None,
+    ) -> tuple[Session, str]:
+        """:meth:`launch` on a delivering worker: a generating worker runs it."""
+        assert self.cluster is not None
+        request = {
+            "situation": situation,
+            "session_id": session_id,
+            "rounds": rounds,
+            "seed": seed,
+            "scheduled": {str(k): list(v) for k, v in (scheduled or {}).items()},
+            "owner": owner,
+        }
+        answer = await self.cluster.hand_over(request)
+        if answer is None:
+            raise BusUnavailable("no worker that runs rounds took this one")
+        error = answer.get("error")
+        if error == "in_progress":
+            raise RoundInProgress(f"session {session_id} already has a round running")
+        if error == "too_many":
+            raise TooManyRounds(int(answer.get("running", 0)))
+        if error is not None:
+            raise InputError(str(answer.get("message", "the round could not start")))
+        session = await self.live.refresh(str(answer["session_id"]))
+        return session, str(answer["round_id"])
+
+    async def take(self, request: dict[str, Any]) -> dict[str, Any]:
+        """Start a run a delivering worker handed over (see :meth:`Cluster.take_runs`)."""
+        try:
+            session, round_id = await self.launch(
+                request.get("situation"),
+                request.get("session_id"),
+                rounds=int(request.get("rounds", 1)),
+                seed=request.get("seed"),
+                scheduled={int(k): v for k, v in (request.get("scheduled") or {}).items()},
+                owner=request.get("owner"),
+            )
+        except RoundInProgress:
+            return {"error": "in_progress"}
+        except TooManyRounds as exc:
+            return {"error": "too_many", "running": exc.running}
+        except (InputError, LookupError) as exc:
+            return {"error": "input", "message": str(exc)}
+        return {"session_id": session.id, "round_id": round_id}
 
     async def _run_logged(
         self, run: Callable[[], Awaitable[None]], session: Session, round_id: str

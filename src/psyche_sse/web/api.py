@@ -105,6 +105,9 @@ class Api:
                 # "loading" for a few seconds after start: a round begun then waits for it.
                 "llm": "ready" if llm.ready() else "loading",
                 "sessions": len(engine.live.by_id),
+                # This worker's share: rounds it runs now, and what it does among several.
+                "running": engine.live.running,
+                "role": self.ctx.settings.role,
             }
         )
 

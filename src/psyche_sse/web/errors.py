@@ -159,4 +159,7 @@ def handlers(renderer: Renderer) -> dict[Any, Handler]:
     }
 
 
-BUS_UNAVAILABLE = "The workers cannot reach each other (Redis is unavailable); try again shortly."
+BUS_UNAVAILABLE = (
+    "The workers cannot reach each other (Redis is unavailable), or none runs rounds now; "
+    "try again shortly."
+)

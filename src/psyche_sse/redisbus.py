@@ -25,6 +25,7 @@ from typing import Any, cast
 import anyio
 from anyio.abc import TaskGroup
 from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
 from .bus import MemoryBus
@@ -251,9 +252,9 @@ class RedisBus:
         return self._copy.followers(session_id)
 
     def close(self, session_id: str) -> None:
+        # Its users still count: the next one loads it again.
         self._copy.close(session_id)
         self._loaded.discard(session_id)
-        self._users.pop(session_id, None)
 
     # --- the copies, and the one reader that keeps them current ---------------------------
 
@@ -312,7 +313,8 @@ class RedisBus:
             except RedisError as exc:
                 if self.available:
                     log.error("the event bus (Redis) is unavailable: %s", exc)
-                    # What this process holds may no longer be what Redis will have: its
+                if self.available and isinstance(exc, RedisConnectionError):
+                    # Redis is gone, and may come back without what this process holds: the
                     # streams end, and their clients come back to what the store has.
                     for session_id in list(self._loaded):
                         self.close(session_id)

@@ -100,7 +100,7 @@ async def test_stop_round_completes_the_current_turn_as_cancelled() -> None:
             async for batch in engine.bus.subscribe(session.id):
                 if any(e.type == "agent_processing_update" for e in batch):
                     break
-        assert engine.rounds.stop(session.id)
+        assert await engine.rounds.stop(session.id)
         with anyio.fail_after(10):
             async for batch in engine.bus.subscribe(session.id):
                 if any(e.type == "round_complete" for e in batch):
@@ -121,7 +121,7 @@ async def test_stop_one_turn_and_the_round_goes_on() -> None:
             async for batch in engine.bus.subscribe(session.id):
                 started = [e for e in batch if e.type == "agent_processing_started"]
                 if started:
-                    assert engine.rounds.stop(session.id, started[0].data["metadata"]["turn_id"])
+                    assert await engine.rounds.stop(session.id, started[0].data["metadata"]["turn_id"])
                     break
         with anyio.fail_after(20):
             async for batch in engine.bus.subscribe(session.id):

@@ -728,7 +728,7 @@ async def test_stopping_a_round_hangs_up_on_the_provider(
             async for batch in engine.bus.subscribe(session.id):
                 if sum(e.type == "agent_processing_update" for e in batch) >= 1:
                     break
-        assert engine.rounds.stop(session.id)
+        assert await engine.rounds.stop(session.id)
         stopped = time.perf_counter()
         await fake.until(lambda rs: rs[0].disconnected, 2)
         assert time.perf_counter() - stopped < 1
@@ -753,7 +753,7 @@ async def test_stopping_one_turn_lets_the_round_go_on(
             async for batch in engine.bus.subscribe(session.id):
                 updates = [e for e in batch if e.type == "agent_processing_update"]
                 if updates:
-                    assert engine.rounds.stop(session.id, updates[0].turn_id)
+                    assert await engine.rounds.stop(session.id, updates[0].turn_id)
                     break
         await fake.until(lambda rs: rs[0].disconnected, 2)
         with anyio.fail_after(10):

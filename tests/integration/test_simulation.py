@@ -138,7 +138,7 @@ async def test_a_stopped_round_ends_the_run_with_its_state(tmp_path: Path) -> No
         with anyio.fail_after(30):
             async for batch in engine.bus.subscribe(session.id):
                 if any(isinstance(e.payload, AgentComplete) for e in batch):
-                    engine.rounds.stop(session.id)
+                    await engine.rounds.stop(session.id)
                     break
         with anyio.fail_after(30):
             await session.finished.wait()  # type: ignore[union-attr]

@@ -97,7 +97,7 @@ async def test_a_live_transcript_joins_the_stream_without_gap_or_duplicate(db: P
             async for batch in engine.bus.subscribe(session.id, snapshot.last_event_id):
                 if batch[-1].id >= snapshot.last_event_id + 3:
                     break
-        engine.rounds.stop(session.id)
+        await engine.rounds.stop(session.id)
         await wait_for(engine, session.id, "round_complete")
         after = await engine.bus.history(session.id, snapshot.last_event_id)
         everything = await engine.bus.history(session.id)
@@ -201,14 +201,14 @@ async def test_the_cap_on_running_rounds_counts_rounds_not_yet_started(db: Path)
         engine.rounds.start("Two")
         with pytest.raises(TooManyRounds):
             engine.rounds.start("Three")
-        engine.rounds.stop(first.id)
+        await engine.rounds.stop(first.id)
         assert first.finished is not None
         with anyio.fail_after(10):
             await first.finished.wait()
         engine.rounds.start("Three, once one has ended")
         assert engine.live.running == 2
         for session in list(engine.live.by_id.values()):
-            engine.rounds.stop(session.id)
+            await engine.rounds.stop(session.id)
 
 
 async def test_an_idle_session_leaves_memory_and_numbers_on_when_it_comes_back(

@@ -234,6 +234,7 @@ def test_delivering_workers_hand_their_rounds_to_a_generating_one(tmp_path: Path
         body = {"situation": "Should I take the job abroad?", "session_id": sid}
         with connect_sse(d1, "POST", "/api/rounds", json=body) as source:
             second = list(messages(source))
+        assert second and second[0].type != "session_history", [m.type for m in second[:3]]
         assert_whole_round(second)
         assert second[0].id > first[-1].id
         assert g.get("/healthz").json()["running"] == 0

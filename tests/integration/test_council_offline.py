@@ -121,7 +121,8 @@ async def test_stop_one_turn_and_the_round_goes_on() -> None:
             async for batch in engine.bus.subscribe(session.id):
                 started = [e for e in batch if e.type == "agent_processing_started"]
                 if started:
-                    assert await engine.rounds.stop(session.id, started[0].data["metadata"]["turn_id"])
+                    turn_id = started[0].data["metadata"]["turn_id"]
+                    assert await engine.rounds.stop(session.id, turn_id)
                     break
         with anyio.fail_after(20):
             async for batch in engine.bus.subscribe(session.id):

@@ -51,6 +51,7 @@ def measure(roles: list[str], viewers: int, tps: str) -> tuple[int, int]:
         ) as cluster,
     ):
         front = cluster[0].url
+        round_ms(front, front)  # the first round also waits for LiteLLM's import
         sid, alone, last = round_ms(front, front)
         crowd = Crowd(
             f"{front}/api/sessions/{sid}/events?after={last}",

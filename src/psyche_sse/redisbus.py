@@ -206,7 +206,8 @@ class RedisBus:
             stored = await self.redis.get(counter_key(session_id))
         except RedisError as exc:
             raise BusUnavailable(str(exc)) from exc
-        return max(int(stored or 0), self._floor.get(session_id, 1) - 1)
+        # The floor stands only for a log Redis does not have (yet, or any more).
+        return int(stored) if stored is not None else self._floor.get(session_id, 1) - 1
 
     async def first_id(self, session_id: str) -> int:
         if session_id in self._loaded:
@@ -295,7 +296,7 @@ class RedisBus:
         except RedisError as exc:
             raise BusUnavailable(str(exc)) from exc
         events = _events(newest_first)[::-1]
-        last = max(int(counter or 0), floor - 1)
+        last = int(counter) if counter is not None else floor - 1
         self._copy.receive(session_id, events, next_id=last + 1)
         self._loaded.add(session_id)
         try:

@@ -214,6 +214,8 @@ def test_redis_going_away_ends_rounds_honestly_and_workers_recover(tmp_path: Pat
             return response.status_code == 202
 
         wait_for(started, 30)
+        rounds = ended["index"]
+        wait_for(lambda: len(a.get(f"/api/sessions/{sid}").json()["rounds"]) > rounds, 30)
         again = follow_round(a, url)
         round_ = assert_whole_round(again)
         assert round_[0].data["index"] == ended["index"] + 1

@@ -164,18 +164,22 @@ class RedisBus:
         event = Event(0, payload)
         floor = max(self._floor.get(session_id, 1), await self._copy.last_id(session_id) + 1)
         after_loss = max(floor, self._reserved.get(session_id, 0) + 1)
+        keys = [stream_key(session_id), counter_key(session_id), EPOCH]
+        args: list[str | int] = [
+            floor,
+            after_loss,
+            event.json(),
+            self._limit,
+            self._epoch,
+            uuid.uuid4().hex,
+        ]
         try:
-            number, epoch = await self._publish(
-                keys=[stream_key(session_id), counter_key(session_id), EPOCH],
-                args=[
-                    floor,
-                    after_loss,
-                    event.json(),
-                    self._limit,
-                    self._epoch,
-                    uuid.uuid4().hex,
-                ],
-            )
+            try:
+                number, epoch = await self._publish(keys=keys, args=args)
+            except RedisConnectionError:
+                # Once more, on a new connection: the pool's was to a Redis since restarted
+                # (a refused or closed connection ran nothing).
+                number, epoch = await self._publish(keys=keys, args=args)
         except RedisError as exc:
             raise BusUnavailable(str(exc)) from exc
         self._epoch = _text(epoch)

@@ -290,8 +290,6 @@ class RedisBus:
                 self._copy.drop(session_id)
 
     async def _load(self, session_id: str) -> None:
-        # Taken before the read: an event this process publishes meanwhile is the reader's.
-        floor = self._floor.get(session_id, 1)
         try:
             async with self.redis.pipeline(transaction=True) as pipe:
                 pipe.xrevrange(stream_key(session_id), count=self._limit)
@@ -300,8 +298,12 @@ class RedisBus:
         except RedisError as exc:
             raise BusUnavailable(str(exc)) from exc
         events = _events(newest_first)[::-1]
-        last = int(counter) if counter is not None else floor - 1
-        self._copy.receive(session_id, events, next_id=last + 1)
+        # With no counter, nothing of the session was published to Redis yet: its first
+        # event is whatever id the publishing process gives it, which may be below this
+        # process's floor (a new session's floor here is the store's reservation, ahead of
+        # its ids), so the copy takes the stream from its start.
+        next_id = int(counter) + 1 if counter is not None else None
+        self._copy.receive(session_id, events, next_id=next_id)
         self._loaded.add(session_id)
         try:
             await self.redis.xadd(self._wake_key, {"w": "1"}, maxlen=1)

@@ -5,9 +5,10 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 # Debian packages the tests drive for real: the browser tests' Chromium, the nginx the
-# reverse-proxy tests put in front of the server, and the PostgreSQL server the store tests
-# start (Debian 12's is version 15). Each as "package:the file it installs".
-SYSTEM_PACKAGES := chromium:/usr/bin/chromium nginx:/usr/sbin/nginx postgresql:/usr/lib/postgresql/15/bin/initdb
+# reverse-proxy tests put in front of the server, and the Redis and PostgreSQL (Debian 12's
+# is version 15) servers the worker and store tests start. Each as "package:the file it installs".
+SYSTEM_PACKAGES := chromium:/usr/bin/chromium nginx:/usr/sbin/nginx \
+	redis-server:/usr/bin/redis-server postgresql:/usr/lib/postgresql
 
 .DEFAULT_GOAL := help
 
@@ -23,7 +24,7 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP) ## create .venv and install the project with its dev tools
 
-system-packages: ## install the Debian packages the tests need (Chromium, nginx, PostgreSQL), when missing
+system-packages: ## install the Debian packages the tests need (Chromium, nginx, Redis, PostgreSQL), when missing
 	@missing=""; for p in $(SYSTEM_PACKAGES); do \
 		test -x "$${p#*:}" || missing="$$missing $${p%%:*}"; done; \
 	test -z "$$missing" || { \

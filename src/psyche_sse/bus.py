@@ -6,16 +6,17 @@ publisher or the other subscribers: it simply reads a longer batch next time, an
 layer folds consecutive deltas of that batch together.
 
 :class:`EventBus` is the interface the council and the web layer see; :class:`MemoryBus` is
-the in-process implementation. A Redis Streams bus would implement the same methods
-(``XADD`` to publish, ``XRANGE``/``XREAD BLOCK`` to subscribe) without touching the council.
+the in-process implementation, :class:`~psyche_sse.redisbus.RedisBus` the one several
+processes share (Redis Streams). What may have to ask another process is async (the ids, the
+history, opening a watch or a hold); what only reads the process's own state is not.
 """
 
 from __future__ import annotations
 
 import math
 from collections import OrderedDict, deque
-from collections.abc import AsyncIterator, Iterator
-from contextlib import AbstractContextManager, contextmanager
+from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -43,15 +44,15 @@ class EventBus(Protocol):
         """Return every pending :meth:`read` now (with what it has, maybe nothing)."""
         ...
 
-    def history(self, session_id: str, after: int = 0) -> list[Event]:
+    async def history(self, session_id: str, after: int = 0) -> list[Event]:
         """The retained events with ids greater than ``after``."""
         ...
 
-    def last_id(self, session_id: str) -> int:
+    async def last_id(self, session_id: str) -> int:
         """The id of the newest event of the session, 0 when there is none."""
         ...
 
-    def first_id(self, session_id: str) -> int:
+    async def first_id(self, session_id: str) -> int:
         """The id of the oldest event still retained (``last_id() + 1`` when none is): a
         subscriber can resume from any cursor from ``first_id() - 1`` to ``last_id()``."""
         ...
@@ -60,22 +61,30 @@ class EventBus(Protocol):
         """Continue a session's numbering from ``next_id`` (a session loaded from the store)."""
         ...
 
-    def retain(self, session_id: str) -> AbstractContextManager[None]:
+    def reserved(self, session_id: str, ceiling: int) -> None:
+        """The store has reserved the session's ids up to ``ceiling``: a shared log that
+        lost its numbering (Redis restarted empty) goes on after it."""
+        ...
+
+    def retain(self, session_id: str) -> AbstractAsyncContextManager[None]:
         """While open, every event published from now on is kept, whatever the history
         limit: a reader that must first fetch something slow (the stored history) then
         resumes where that left off without a gap."""
         ...
 
-    def watch(self, session_id: str) -> AbstractContextManager[None]:
-        """Count a follower of the session while open (see :meth:`followers`)."""
+    def watch(self, session_id: str) -> AbstractAsyncContextManager[None]:
+        """Count a follower of the session while open (see :meth:`followers`). Inside it,
+        :meth:`history`, :meth:`first_id`, :meth:`last_id` and :meth:`read` are answered
+        from this process's memory, at no cost per call."""
         ...
 
     def followers(self, session_id: str) -> int:
-        """How many followers are watching the session now."""
+        """How many followers are watching the session now, in this process."""
         ...
 
     def close(self, session_id: str) -> None:
-        """End every subscription of the session and forget its events."""
+        """End every subscription of the session in this process and forget its events
+        here (a shared log stays for the other processes)."""
         ...
 
 
@@ -148,6 +157,9 @@ class MemoryBus:
         if not log.events and next_id > log.next_id:
             log.next_id = next_id
 
+    def reserved(self, session_id: str, ceiling: int) -> None:
+        pass  # this log lives and dies with the process: it cannot lose its numbering alone
+
     async def publish(self, payload: Payload) -> Event:
         log = self._log(payload.session_id)
         event = Event(log.next_id, payload)
@@ -182,22 +194,48 @@ class MemoryBus:
         for log in self._logs.values():
             log.notify()
 
-    def history(self, session_id: str, after: int = 0) -> list[Event]:
+    async def history(self, session_id: str, after: int = 0) -> list[Event]:
         log = self._logs.get(session_id)
         return log.after(after) if log else []
 
-    def last_id(self, session_id: str) -> int:
+    async def last_id(self, session_id: str) -> int:
         log = self._logs.get(session_id)
         return log.next_id - 1 if log else 0
 
-    def first_id(self, session_id: str) -> int:
+    async def first_id(self, session_id: str) -> int:
         log = self._logs.get(session_id)
         if log is None:
             return 1
         return log.events[0].id if log.events else log.next_id
 
-    @contextmanager
-    def retain(self, session_id: str) -> Iterator[None]:
+    def receive(self, session_id: str, events: list[Event], *, next_id: int | None = None) -> None:
+        """Take in events numbered elsewhere (a shared log's, in order), for this process's
+        readers. Those it already has are skipped; after a gap (events it never got) it keeps
+        only what follows the gap, so a reader behind it is told it fell behind. ``next_id``:
+        the id the log continues from when ``events`` is empty (a log just loaded)."""
+        log = self._log(session_id)
+        took = False
+        for event in events:
+            if event.id < log.next_id:
+                continue
+            if event.id > log.next_id:
+                log.events.clear()
+            log.next_id = event.id + 1
+            log.append(event)
+            took = True
+        if next_id is not None and not log.events and next_id > log.next_id:
+            log.next_id = next_id
+        if took:
+            log.notify()
+
+    def drop(self, session_id: str) -> None:
+        """Forget the session's events here without ending anything (nobody reads them)."""
+        log = self._logs.get(session_id)
+        if log is not None and not log.followers and not log.holds:
+            del self._logs[session_id]
+
+    @asynccontextmanager
+    async def retain(self, session_id: str) -> AsyncIterator[None]:
         log = self._log(session_id)
         hold = _Hold(log.next_id)
         log.holds.append(hold)
@@ -206,8 +244,8 @@ class MemoryBus:
         finally:
             log.release(hold)
 
-    @contextmanager
-    def watch(self, session_id: str) -> Iterator[None]:
+    @asynccontextmanager
+    async def watch(self, session_id: str) -> AsyncIterator[None]:
         log = self._log(session_id)
         log.followers += 1
         try:

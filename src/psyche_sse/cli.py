@@ -116,6 +116,20 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default=None, help="address to bind (default %(setting)s)")
     serve.add_argument("--port", type=int, default=None, help="port (default %(setting)s)")
     serve.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="worker processes serving the port; more than one needs PSYCHE_REDIS_URL",
+    )
+    serve.add_argument(
+        "--role",
+        choices=("both", "generate", "deliver"),
+        default=None,
+        help="with PSYCHE_REDIS_URL: run rounds and serve viewers (both), only run rounds "
+        "(generate), or only serve, handing rounds to the generating workers (deliver)",
+    )
+    serve.add_argument("--fd", type=int, default=None, help=argparse.SUPPRESS)
+    serve.add_argument(
         "--insecure-no-auth",
         action="store_true",
         default=None,
@@ -230,8 +244,20 @@ def _settings(**overrides: Any) -> Settings:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    settings = _settings(host=args.host, port=args.port, insecure_no_auth=args.insecure_no_auth)
+    settings = _settings(
+        host=args.host, port=args.port, insecure_no_auth=args.insecure_no_auth, role=args.role
+    )
     from .web.server import serve
+    from .web.workers import MAX_WORKERS, supervise
+
+    if not 1 <= args.workers <= MAX_WORKERS:
+        raise UsageError(f"--workers must be from 1 to {MAX_WORKERS}")
+    if args.workers > 1 and settings.redis_url is None:
+        raise UsageError(
+            "--workers needs PSYCHE_REDIS_URL: the workers share their events through Redis"
+        )
+    if settings.role != "both" and settings.redis_url is None:
+        raise UsageError("--role needs PSYCHE_REDIS_URL: the roles meet through Redis")
 
     # Fail here with one line rather than inside uvicorn's start-up with a traceback, or
     # later in every turn. (Only a provider's model costs LiteLLM's import here.)
@@ -245,7 +271,14 @@ def _serve(args: argparse.Namespace) -> int:
     except InputError as exc:
         raise UsageError(str(exc)) from exc
 
-    serve(settings)
+    if args.workers > 1:
+        passed = [
+            *(["--host", args.host] if args.host else []),
+            *(["--role", args.role] if args.role else []),
+            *(["--insecure-no-auth"] if args.insecure_no_auth else []),
+        ]
+        return supervise(settings, args.workers, passed)
+    serve(settings, fd=args.fd)
     return 0
 
 
@@ -385,7 +418,7 @@ async def _run_async(
                         return
                     stopped = True
                     view.notice("stopping…")
-                    engine.rounds.stop(session.id)
+                    engine.rounds.stop_here(session)
 
         async with anyio.create_task_group() as tg:
             tg.start_soon(watch_signals, tg.cancel_scope)

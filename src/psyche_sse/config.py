@@ -25,6 +25,7 @@ from .errors import ConfigError
 
 StreamingMode = Literal["auto", "native", "simulated"]
 LogFormat = Literal["text", "json"]
+Role = Literal["both", "generate", "deliver"]
 
 OFFLINE_MODEL = "psyche/offline"
 # Tokens a second the offline model streams at; read here and by a request that sets none.
@@ -129,6 +130,14 @@ class Settings(BaseSettings):
     # limit). The local user of a server with no accounts has only ``max_running_rounds``.
     user_rounds_per_minute: int = Field(default=10, ge=0, le=100_000)
     user_running_rounds: int = Field(default=2, ge=0, le=100_000)
+    # Several workers (see README, "Several workers"): the Redis they share (its events,
+    # leases and control; unset: one process and the in-memory bus), and what this worker
+    # does: run rounds and serve viewers (both), only run rounds, or only serve.
+    redis_url: SecretStr | None = None
+    role: Role = "both"
+    # Seconds a worker's lease on a running round lasts unless renewed: a worker that dies
+    # is noticed that long after.
+    lease_seconds: float = Field(default=5.0, ge=1.0, le=60.0)
 
     # Per-agent overrides from the environment (PSYCHE_MODEL_SHADOW, ...).
     model_shadow: str | None = None
@@ -162,6 +171,15 @@ class Settings(BaseSettings):
             raise ValueError(
                 "must be a postgresql:// URL, such as postgresql://user:password@host:5432/psyche"
             )
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value().strip():
+            return None
+        if not value.get_secret_value().startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must be a redis://, rediss:// or unix:// URL")
         return value
 
     @field_validator("allowed_hosts", "trusted_proxies", mode="before")

@@ -20,7 +20,7 @@ import anyio
 
 from .archetypes import ARCHETYPES, Archetype
 from .config import Settings
-from .errors import InputError, LLMError, OverBudget, StreamBroken
+from .errors import BusUnavailable, InputError, LLMError, OverBudget, StreamBroken
 from .events import (
     AgentComplete,
     AgentStarted,
@@ -408,6 +408,8 @@ class Council:
                     status = Status.OK
                 except LLMError as exc:
                     status, error = Status.ERROR, exc
+                except BusUnavailable:
+                    raise  # the round ends (see Rounds.run), not just this turn
                 except Exception as exc:
                     log.exception("%s: the turn failed", archetype.agent_id)
                     status = Status.ERROR

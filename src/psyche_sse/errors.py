@@ -42,6 +42,13 @@ class OverBudget(RuntimeError):
 # --- the store --------------------------------------------------------------------------
 
 
+class BusUnavailable(RuntimeError):
+    """The shared event bus (Redis) cannot be reached: nothing can be published or read."""
+
+    def __init__(self, problem: str) -> None:
+        super().__init__(f"the event bus (Redis) is unavailable: {problem}")
+
+
 class StoreError(Exception):
     """The database cannot be used. The message names the file (or the URL, without its
     password) and the problem, in one line. ``conflict``: a write broke a uniqueness rule."""

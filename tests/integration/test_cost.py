@@ -88,7 +88,7 @@ async def test_each_turn_costs_the_price_map_times_its_usage(
     async with Engine(config(fake, streaming=streaming)) as engine:
         session, round_id, text = engine.rounds.prepare(SITUATION)
         await engine.rounds.run(session, round_id, text)
-        events = engine.bus.history(session.id)
+        events = await engine.bus.history(session.id)
         stored = await engine.archive.transcript(session.id)
         counted = engine.metrics.registry.get_sample_value(
             "psyche_cost_usd_total", {"model": MODEL}
@@ -198,7 +198,7 @@ async def test_a_provider_that_reports_no_usage_is_counted_not_free(
     async with Engine(config(fake, streaming=streaming)) as engine:
         session, round_id, text = engine.rounds.prepare(SITUATION)
         await engine.rounds.run(session, round_id, text)
-        events = engine.bus.history(session.id)
+        events = await engine.bus.history(session.id)
     turns = [e.payload.metadata for e in events if e.type == "agent_processing_complete"]  # type: ignore[union-attr]
     assert [t.status for t in turns] == [Status.OK] * 5
     lm = _litellm.litellm()

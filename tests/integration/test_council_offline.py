@@ -52,7 +52,7 @@ async def run(settings: Settings, situation: str, **kw: Any) -> tuple[Engine, li
     async with Engine(settings) as engine:
         session, round_id, text = engine.rounds.prepare(situation)
         await engine.rounds.run(session, round_id, text, **kw)
-        return engine, engine.bus.history(session.id)
+        return engine, await engine.bus.history(session.id)
 
 
 async def test_a_round_streams_five_turns_in_order() -> None:
@@ -100,12 +100,12 @@ async def test_stop_round_completes_the_current_turn_as_cancelled() -> None:
             async for batch in engine.bus.subscribe(session.id):
                 if any(e.type == "agent_processing_update" for e in batch):
                     break
-        assert engine.rounds.stop(session.id)
+        assert await engine.rounds.stop(session.id)
         with anyio.fail_after(10):
             async for batch in engine.bus.subscribe(session.id):
                 if any(e.type == "round_complete" for e in batch):
                     break
-        events = engine.bus.history(session.id)
+        events = await engine.bus.history(session.id)
     turns = check_protocol(events)
     assert [t["status"] for t in turns.values()] == ["cancelled"]
     [complete] = [e for e in events if e.type == "round_complete"]
@@ -123,12 +123,13 @@ async def test_stop_one_turn_and_the_round_goes_on() -> None:
             async for batch in engine.bus.subscribe(session.id):
                 started = [e for e in batch if e.type == "agent_processing_started"]
                 if started:
-                    assert engine.rounds.stop(session.id, started[0].data["metadata"]["turn_id"])
+                    turn_id = started[0].data["metadata"]["turn_id"]
+                    assert await engine.rounds.stop(session.id, turn_id)
                     break
         with anyio.fail_after(20):
             async for batch in engine.bus.subscribe(session.id):
                 if any(e.type == "round_complete" for e in batch):
                     break
-        events = engine.bus.history(session.id)
+        events = await engine.bus.history(session.id)
     turns = check_protocol(events)
     assert [t["status"] for t in turns.values()] == ["cancelled", "ok", "ok", "ok", "ok"]

@@ -166,7 +166,7 @@ async def run_round(settings: Settings, situation: str = "I was passed over") ->
     async with Engine(settings) as engine:
         session, round_id, text = engine.rounds.prepare(situation)
         await engine.rounds.run(session, round_id, text)
-        events = engine.bus.history(session.id)
+        events = await engine.bus.history(session.id)
     # A run opens with who hears whom; a round ends with the conversation's state.
     assert events[0].type == "network_update" and events[-1].type == "conversation_state"
     return [e for e in events if e.type.startswith(("round_", "agent_"))]
@@ -728,14 +728,14 @@ async def test_stopping_a_round_hangs_up_on_the_provider(
             async for batch in engine.bus.subscribe(session.id):
                 if sum(e.type == "agent_processing_update" for e in batch) >= 1:
                     break
-        assert engine.rounds.stop(session.id)
+        assert await engine.rounds.stop(session.id)
         # The provider would hold the stream for ever: it is the stop that hangs up.
         await fake.until(lambda rs: rs[0].disconnected, 5)
         with anyio.fail_after(5):
             async for batch in engine.bus.subscribe(session.id):
                 if any(e.type == "round_complete" for e in batch):
                     break
-        events = engine.bus.history(session.id)
+        events = await engine.bus.history(session.id)
     [turn] = check_turns(events)
     assert turn["meta"]["status"] == "cancelled"
     assert turn["final"] == turn["streamed"] and turn["streamed"]
@@ -752,14 +752,14 @@ async def test_stopping_one_turn_lets_the_round_go_on(
             async for batch in engine.bus.subscribe(session.id):
                 updates = [e for e in batch if e.type == "agent_processing_update"]
                 if updates:
-                    assert engine.rounds.stop(session.id, updates[0].turn_id)
+                    assert await engine.rounds.stop(session.id, updates[0].turn_id)
                     break
         await fake.until(lambda rs: rs[0].disconnected, 2)
         with anyio.fail_after(10):
             async for batch in engine.bus.subscribe(session.id):
                 if any(e.type == "round_complete" for e in batch):
                     break
-        events = engine.bus.history(session.id)
+        events = await engine.bus.history(session.id)
     turns = check_turns(events)
     assert [t["meta"]["status"] for t in turns] == ["cancelled", "ok", "ok", "ok", "ok"]
 

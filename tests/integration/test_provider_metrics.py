@@ -36,7 +36,7 @@ def sample(m: ServiceMetrics, name: str, **labels: str) -> float:
 async def run_round(engine: Engine, situation: str = "I was passed over") -> list[Event]:
     session, round_id, text = engine.rounds.prepare(situation)
     await engine.rounds.run(session, round_id, text)
-    return engine.bus.history(session.id)
+    return await engine.bus.history(session.id)
 
 
 async def test_a_retried_500_is_counted_and_the_round_goes_on(

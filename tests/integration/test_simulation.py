@@ -38,7 +38,7 @@ async def run(tmp_path: Path, rounds: int, **kw: object) -> list[Event]:
     async with Engine(settings) as engine:
         session, round_id, text = engine.rounds.prepare(SITUATION)
         await engine.rounds.run(session, round_id, text, rounds=rounds, **kw)  # type: ignore[arg-type]
-        return engine.bus.history(session.id)
+        return await engine.bus.history(session.id)
 
 
 def of(events: list[Event], kind: type) -> list:  # type: ignore[type-arg]
@@ -138,11 +138,11 @@ async def test_a_stopped_round_ends_the_run_with_its_state(tmp_path: Path) -> No
         with anyio.fail_after(30):
             async for batch in engine.bus.subscribe(session.id):
                 if any(isinstance(e.payload, AgentComplete) for e in batch):
-                    engine.rounds.stop(session.id)
+                    await engine.rounds.stop(session.id)
                     break
         with anyio.fail_after(30):
             await session.finished.wait()  # type: ignore[union-attr]
-        events = engine.bus.history(session.id)
+        events = await engine.bus.history(session.id)
     completes: list[RoundComplete] = of(events, RoundComplete)
     assert len(completes) == 1 and completes[0].status == "cancelled"
     assert completes[0].ends_run and completes[0].rounds == 5

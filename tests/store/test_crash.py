@@ -89,7 +89,7 @@ async def test_a_killed_turn_is_interrupted_with_its_text_and_the_session_goes_o
         assert shadow.interaction_count == 1
         session, round_id, text = engine.rounds.prepare("And now?", session_id)
         await engine.rounds.run(session, round_id, text)
-        events = engine.bus.history(session_id)
+        events = await engine.bus.history(session_id)
     assert events[0].id > transcript.last_event_id
     assert next(e for e in events if e.type == "round_started").data["index"] == 2
     assert next(e for e in events if e.type == "agent_processing_started").data["metadata"][

@@ -40,7 +40,7 @@ async def wait_for(engine: Engine, session_id: str, kind: str) -> None:
 async def test_a_round_is_recorded_as_it_was_streamed(settings: Settings) -> None:
     async with Engine(settings) as engine:
         sid = await run(engine, "I was passed over for promotion\nagain", rounds=2)
-        events = engine.bus.history(sid)
+        events = await engine.bus.history(sid)
         transcript = await engine.archive.transcript(sid)
     assert transcript.title == "I was passed over for promotion again"
     assert transcript.last_event_id == events[-1].id
@@ -67,7 +67,7 @@ async def test_partial_text_is_not_written_per_delta(
     monkeypatch.setattr(queries, "save_partial", counting)
     async with Engine(settings, save_interval=3600) as engine:
         sid = await run(engine, "I keep losing my keys")
-        deltas = [e for e in engine.bus.history(sid) if e.type == "agent_processing_update"]
+        deltas = [e for e in await engine.bus.history(sid) if e.type == "agent_processing_update"]
     assert len(deltas) > 100
     assert saves <= 10  # at most one per wake of the writer, which turns start and end
 
@@ -82,7 +82,7 @@ async def test_sessions_running_at_once_are_all_recorded(settings: Settings) -> 
         for session in sessions:
             transcript = await engine.archive.transcript(session.id)
             turns = {t.id: t.text for r in transcript.rounds for t in r.turns}
-            assert turns == finals(engine.bus.history(session.id))
+            assert turns == finals(await engine.bus.history(session.id))
     assert {s.id for s in listed} == {s.id for s in sessions}
     assert all(s.rounds == 1 and s.last_status == "ok" for s in listed)
 
@@ -96,10 +96,10 @@ async def test_a_live_transcript_joins_the_stream_without_gap_or_duplicate(db: D
             async for batch in engine.bus.subscribe(session.id, snapshot.last_event_id):
                 if batch[-1].id >= snapshot.last_event_id + 3:
                     break
-        engine.rounds.stop(session.id)
+        await engine.rounds.stop(session.id)
         await wait_for(engine, session.id, "round_complete")
-        after = engine.bus.history(session.id, snapshot.last_event_id)
-        everything = engine.bus.history(session.id)
+        after = await engine.bus.history(session.id, snapshot.last_event_id)
+        everything = await engine.bus.history(session.id)
 
     text = {t.id: t.text for r in snapshot.rounds for t in r.turns}
     assert [t.status for r in snapshot.rounds for t in r.turns] == ["running"]
@@ -117,12 +117,12 @@ async def test_a_restarted_engine_carries_the_session_on(settings: Settings) -> 
         memory = {a: list(s.memory) for a, s in before.council.agents.items()}
         lengths = {a: s.lengths.average for a, s in before.council.agents.items()}
         latest = dict(before.council.latest)
-        last_id = engine.bus.last_id(sid)
+        last_id = await engine.bus.last_id(sid)
     # The same two rounds without a restart, for comparison.
     async with Engine(settings) as engine:
         continuous = await run(engine, situation, seed=7)
         await run(engine, situation, continuous, seed=7)
-        expected = [e for e in engine.bus.history(continuous) if e.data["round_id"]]
+        expected = [e for e in await engine.bus.history(continuous) if e.data["round_id"]]
 
     async with Engine(settings) as engine:
         with pytest.raises(SessionNotFound):
@@ -136,7 +136,7 @@ async def test_a_restarted_engine_carries_the_session_on(settings: Settings) -> 
         assert session.title == situation and len(session.rounds) == 1
 
         await run(engine, situation, sid, seed=7)
-        events = engine.bus.history(sid)
+        events = await engine.bus.history(sid)
         transcript = await engine.archive.transcript(sid)
 
     assert events[0].id > last_id  # numbering goes on after the restart
@@ -200,14 +200,14 @@ async def test_the_cap_on_running_rounds_counts_rounds_not_yet_started(db: Datab
         engine.rounds.start("Two")
         with pytest.raises(TooManyRounds):
             engine.rounds.start("Three")
-        engine.rounds.stop(first.id)
+        await engine.rounds.stop(first.id)
         assert first.finished is not None
         with anyio.fail_after(10):
             await first.finished.wait()
         engine.rounds.start("Three, once one has ended")
         assert engine.live.running == 2
         for session in list(engine.live.by_id.values()):
-            engine.rounds.stop(session.id)
+            await engine.rounds.stop(session.id)
 
 
 async def test_an_idle_session_leaves_memory_and_numbers_on_when_it_comes_back(
@@ -215,13 +215,13 @@ async def test_an_idle_session_leaves_memory_and_numbers_on_when_it_comes_back(
 ) -> None:
     async with Engine(settings) as engine:
         sid = await run(engine, "Gone for a while")
-        last = engine.bus.last_id(sid)
+        last = await engine.bus.last_id(sid)
         assert await engine.live.evict_idle(0) == 0  # seen idle once: not yet
         assert await engine.live.evict_idle(0) == 1
-        assert sid not in engine.live.by_id and engine.bus.history(sid) == []
+        assert sid not in engine.live.by_id and await engine.bus.history(sid) == []
         assert (await engine.archive.transcript(sid)).last_event_id == last
         await run(engine, "Back again", sid)
-        events = engine.bus.history(sid)
+        events = await engine.bus.history(sid)
     assert (
         events[0].id == last + 1
         and next(e for e in events if e.type == "round_started").data["index"] == 2

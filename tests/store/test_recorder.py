@@ -28,7 +28,7 @@ class Feed:
         self.round = round_id
 
     async def __call__(self, payload: Payload) -> Event:
-        await self.recorder.reserve(self.session, self.bus.last_id(self.session) + 1, "title")
+        await self.recorder.reserve(self.session, await self.bus.last_id(self.session) + 1, "title")
         event = await self.bus.publish(payload)
         self.recorder.observe(event)
         return event
@@ -84,7 +84,7 @@ async def test_a_read_sees_exactly_the_events_up_to_its_id(db: Database) -> None
             "s", lambda c, as_of: queries.transcript(c, session_id="s", as_of=as_of)
         )
         assert transcript is not None
-        assert transcript.last_event_id == feed.bus.last_id("s") == 3
+        assert transcript.last_event_id == await feed.bus.last_id("s") == 3
         assert transcript.rounds[0].turns[0].text == "Hello"
 
 
@@ -100,7 +100,7 @@ async def test_event_ids_are_reserved_ahead_in_blocks(db: Database) -> None:
         assert history is not None
         # 14 events published; the stored mark is always above the newest id (event 10
         # found the first block's mark, 10, not above it, and reserved up to 19).
-        assert feed.bus.last_id("s") == 14 and history.event_hwm > 14
+        assert await feed.bus.last_id("s") == 14 and history.event_hwm > 14
         assert history.event_hwm == 19
 
 

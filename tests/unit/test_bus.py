@@ -3,14 +3,15 @@ from __future__ import annotations
 import anyio
 import anyio.lowlevel
 import pytest
+from tests.conftest import BusMaker
 from tests.factories import update
 
-from psyche_sse.bus import MemoryBus
+from psyche_sse.bus import EventBus
 
 pytestmark = pytest.mark.anyio
 
 
-async def collect(bus: MemoryBus, session: str, after: int, count: int) -> list[int]:
+async def collect(bus: EventBus, session: str, after: int, count: int) -> list[int]:
     ids: list[int] = []
     with anyio.fail_after(5):
         async for batch in bus.subscribe(session, after):
@@ -20,16 +21,16 @@ async def collect(bus: MemoryBus, session: str, after: int, count: int) -> list[
     return ids
 
 
-async def test_ids_strictly_increase_per_session() -> None:
-    bus = MemoryBus()
+async def test_ids_strictly_increase_per_session(new_bus: BusMaker) -> None:
+    bus = await new_bus()
     a = [await bus.publish(update(str(i), session="a")) for i in range(3)]
     b = await bus.publish(update("", session="b"))
     assert [e.id for e in a] == [1, 2, 3] and b.id == 1
-    assert bus.last_id("a") == 3 and bus.last_id("nobody") == 0
+    assert await bus.last_id("a") == 3 and await bus.last_id("nobody") == 0
 
 
-async def test_replay_from_an_id_then_live() -> None:
-    bus = MemoryBus()
+async def test_replay_from_an_id_then_live(new_bus: BusMaker) -> None:
+    bus = await new_bus()
     for i in range(5):
         await bus.publish(update(str(i), session="s"))
     result: list[int] = []
@@ -45,27 +46,27 @@ async def test_replay_from_an_id_then_live() -> None:
     assert result == [4, 5, 6, 7]
 
 
-async def test_history_is_bounded() -> None:
-    bus = MemoryBus(history_limit=100)
+async def test_history_is_bounded(new_bus: BusMaker) -> None:
+    bus = await new_bus(history_limit=100)
     for i in range(250):
         await bus.publish(update(str(i), session="s"))
-    history = bus.history("s")
+    history = await bus.history("s")
     assert len(history) == 100 and history[0].id == 151
-    assert [e.id for e in bus.history("s", after=240)] == list(range(241, 251))
+    assert [e.id for e in await bus.history("s", after=240)] == list(range(241, 251))
 
 
-async def test_first_id_tells_from_where_replay_is_whole() -> None:
-    bus = MemoryBus(history_limit=3)
-    assert bus.first_id("s") == 1 and bus.last_id("s") == 0
+async def test_first_id_tells_from_where_replay_is_whole(new_bus: BusMaker) -> None:
+    bus = await new_bus(history_limit=3)
+    assert await bus.first_id("s") == 1 and await bus.last_id("s") == 0
     for i in range(5):
         await bus.publish(update(str(i), session="s"))
-    assert (bus.first_id("s"), bus.last_id("s")) == (3, 5)
+    assert (await bus.first_id("s"), await bus.last_id("s")) == (3, 5)
     bus.start_at("restored", 1001)  # a session loaded from the store: nothing retained
-    assert (bus.first_id("restored"), bus.last_id("restored")) == (1001, 1000)
+    assert (await bus.first_id("restored"), await bus.last_id("restored")) == (1001, 1000)
 
 
-async def test_many_subscribers_and_a_slow_one_blocks_nobody() -> None:
-    bus = MemoryBus()
+async def test_many_subscribers_and_a_slow_one_blocks_nobody(new_bus: BusMaker) -> None:
+    bus = await new_bus()
     fast_results: list[list[int]] = [[], []]
     fast_done = [anyio.Event(), anyio.Event()]
     slow_batches: list[int] = []
@@ -98,8 +99,8 @@ async def test_many_subscribers_and_a_slow_one_blocks_nobody() -> None:
     assert sum(slow_batches) == 50 and len(slow_batches) < 50  # it caught up in big batches
 
 
-async def test_close_ends_subscriptions() -> None:
-    bus = MemoryBus()
+async def test_close_ends_subscriptions(new_bus: BusMaker) -> None:
+    bus = await new_bus()
     await bus.publish(update("", session="s"))
     done = anyio.Event()
 

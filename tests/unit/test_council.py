@@ -31,7 +31,7 @@ async def run(tmp_path: Path, llm: QueuedLLM, rounds: int) -> list[Event]:
     async with Engine(Settings(db=tmp_path / "psyche.db"), llm=llm) as engine:  # type: ignore[arg-type]
         session, round_id, text = engine.rounds.prepare("I was passed over")
         await engine.rounds.run(session, round_id, text, rounds=rounds)
-        return engine.bus.history(session.id)
+        return await engine.bus.history(session.id)
 
 
 def payloads(events: list[Event], kind: type[Payload]) -> list[Payload]:

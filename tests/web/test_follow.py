@@ -275,14 +275,14 @@ async def test_a_reader_behind_a_closed_log_gets_its_tail_then_the_end() -> None
     bus = MemoryBus()
     first = await bus.publish(started())
     last = await bus.publish(complete())
-    with bus.watch(SID):  # a follower, still behind
+    async with bus.watch(SID):  # a follower, still behind
         bus.close(SID)
         assert await bus.read(SID, first.id, 1) == [last]
         assert await bus.read(SID, last.id, 1) is None
     # With nobody left to read it, a closed log is not kept.
     await bus.publish(f.started(session="other"))
     bus.close("other")
-    assert bus.history("other") == [] and await bus.read("other", 0, 0.01) == []
+    assert await bus.history("other") == [] and await bus.read("other", 0, 0.01) == []
 
 
 def stored_history(bus: MemoryBus, *, publish_meanwhile: int = 0) -> Any:
@@ -291,7 +291,7 @@ def stored_history(bus: MemoryBus, *, publish_meanwhile: int = 0) -> Any:
     calls: list[int] = []
 
     async def history() -> Event:
-        last = bus.last_id(SID)
+        last = await bus.last_id(SID)
         calls.append(last)
         for i in range(publish_meanwhile):
             await bus.publish(update(f"m{i} "))
@@ -331,9 +331,9 @@ async def test_events_published_while_the_history_is_read_are_all_delivered() ->
     assert snapshot[:2] == (150, "session_history")
     assert merged[0] == 400
     assert merged[2]["partial_content"] == "".join(f"m{i} " for i in range(250))
-    assert len(bus.history(SID)) == 100  # and the bus is back to its limit after
+    assert len(await bus.history(SID)) == 100  # and the bus is back to its limit after
     await bus.publish(update("x"))
-    assert len(bus.history(SID)) == 100
+    assert len(await bus.history(SID)) == 100
     await stream.aclose()
 
 
@@ -364,7 +364,7 @@ async def test_a_subscriber_never_misses_an_event_however_far_behind() -> None:
     assert [e.id for e in await anext(subscription)] == list(range(2, 52))
     await subscription.aclose()
     await bus.publish(update("x"))
-    assert len(bus.history(SID)) == 10
+    assert len(await bus.history(SID)) == 10
 
 
 async def test_an_event_stream_stops_once_its_client_has_gone(

@@ -43,7 +43,7 @@ class App:
         """Stop whatever rounds the last request started, and wait until they have."""
         for session in list(self.engine.live.by_id.values()):
             if session.running:
-                self.engine.rounds.stop(session.id)
+                await self.engine.rounds.stop(session.id)
                 if session.finished is not None:
                     await session.finished.wait()
 

@@ -10,6 +10,7 @@ read, rename, delete, :mod:`.archive`). Every event goes out through :attr:`Engi
 from __future__ import annotations
 
 from contextlib import AsyncExitStack
+from functools import partial
 from types import TracebackType
 
 import anyio
@@ -24,14 +25,24 @@ from ..llm import LLMClient
 from ..llm import ready as llm_ready
 from ..logs import LogIds
 from ..metrics import ServiceMetrics
+from ..redisbus import RedisBus
 from ..store import Recorder, Store
 from ..store.recorder import SAVE_INTERVAL
 from .archive import MAX_TITLE_CHARS, Archive, clean_title
+from .cluster import Cluster
 from .live import LiveSessions, Session
 from .publisher import Publisher
 from .rounds import Rounds
+from .takeover import end_orphaned
 
 __all__ = ("MAX_TITLE_CHARS", "Engine", "Session", "clean_title")
+
+
+def new_bus(settings: Settings) -> EventBus:
+    """The bus ``settings`` ask for: on Redis when ``redis_url`` is set, else in memory."""
+    if settings.redis_url is not None:
+        return RedisBus.from_url(settings.redis_url.get_secret_value(), settings.history_events)
+    return MemoryBus(settings.history_events)
 
 
 class _Parts:
@@ -50,10 +61,25 @@ class _Parts:
     ) -> None:
         self.store = store
         self.recorder = recorder
-        self.live = LiveSessions(settings, llm, bus, store, recorder)
+        self.cluster = Cluster(bus.redis, settings) if isinstance(bus, RedisBus) else None
+        self.live = LiveSessions(
+            settings, llm, bus, store, recorder, shared=self.cluster is not None
+        )
         self.publish = Publisher(bus, recorder, self.live, metrics)
-        self.rounds = Rounds(settings, self.live, self.publish, tg, log_ids)
+        self.rounds = Rounds(settings, self.live, self.publish, tg, log_ids, self.cluster)
         self.archive = Archive(self.live, self.rounds, store, recorder)
+
+    def start(self, tg: TaskGroup) -> None:
+        """Start what runs as long as the engine: the sweep of idle sessions and, among
+        several workers, the leases, the control messages and the watch for dead workers."""
+        tg.start_soon(self.live.sweep)
+        cluster = self.cluster
+        if cluster is not None:
+            tg.start_soon(cluster.keep_leases, self.rounds.lost)
+            tg.start_soon(cluster.listen, self.rounds.control)
+            tg.start_soon(cluster.watch_orphans, partial(end_orphaned, self.publish))
+            if self.rounds.settings.role != "deliver":
+                tg.start_soon(cluster.take_runs, self.rounds.take)
 
 
 class Engine:
@@ -79,7 +105,8 @@ class Engine:
         log_ids: LogIds | None = None,
     ) -> None:
         self.settings = settings
-        self.bus: EventBus = bus or MemoryBus(settings.history_events)
+        self._owns_bus = bus is None
+        self.bus: EventBus = bus or new_bus(settings)
         self.llm = llm or LLMClient(settings)
         self.save_interval = save_interval
         self.log_ids = log_ids or LogIds()
@@ -98,6 +125,8 @@ class Engine:
     async def __aenter__(self) -> Engine:
         async with AsyncExitStack() as stack:
             stack.push_async_callback(self.llm.close)
+            if self._owns_bus and isinstance(self.bus, RedisBus):
+                await stack.enter_async_context(self.bus)
             store = self._store
             if store is None:
                 store = await Store.aopen(self.settings.database())
@@ -108,7 +137,7 @@ class Engine:
             parts = _Parts(
                 self.settings, self.llm, self.bus, store, recorder, tg, self.metrics, self.log_ids
             )
-            tg.start_soon(parts.live.sweep)
+            parts.start(tg)
             self._parts = parts
             self._exit = stack.pop_all()
         return self

@@ -64,7 +64,7 @@ class Archive:
             title=session.title,
             created=now,
             updated=now,
-            last_event_id=self.live.bus.last_id(session_id),
+            last_event_id=await self.live.bus.last_id(session_id),
         )
 
     async def rename(self, session_id: str, title: str) -> str:

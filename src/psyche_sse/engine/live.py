@@ -57,8 +57,16 @@ class LiveSessions:
     """The sessions in memory, by id."""
 
     def __init__(
-        self, settings: Settings, llm: LLMClient, bus: EventBus, store: Store, recorder: Recorder
+        self,
+        settings: Settings,
+        llm: LLMClient,
+        bus: EventBus,
+        store: Store,
+        recorder: Recorder,
+        *,
+        shared: bool = False,
     ) -> None:
+        self.shared = shared  # other workers run rounds too: the store is the reference
         self.settings = settings
         self.llm = llm
         self.bus = bus
@@ -93,13 +101,31 @@ class LiveSessions:
     async def load(self, session_id: str) -> Session:
         """:meth:`find` for async code: the store is read in a worker thread."""
         session = self.by_id.get(session_id)
-        if session is not None:
+        if session is not None and (session.running or not self.shared):
             return session
+        if session is not None:
+            return await self.refresh(session_id)
         memory = await self.store.council_memory(session_id, self._keep)
         if memory is None:
             raise SessionNotFound(session_id)
         # Another task may have loaded it while we read.
         return self.by_id.get(session_id) or self._restore(memory)
+
+    async def refresh(self, session_id: str) -> Session:
+        """The session as the store has it now, unless it runs here: among several workers,
+        another one may have run rounds in it since it was loaded."""
+        session = self.by_id.get(session_id)
+        if session is not None and session.running:
+            return session
+        memory = await self.store.council_memory(session_id, self._keep)
+        if memory is None:
+            if session is None:
+                raise SessionNotFound(session_id)
+            return session  # made here, and nothing of it stored yet
+        session = self.by_id.get(session_id)
+        if session is not None and session.running:  # it started here while we read
+            return session
+        return self._restore(memory)
 
     def forget(self, session_id: str) -> Session | None:
         """Take the session out of memory, and end its streams."""
@@ -168,7 +194,7 @@ class LiveSessions:
             elif now - session.idle_since >= idle:
                 gone.append(session.id)
         for session_id in gone:
-            last = self.bus.last_id(session_id)
+            last = await self.bus.last_id(session_id)
             self.forget(session_id)
             await self.recorder.forget(session_id, last)
         if gone:

@@ -28,12 +28,13 @@ class Publisher:
     async def __call__(self, payload: Payload) -> Event:
         session_id = payload.session_id
         session = self.live.get(session_id)
-        await self.recorder.reserve(
+        ceiling = await self.recorder.reserve(
             session_id,
-            self.bus.last_id(session_id) + 1,
+            await self.bus.last_id(session_id) + 1,
             session.title if session else "",
             session.owner if session else None,
         )
+        self.bus.reserved(session_id, ceiling)
         event = await self.bus.publish(payload)
         self.recorder.observe(event)
         self.metrics.observe(event)

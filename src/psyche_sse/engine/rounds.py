@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from functools import partial
+from typing import Any
 
 import anyio
 from anyio.abc import TaskGroup
@@ -17,11 +18,14 @@ from anyio.abc import TaskGroup
 from ..archetypes import ARCHETYPES
 from ..config import Settings
 from ..council import check_budget, clean_situation, clean_stimulus
-from ..errors import InputError, OverBudget, RoundInProgress, TooManyRounds
-from ..events import RoundContext, StimulusInjected
+from ..errors import BusUnavailable, InputError, OverBudget, RoundInProgress, TooManyRounds
+from ..events import Event, RoundContext, StimulusInjected
 from ..logs import LogIds
+from ..transcript import Status
+from .cluster import Cluster
 from .live import LiveSessions, Session
 from .publisher import Publisher
+from .takeover import endings
 
 log = logging.getLogger(__name__)
 
@@ -58,12 +62,14 @@ class Rounds:
         publish: Publisher,
         tg: TaskGroup,
         log_ids: LogIds,
+        cluster: Cluster | None = None,
     ) -> None:
         self.settings = settings
         self.live = live
         self.publish = publish
         self._tg = tg
         self.log_ids = log_ids
+        self.cluster = cluster
 
     def prepare(
         self, situation: str | None, session_id: str | None = None, owner: int | None = None
@@ -127,6 +133,8 @@ class Rounds:
                     if index:
                         round_id = session.next_round_id()
                         session.current_round = round_id
+                    if self.cluster is not None:  # queued on whichever worker took them
+                        session.stimuli.extend(await self.cluster.take_stimuli(session.id))
                     stimulus = "\n".join(session.stimuli) or None
                     session.stimuli.clear()
                     session.rounds.append(round_id)
@@ -142,11 +150,30 @@ class Rounds:
                     )
                     with self.log_ids.bind(session_id=session.id, round_id=round_id):
                         await council.run_round(self.publish, ctx, seed=seed, log_ids=self.log_ids)
+        except BusUnavailable as exc:
+            log.error("round %s of session %s ended: %s", round_id, session.id, exc)
+            with anyio.CancelScope(shield=True):
+                await self._end_in_store(session.id, f"error: {exc}")
         finally:
             session.scope = None
             session.current_round = None
             if session.finished is not None:
                 session.finished.set()
+
+    async def _end_in_store(self, session_id: str, why: str) -> None:
+        """End the session's running round in the store alone (the bus is gone): its turns
+        with their text so far, the round with ``why``. Its viewers are sent that when they
+        come back."""
+        recorder = self.live.recorder
+        await recorder.flush()  # the turns' text so far, saved
+        stored = await recorder.transcript(session_id)
+        if stored is None:
+            return
+        # Numbered at the reserved mark: what is published later numbers beyond it.
+        mark = await recorder.reserve(session_id, 0)
+        for payload in endings(stored, why, Status.ERROR):
+            recorder.observe(Event(mark, payload))
+        await recorder.flush()
 
     def start(
         self,
@@ -166,6 +193,96 @@ class Rounds:
         self._tg.start_soon(self._run_logged, run, session, round_id)
         return session, round_id
 
+    async def launch(
+        self,
+        situation: str | None,
+        session_id: str | None = None,
+        *,
+        rounds: int = 1,
+        seed: int | None = None,
+        scheduled: Mapping[int, Sequence[str]] | None = None,
+        owner: int | None = None,
+    ) -> tuple[Session, str]:
+        """:meth:`start`, among several workers: the session's lease is taken first
+        (:class:`RoundInProgress` when another worker holds it), and the session is read
+        again from the store, where the worker that ran its previous round left it."""
+        start = partial(
+            self.start, situation, rounds=rounds, seed=seed, scheduled=scheduled, owner=owner
+        )
+        cluster = self.cluster
+        if cluster is None:
+            return start(session_id)
+        if self.settings.role == "deliver":
+            return await self._hand_over(
+                situation, session_id, rounds=rounds, seed=seed, scheduled=scheduled, owner=owner
+            )
+        if session_id is None:
+            session, round_id = start(None)
+            await cluster.claim(session.id)  # a new id: nobody else knows it yet
+            # Stored before its id is handed out, so that every worker finds it.
+            await self.live.recorder.reserve(session.id, 1, session.title, session.owner)
+            return session, round_id
+        if not await cluster.claim(session_id):
+            raise RoundInProgress(f"session {session_id} already has a round running")
+        try:
+            await self.live.refresh(session_id)
+            return start(session_id)
+        except BaseException:
+            await cluster.release(session_id)
+            raise
+
+    async def _hand_over(
+        self,
+        situation: str | None,
+        session_id: str | None,
+        *,
+        rounds: int,
+        seed: int | None,
+        scheduled: Mapping[int, Sequence[str]] | None,
+        owner: int | None,
+    ) -> tuple[Session, str]:
+        """:meth:`launch` on a delivering worker: a generating worker runs it."""
+        assert self.cluster is not None
+        request = {
+            "situation": situation,
+            "session_id": session_id,
+            "rounds": rounds,
+            "seed": seed,
+            "scheduled": {str(k): list(v) for k, v in (scheduled or {}).items()},
+            "owner": owner,
+        }
+        answer = await self.cluster.hand_over(request)
+        if answer is None:
+            raise BusUnavailable("no worker that runs rounds took this one")
+        error = answer.get("error")
+        if error == "in_progress":
+            raise RoundInProgress(f"session {session_id} already has a round running")
+        if error == "too_many":
+            raise TooManyRounds(int(answer.get("running", 0)))
+        if error is not None:
+            raise InputError(str(answer.get("message", "the round could not start")))
+        session = await self.live.refresh(str(answer["session_id"]))
+        return session, str(answer["round_id"])
+
+    async def take(self, request: dict[str, Any]) -> dict[str, Any]:
+        """Start a run a delivering worker handed over (see :meth:`Cluster.take_runs`)."""
+        try:
+            session, round_id = await self.launch(
+                request.get("situation"),
+                request.get("session_id"),
+                rounds=int(request.get("rounds", 1)),
+                seed=request.get("seed"),
+                scheduled={int(k): v for k, v in (request.get("scheduled") or {}).items()},
+                owner=request.get("owner"),
+            )
+        except RoundInProgress:
+            return {"error": "in_progress"}
+        except TooManyRounds as exc:
+            return {"error": "too_many", "running": exc.running}
+        except (InputError, LookupError) as exc:
+            return {"error": "input", "message": str(exc)}
+        return {"session_id": session.id, "round_id": round_id}
+
     async def _run_logged(
         self, run: Callable[[], Awaitable[None]], session: Session, round_id: str
     ) -> None:
@@ -173,13 +290,24 @@ class Rounds:
             await run()
         except Exception:
             log.exception("round %s of session %s failed", round_id, session.id)
+        finally:
+            if self.cluster is not None:
+                with anyio.CancelScope(shield=True):
+                    # The next worker to run the session reads it from the store: all of
+                    # it is there before the lease goes.
+                    await self.live.recorder.flush()
+                    await self.cluster.release(session.id)
 
     async def inject(self, session: Session, text: str, *, opens: str | None = None) -> int:
         """Queue a stimulus for the session's next round (whose id is ``opens`` when it is
         already taken): the number of that round. :class:`~psyche_sse.errors.InputError`
-        when the text is empty or too long."""
+        when the text is empty or too long. Among several workers it is queued in Redis,
+        for whichever worker runs that round."""
         text = clean_stimulus(text)
-        session.stimuli.append(text)
+        if self.cluster is not None and opens is None:
+            await self.cluster.queue_stimulus(session.id, text)
+        else:
+            session.stimuli.append(text)
         number = len(session.rounds) + 1
         await self.publish(
             StimulusInjected(
@@ -191,15 +319,46 @@ class Rounds:
         )
         return number
 
-    def stop(self, session_id: str, turn_id: str | None = None) -> bool:
-        """Stop the session's run, or only one turn of it. True when something was stopped."""
+    async def stop(self, session_id: str, turn_id: str | None = None) -> bool:
+        """Stop the session's run, or only one turn of it, on whichever worker runs it. True
+        when something was stopped."""
         session = self.live.find(session_id)
+        cluster = self.cluster
+        if cluster is not None and not session.running:
+            worker = await cluster.holder(session_id)
+            if worker is None or worker == cluster.worker:
+                return False
+            answer = await cluster.ask(
+                worker, {"op": "stop", "session_id": session_id, "turn_id": turn_id}
+            )
+            return bool(answer and answer.get("stopped"))
+        return self.stop_here(session, turn_id)
+
+    def stop_here(self, session: Session, turn_id: str | None = None) -> bool:
+        """:meth:`stop` for a session running in this process."""
         if turn_id is not None:
             return session.council.cancel_turn(turn_id)
         if session.scope is None:
             return False
         session.scope.cancel()
         return True
+
+    async def control(self, message: dict[str, Any]) -> dict[str, Any]:
+        """Answer a message another worker sent this one (see :class:`Cluster`)."""
+        if message.get("op") == "stop":
+            session = self.live.get(str(message.get("session_id")))
+            turn_id = message.get("turn_id")
+            stopped = session is not None and self.stop_here(
+                session, str(turn_id) if turn_id is not None else None
+            )
+            return {"stopped": stopped}
+        return {"error": "unknown message"}
+
+    def lost(self, session_id: str) -> None:
+        """Another worker took over the session's lease: its round stops here at once."""
+        session = self.live.get(session_id)
+        if session is not None and session.scope is not None:
+            session.scope.cancel()
 
     async def stop_and_wait(self, session: Session) -> None:
         """Stop the session's run and wait (up to :data:`WIND_DOWN` s) for it to end."""

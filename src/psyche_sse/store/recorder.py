@@ -149,18 +149,19 @@ class Recorder:
 
     async def reserve(
         self, session_id: str, next_id: int, title: str = "", owner: int | None = None
-    ) -> None:
-        """Make sure the stored high-water mark is above ``next_id``.
+    ) -> int:
+        """Make sure the stored high-water mark is above ``next_id``: the mark, as far as
+        this process knows.
 
         Strictly above: every id published before a crash is then below the mark, so a
         client from before it is always behind a restarted session's first id, and is
         sent the stored history (with its interrupted turns) before anything new.
         """
         if next_id < self._reserved.get(session_id, 0) or session_id in self._deleted:
-            return
+            return self._reserved.get(session_id, 0)
         async with self._reserve_lock:
             if next_id < self._reserved.get(session_id, 0) or session_id in self._deleted:
-                return
+                return self._reserved.get(session_id, 0)
             ceiling = next_id + self.id_block - 1
             try:
                 await self.store.write(
@@ -177,6 +178,7 @@ class Recorder:
                 # The conversation goes on; only its numbering after a crash is at risk.
                 log.error("cannot reserve event ids for session %s: %s", session_id, exc)
             self._reserved[session_id] = ceiling
+            return ceiling
 
     def adopt(self, session_id: str, event_hwm: int) -> None:
         """A stored session is back in memory: its ids up to ``event_hwm`` are reserved."""

@@ -126,6 +126,9 @@ class Api:
                 # "loading" for a few seconds after start: a round begun then waits for it.
                 "llm": "ready" if llm.ready() else "loading",
                 "sessions": len(engine.live.by_id),
+                # This worker's share: rounds it runs now, and what it does among several.
+                "running": engine.live.running,
+                "role": self.ctx.settings.role,
             }
         )
 
@@ -260,9 +263,9 @@ class Api:
         fields = await read_fields(request)
         text = text_field(fields, "text", required=True)
         assert text is not None
-        opens = await self.ctx.inject(session, text)
+        opens, queued = await self.ctx.inject(session, text)
         return JSONResponse(
-            {"session_id": session.id, "round": opens, "text": session.stimuli[-1]},
+            {"session_id": session.id, "round": opens, "text": queued},
             status_code=202,
         )
 
@@ -271,5 +274,5 @@ class Api:
         session = await self.ctx.session(path_session_id(request), user_of(request))
         fields = await read_fields(request, allow_empty=True)
         turn_id = id_field(fields, "turn_id")
-        stopped = self.ctx.engine.rounds.stop(session.id, turn_id)
+        stopped = await self.ctx.engine.rounds.stop(session.id, turn_id)
         return JSONResponse({"session_id": session.id, "turn_id": turn_id, "stopped": stopped})

@@ -10,7 +10,14 @@ from typing import NamedTuple
 from ..config import Settings
 from ..council import clean_situation, clean_stimulus
 from ..engine import Engine, Session
-from ..errors import InputError, OverBudget, RoundInProgress, SessionNotFound, TooManyRounds
+from ..errors import (
+    BusUnavailable,
+    InputError,
+    OverBudget,
+    RoundInProgress,
+    SessionNotFound,
+    TooManyRounds,
+)
 from ..events import Event, SessionHistory
 from ..store import SessionSummary
 from ..store.search import SearchPage
@@ -104,7 +111,10 @@ class Context:
         one longer than the bus keeps).
         """
         engine = self.engine
-        events = engine.bus.history(session.id)
+        try:
+            events = await engine.bus.history(session.id)
+        except BusUnavailable:
+            return await self.stored(session)
         if not session.rounds or (events and events[0].id == 1):
             return Transcript.from_events(session.id, events)
         return await self.stored(session)
@@ -135,7 +145,14 @@ class Context:
         engine = self.engine
 
         async def history() -> Event:
+            # Among several workers, the store is written by the one running the round: the
+            # history stands for no more than the events published before it was read (what
+            # came since is sent after it, be it in the store already or not yet).
+            shared = engine.live.shared and not session.running
+            before = await engine.bus.last_id(session.id) if shared else None
             stored = await engine.archive.transcript(session.id)  # SessionNotFound: deleted
+            if before is not None and before < stored.last_event_id:
+                stored.last_event_id = before
             return Event(stored.last_event_id, SessionHistory.of(stored))
 
         return follow(
@@ -167,11 +184,12 @@ class Context:
         except SessionNotFound:
             raise _not_found() from None
 
-    async def inject(self, session: Session, text: str) -> int:
-        """Queue a stimulus for the session's next round (its number); 400 when the text is
-        empty or too long."""
+    async def inject(self, session: Session, text: str) -> tuple[int, str]:
+        """Queue a stimulus for the session's next round: its number, and the text as
+        queued; 400 when the text is empty or too long."""
         try:
-            return await self.engine.rounds.inject(session, text)
+            text = clean_stimulus(text)
+            return await self.engine.rounds.inject(session, text), text
         except InputError as exc:
             raise HTTPError(400, str(exc), code="invalid_stimulus") from None
 
@@ -204,10 +222,10 @@ class Context:
         try:
             # The round runs as a task that has not started yet, so every event after this
             # id is the round's.
-            after = engine.bus.last_id(session_id) if session_id else 0
+            after = await engine.bus.last_id(session_id) if session_id else 0
             # A bad stimulus is refused before anything starts.
             opening = [clean_stimulus(stimulus)] if stimulus is not None else []
-            session, round_id = engine.rounds.start(
+            session, round_id = await engine.rounds.launch(
                 situation,
                 session_id,
                 rounds=rounds,

@@ -17,6 +17,8 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 
+from ..errors import BusUnavailable
+
 if TYPE_CHECKING:
     from .render import Renderer
 
@@ -145,4 +147,19 @@ def handlers(renderer: Renderer) -> dict[Any, Handler]:
             renderer, request, 500, "The server hit an unexpected error; it has been logged."
         )
 
-    return {HTTPError: on_http_error, HTTPException: on_starlette_error, Exception: on_unexpected}
+    async def on_bus_unavailable(request: Request, exc: Exception) -> Response:
+        log.warning("%s %s: %s", request.method, request.url.path, exc)
+        return error_response(renderer, request, 503, BUS_UNAVAILABLE, "bus_unavailable")
+
+    return {
+        HTTPError: on_http_error,
+        HTTPException: on_starlette_error,
+        BusUnavailable: on_bus_unavailable,
+        Exception: on_unexpected,
+    }
+
+
+BUS_UNAVAILABLE = (
+    "The workers cannot reach each other (Redis is unavailable), or none runs rounds now; "
+    "try again shortly."
+)

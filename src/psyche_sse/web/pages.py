@@ -174,13 +174,13 @@ class Pages:
         fields = await read_fields(request)
         text = text_field(fields, "text", required=True, max_chars=MAX_STIMULUS_CHARS)
         assert text is not None
-        opens = await self.ctx.inject(session, text)
+        opens, queued = await self.ctx.inject(session, text)
         if not is_htmx(request):
             return RedirectResponse(f"/s/{session.id}", status_code=303)
         composer = self.renderer.composer(
             session.id, running=session.running, can_continue=bool(session.rounds)
         )
-        note = Markup("Round {} will open with: “{}”").format(opens, session.stimuli[-1])
+        note = Markup("Round {} will open with: “{}”").format(opens, queued)
         return HTMLResponse(
             str(
                 partial("#composer", "outerHTML", composer)
@@ -197,7 +197,7 @@ class Pages:
     async def stop(self, request: Request) -> Response:
         session = await self.ctx.session(path_session_id(request), user_of(request))
         fields = await read_fields(request, allow_empty=True)
-        self.ctx.engine.rounds.stop(session.id, id_field(fields, "turn_id"))
+        await self.ctx.engine.rounds.stop(session.id, id_field(fields, "turn_id"))
         if is_htmx(request):
             return Response(status_code=204)
         return RedirectResponse(f"/s/{session.id}", status_code=303)

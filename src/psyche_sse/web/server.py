@@ -91,6 +91,7 @@ def server(
     *,
     log_config: dict[str, Any] | None = LOGGING_CONFIG,
     log_ids: LogIds | None = None,
+    fd: int | None = None,
 ) -> Server:
     """The app of ``settings`` under uvicorn, ready to :meth:`~Server.run`. ``log_config``:
     uvicorn's logging set-up, in ``settings.log_format`` (``None`` leaves the process's
@@ -101,6 +102,7 @@ def server(
         app,
         host=settings.host,
         port=settings.port,
+        fd=fd,  # a socket bound by ``serve --workers`` (see :mod:`.workers`)
         http=http_protocol(settings.header_timeout),
         lifespan="on",
         limit_concurrency=settings.max_connections,
@@ -117,7 +119,7 @@ def server(
     return Server(config, app.streams)
 
 
-def serve(settings: Settings) -> None:
+def serve(settings: Settings, *, fd: int | None = None) -> None:
     log_ids = LogIds()
     use_format(settings.log_format, log_ids)  # the process's own handlers (the CLI's)
-    server(settings, log_ids=log_ids).run()
+    server(settings, log_ids=log_ids, fd=fd).run()

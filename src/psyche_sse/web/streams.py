@@ -29,6 +29,7 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from ..bus import EventBus
+from ..errors import BusUnavailable
 from ..events import (
     ConversationState,
     Event,
@@ -189,67 +190,79 @@ async def follow(
     interval = 1.0 / max_per_second
     cursor = after
     hub.attach(bus)
-    with bus.watch(session_id), metrics.viewer(fmt.name) if metrics else nullcontext():
-        behind = not bus.first_id(session_id) - 1 <= cursor <= bus.last_id(session_id)
-        streaming = False  # the last message was a delta: the next waits for a tick
-        while not hub.stopping:
-            head = b""
-            if behind:
-                behind = False
-                try:
-                    snapshot, batch = await _resync(bus, session_id, history)
-                except LookupError:
-                    return  # the session is gone
-                cursor = snapshot.id
-                head = fmt(snapshot)
-                if until is not None and until(snapshot):
-                    yield head
-                    return
-            else:
-                # Right after a tick, what came since is taken as it is; otherwise wait.
-                batch = bus.history(session_id, cursor) if streaming else []
-                if not batch:
-                    read = await bus.read(session_id, cursor, heartbeat)
-                    if read is None:
+    try:
+        async with bus.watch(session_id):
+            with metrics.viewer(fmt.name) if metrics else nullcontext():
+                first, last = await bus.first_id(session_id), await bus.last_id(session_id)
+                behind = not first - 1 <= cursor <= last
+                streaming = False  # the last message was a delta: the next waits for a tick
+                while not hub.stopping:
+                    head = b""
+                    if behind:
+                        behind = False
+                        try:
+                            snapshot, batch = await _resync(bus, session_id, history)
+                        except LookupError:
+                            return  # the session is gone
+                        cursor = snapshot.id
+                        head = fmt(snapshot)
+                        if until is not None and until(snapshot):
+                            yield head
+                            return
+                    else:
+                        # Right after a tick, what came since is taken as it is; otherwise wait.
+                        batch = await bus.history(session_id, cursor) if streaming else []
+                        if not batch:
+                            read = await bus.read(session_id, cursor, heartbeat)
+                            if read is None:
+                                return
+                            batch = read
+                            if batch and streaming:
+                                # It came between two ticks: it goes out on the next one, so a
+                                # streaming turn costs a client one message a tick at most.
+                                await hub.ticks.wait(interval)
+                                batch += await bus.history(session_id, batch[-1].id)
+                        if batch and batch[0].id != cursor + 1:
+                            behind = True  # this client fell further behind than the bus keeps
+                            continue
+                    if hub.stopping:
                         return
-                    batch = read
-                    if batch and streaming:
-                        # It came between two ticks: it goes out on the next one, so a
-                        # streaming turn costs a client one message a tick at most.
+                    if not batch:
+                        yield head or HEARTBEAT
+                        continue
+                    cursor = batch[-1].id
+                    # One write per batch, of messages shared with every client reading the same.
+                    messages = [head] if head else []
+                    deltas = merged = 0
+                    ended = False
+                    for run in runs(batch):
+                        messages.append(hub.encode_run(fmt, run))
+                        if run[0].type is EventType.AGENT_PROCESSING_UPDATE:
+                            deltas += len(run)
+                            merged += 1
+                        if until is not None and until(run[-1]):
+                            ended = True
+                            break
+                    if deltas and metrics is not None:
+                        metrics.merged(deltas, merged)
+                    yield b"".join(messages)
+                    if ended:
+                        return
+                    streaming = batch[-1].type is EventType.AGENT_PROCESSING_UPDATE
+                    if streaming:
+                        # The turn is still streaming: let its next deltas gather into one message.
+                        # Waiting for the next tick of a shared clock wakes this session's clients
+                        # together, so they read the same runs and share their encoding.
                         await hub.ticks.wait(interval)
-                        batch += bus.history(session_id, batch[-1].id)
-                if batch and batch[0].id != cursor + 1:
-                    behind = True  # this client fell further behind than the bus keeps
-                    continue
-            if hub.stopping:
-                return
-            if not batch:
-                yield head or HEARTBEAT
-                continue
-            cursor = batch[-1].id
-            # One write per batch, of messages shared with every client reading the same.
-            messages = [head] if head else []
-            deltas = merged = 0
-            ended = False
-            for run in runs(batch):
-                messages.append(hub.encode_run(fmt, run))
-                if run[0].type is EventType.AGENT_PROCESSING_UPDATE:
-                    deltas += len(run)
-                    merged += 1
-                if until is not None and until(run[-1]):
-                    ended = True
-                    break
-            if deltas and metrics is not None:
-                metrics.merged(deltas, merged)
-            yield b"".join(messages)
-            if ended:
-                return
-            streaming = batch[-1].type is EventType.AGENT_PROCESSING_UPDATE
-            if streaming:
-                # The turn is still streaming: let its next deltas gather into one message.
-                # Waiting for the next tick of a shared clock wakes this session's clients
-                # together, so they read the same runs and share their encoding.
-                await hub.ticks.wait(interval)
+
+    except BusUnavailable:
+        # The shared bus is away (Redis): what the store has, then the end; the client
+        # comes back, and gets the live stream again once the bus is.
+        try:
+            snapshot = await history()
+        except LookupError:
+            return
+        yield fmt(snapshot)
 
 
 async def _resync(bus: EventBus, session_id: str, history: History) -> tuple[Event, list[Event]]:
@@ -258,9 +271,9 @@ async def _resync(bus: EventBus, session_id: str, history: History) -> tuple[Eve
     Events published while the history is read are kept (:meth:`EventBus.retain`) until they
     are taken here, so the two join with no gap whatever the history limit and the pace.
     """
-    with bus.retain(session_id):
+    async with bus.retain(session_id):
         snapshot = await history()
-        return snapshot, bus.history(session_id, snapshot.id)
+        return snapshot, await bus.history(session_id, snapshot.id)
 
 
 def run_done(first_index: int, rounds: int) -> Callable[[Event], bool]:

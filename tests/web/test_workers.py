@@ -1,0 +1,246 @@
+"""Several worker processes on one Redis and one database: any request lands on any worker.
+
+Each test starts a real ``redis-server`` and real ``psyche-sse serve`` processes
+(tests/workers.py), and talks to them over HTTP with SSE clients.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from httpx_sse import connect_sse
+
+from tests.live import environ, kill_server, settings_env
+from tests.waiting import wait_for
+from tests.web.sse import (
+    ROUND_END,
+    Msg,
+    assert_whole_round,
+    follow_round,
+    messages,
+    start_round,
+    texts,
+)
+from tests.workers import workers
+
+pytestmark = pytest.mark.slow
+
+# Slow enough that a round is still running while the test acts on it.
+SLOW = "25"
+
+
+def events_url(session_id: str) -> str:
+    return f"/api/sessions/{session_id}/events"
+
+
+def read_until(client: httpx.Client, url: str, stop: Any, **headers: str) -> list[Msg]:
+    """The stream's events up to and including the first one ``stop`` accepts."""
+    out: list[Msg] = []
+    with connect_sse(client, "GET", url, headers=headers) as source:
+        for msg in messages(source):
+            out.append(msg)
+            if stop(msg):
+                return out
+    raise AssertionError("the stream ended first")
+
+
+def test_start_on_one_watch_on_another_resume_on_a_third_stop_from_any(tmp_path: Path) -> None:
+    with workers(tmp_path, 3, offline_tps=SLOW) as cluster:
+        a, b, c = (w.client() for w in cluster.servers)
+        body = start_round(a, "I was passed over for the promotion")
+        sid = body["session_id"]
+        # Watched on the second worker until the second turn streams, then dropped.
+        first = read_until(
+            b,
+            events_url(sid),
+            lambda m: m.type == "agent_processing_update" and m.data["agent_id"] == "Persona",
+        )
+        # Resumed on the third with Last-Event-ID: no gap, no duplicate.
+        with connect_sse(
+            c, "GET", events_url(sid), headers={"Last-Event-ID": str(first[-1].id)}
+        ) as source:
+            rest: list[Msg] = []
+            for msg in messages(source):
+                rest.append(msg)
+                if len(rest) == 1:
+                    # Stopped from the second worker (the round runs on the first).
+                    stopped = b.post(f"/api/sessions/{sid}/stop")
+                    assert stopped.status_code == 200 and stopped.json()["stopped"] is True
+                if msg.type == ROUND_END:
+                    break
+        everything = first + rest
+        ids = [m.id for m in everything]
+        assert ids == sorted(set(ids)), "ids strictly increasing, no duplicate"
+        complete = next(m for m in everything if m.type == "round_complete")
+        assert complete.data["status"] == "cancelled"
+        # No gap: each turn's deltas, read from two workers, make the text it ended with.
+        finals = {m.turn_id: m.data for m in everything if m.type == "agent_processing_complete"}
+        streamed = texts(everything)
+        assert finals and streamed.keys() <= finals.keys()
+        for turn_id, final in finals.items():
+            if final["metadata"]["status"] == "ok":
+                assert final["final_content"] == streamed[turn_id]
+            else:
+                assert final["final_content"].startswith(streamed.get(turn_id, ""))
+
+
+def test_a_running_session_is_409_elsewhere_and_the_next_round_remembers(tmp_path: Path) -> None:
+    with workers(tmp_path, 2, offline_tps=SLOW) as cluster:
+        a, b = (w.client() for w in cluster.servers)
+        sid = start_round(a, "My sister borrowed money again")["session_id"]
+        busy = b.post(
+            "/api/rounds",
+            json={"situation": "again", "session_id": sid},
+            headers={"Accept": "application/json"},
+        )
+        assert busy.status_code == 409 and busy.json()["error"]["code"] == "round_in_progress"
+        first = follow_round(b, events_url(sid))
+        # A stimulus sent to the first worker opens the next round, run on the second.
+        queued = a.post(f"/api/sessions/{sid}/stimulus", json={"text": "She paid it back"})
+        assert queued.status_code == 202, queued.text
+        started = start_round(b, "My sister borrowed money again", session_id=sid)
+        assert started["session_id"] == sid
+        second = follow_round(b, events_url(sid), **{"Last-Event-ID": str(first[-1].id)})
+        round_ = assert_whole_round(second)
+        assert round_[0].data["stimulus"] == "She paid it back"
+        opened = [m for m in round_ if m.type == "agent_processing_started"]
+        # The council's memory came from the store, where the first worker left it.
+        assert all(m.data["metadata"]["has_memory"] for m in opened)
+        assert all(m.data["metadata"]["interaction_count"] == 1 for m in opened)
+        assert second[0].id == first[-1].id + 1
+
+
+def test_serve_workers_needs_redis(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "psyche_sse", "serve", "--workers", "2"],
+        env=environ(**settings_env(tmp_path)),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        "psyche-sse: error: --workers needs PSYCHE_REDIS_URL: the workers share their "
+        "events through Redis"
+    ]
+
+
+def test_a_worker_killed_mid_round_is_ended_by_another(tmp_path: Path) -> None:
+    with workers(tmp_path, 3, offline_tps=SLOW) as cluster:
+        a, b, c = (w.client() for w in cluster.servers)
+        sid = start_round(a, "The landlord wants us out by May")["session_id"]
+        seen: list[Msg] = []
+        killed_at = 0.0
+        with connect_sse(b, "GET", events_url(sid)) as source:
+            for msg in messages(source):
+                seen.append(msg)
+                persona = msg.data.get("agent_id") == "Persona"
+                if not killed_at and msg.type == "agent_processing_update" and persona:
+                    kill_server(cluster[0])  # SIGKILL mid-turn: nothing saved, no goodbye
+                    killed_at = time.monotonic()
+                if msg.type == ROUND_END:
+                    break
+        noticed = time.monotonic() - killed_at
+        print(f"\nthe killed worker's round ended on its viewers' stream {noticed:.1f} s after")
+        ids = [m.id for m in seen]
+        assert ids == sorted(set(ids))
+        # Nothing ran again: each turn started once and completed once.
+        started = [m.turn_id for m in seen if m.type == "agent_processing_started"]
+        completed = [m.turn_id for m in seen if m.type == "agent_processing_complete"]
+        assert started == completed and len(started) == 2
+        cut = [m for m in seen if m.type == "agent_processing_complete"][1]
+        streamed = texts(seen)[cut.turn_id]
+        assert cut.data["agent_id"] == "Persona" and streamed
+        assert cut.data["metadata"]["status"] == "error"
+        assert cut.data["metadata"]["error_class"] == "WorkerLost"
+        assert cut.data["final_content"].startswith(streamed)  # nothing published is lost
+        complete = next(m for m in seen if m.type == "round_complete")
+        assert complete.data["status"] == "cancelled"
+        assert "worker running it stopped" in complete.data["reason"]
+        # The store agrees, read on the third worker; and the session goes on there.
+        stored = c.get(f"/api/sessions/{sid}").json()
+        assert stored["rounds"][-1]["status"] == "cancelled"
+        turns = {t["id"]: t for t in stored["rounds"][-1]["turns"]}
+        assert turns[cut.turn_id]["text"].startswith(streamed)
+        start_round(c, "The landlord wants us out by May", session_id=sid)
+        after = follow_round(c, events_url(sid), **{"Last-Event-ID": str(seen[-1].id)})
+        assert_whole_round(after)
+
+
+def test_redis_going_away_ends_rounds_honestly_and_workers_recover(tmp_path: Path) -> None:
+    with workers(tmp_path, 2, offline_tps=SLOW) as cluster:
+        a, b = (w.client() for w in cluster.servers)
+        sid = start_round(a, "The band is breaking up")["session_id"]
+        read_until(b, events_url(sid), lambda m: m.type == "agent_processing_update")
+        cluster.redis.kill()
+
+        def last_round() -> dict[str, Any]:
+            rounds: list[dict[str, Any]] = b.get(f"/api/sessions/{sid}").json()["rounds"]
+            return rounds[-1]
+
+        wait_for(lambda: last_round()["status"] != "running", 60)
+        ended = last_round()
+        assert ended["status"] == "error"
+        assert "the event bus (Redis) is unavailable" in ended["reason"]
+        assert all(t["status"] != "running" for t in ended["turns"])
+        # Both workers keep serving pages and stored sessions meanwhile.
+        for client in (a, b):
+            assert client.get("/").status_code == 200
+            assert client.get(f"/s/{sid}").status_code == 200
+            assert client.get(f"/api/sessions/{sid}").status_code == 200
+        refused = b.post(
+            "/api/rounds",
+            json={"situation": "again", "session_id": sid},
+            headers={"Accept": "application/json"},
+        )
+        assert refused.status_code == 503
+        assert "Redis is unavailable" in refused.json()["error"]["message"]
+        # Redis comes back (empty): a new round in the session runs, watched elsewhere.
+        cluster.redis.start()
+        url = b.get(f"/api/sessions/{sid}").json()["events_url"]  # after what is stored
+
+        def started() -> bool:
+            response = b.post(
+                "/api/rounds",
+                json={"situation": "The band is breaking up", "session_id": sid},
+                headers={"Accept": "application/json"},
+            )
+            return response.status_code == 202
+
+        wait_for(started, 30)
+        rounds = ended["index"]
+        wait_for(lambda: len(a.get(f"/api/sessions/{sid}").json()["rounds"]) > rounds, 30)
+        again = follow_round(a, url)
+        # (The stream may open with the stored conversation: its ids are past the old ones.)
+        live = [m for m in again if m.type != "session_history"]
+        assert live and live[-1].type == ROUND_END
+        complete = next(m for m in live if m.type == "round_complete")
+        assert complete.data["status"] == "ok"
+        assert complete.data["index"] == ended["index"] + 1
+
+
+def test_delivering_workers_hand_their_rounds_to_a_generating_one(tmp_path: Path) -> None:
+    roles = ["deliver", "deliver", "generate"]
+    with workers(tmp_path, 3, roles=roles, offline_tps=SLOW) as cluster:
+        d1, d2, g = (w.client() for w in cluster.servers)
+        sid = start_round(d1, "Should I take the job abroad?")["session_id"]
+        seen = read_until(d2, events_url(sid), lambda m: m.type == "agent_processing_update")
+        health = [c.get("/healthz").json() for c in (d1, d2, g)]
+        assert [h["role"] for h in health] == roles
+        assert [h["running"] for h in health] == [0, 0, 1]  # it runs where rounds are made
+        first = follow_round(d2, events_url(sid), **{"Last-Event-ID": str(seen[-1].id)})
+        assert first[-1].type == ROUND_END
+        # A round started with its stream (POST /api/rounds) on a delivering worker.
+        body = {"situation": "Should I take the job abroad?", "session_id": sid}
+        with connect_sse(d1, "POST", "/api/rounds", json=body) as source:
+            second = list(messages(source))
+        assert second and second[0].type != "session_history", [m.type for m in second[:3]]
+        assert_whole_round(second)
+        assert second[0].id > first[-1].id
+        assert g.get("/healthz").json()["running"] == 0

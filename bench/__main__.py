@@ -4,7 +4,7 @@ Every server runs as its own uvicorn process on a free loopback port; every load
 ``bench.loadclient`` processes, so the figures are what a client on this machine sees. The
 report is a set of Markdown tables on stdout (and in ``--out FILE``).
 
-    python -m bench [--only throughput,fanout,rounds,first,idle,startup,memory,hotpath]
+    python -m bench [--only throughput,fanout,rounds,first,idle,startup,memory,hotpath,llm]
                     [--out FILE]
     python -m bench hotpath            # one measurement alone (or several, comma-separated)
 """
@@ -20,6 +20,7 @@ from bench.fanout import fanout
 from bench.first_event import first_event
 from bench.hotpath import hotpath
 from bench.idle import idle
+from bench.llm_chunks import llm_chunks
 from bench.memory import memory
 from bench.rounds import many_rounds
 from bench.startup import startup
@@ -34,6 +35,7 @@ MEASUREMENTS = {
     "startup": startup,
     "memory": memory,
     "hotpath": hotpath,
+    "llm": llm_chunks,
 }
 
 

@@ -1,7 +1,7 @@
 """The embedded offline model as a LiteLLM custom provider.
 
-``psyche/offline`` streams at ``tps`` tokens per second, the words due every :data:`TICK`
-in one chunk (0: word by word, as fast as possible); ``psyche/offline-nostream`` refuses
+``psyche/offline`` streams at ``tps`` tokens per second, the words due every ``tick``
+seconds in one chunk (0: word by word, as fast as possible); ``psyche/offline-nostream`` refuses
 to stream, like a provider without streaming, so that the simulated path is exercised the
 same way. Both travel LiteLLM's normal path.
 Imported only after LiteLLM, by :mod:`psyche_sse.llm._litellm`.
@@ -18,17 +18,13 @@ import litellm
 from litellm import CustomLLM
 from litellm.llms.custom_llm import CustomLLMError
 
-from ..config import DEFAULT_OFFLINE_TPS
+from ..config import DEFAULT_OFFLINE_TICK, DEFAULT_OFFLINE_TPS
 from .names import OFFLINE_MODELS as MODELS
 from .names import OFFLINE_NOSTREAM as NOSTREAM_MODEL
 from .names import OFFLINE_PROVIDER as PROVIDER
 from .names import OFFLINE_STREAMING as STREAMING_MODEL
 from .offline_text import compose, read_prompt
 from .simulate import split_words
-
-TICK = 0.1
-"""Seconds between two chunks of a paced reply (at least one word each): ten updates a
-second read as a steady flow, and every chunk costs the same whatever it carries."""
 
 
 def _reply(messages: list[dict[str, Any]], optional_params: dict[str, Any]) -> str:
@@ -93,7 +89,9 @@ class OfflineModel(CustomLLM):  # type: ignore[misc]  # LiteLLM's base is untype
         reply = _reply(messages, params)
         # The pace comes with each request (``offline_tps`` of the client's settings): the
         # provider is registered once for the whole process, whatever the settings.
-        tps = float((params.get("extra_body") or {}).get("tps", DEFAULT_OFFLINE_TPS))
+        extra = params.get("extra_body") or {}
+        tps = float(extra.get("tps", DEFAULT_OFFLINE_TPS))
+        tick = float(extra.get("tick", DEFAULT_OFFLINE_TICK))
         words = split_words(reply)
         if tps <= 0:
             for index, word in enumerate(words):
@@ -103,8 +101,10 @@ class OfflineModel(CustomLLM):  # type: ignore[misc]  # LiteLLM's base is untype
         else:
             # Paced per tick, not per token: each chunk carries the words due since the last
             # one, on a fixed schedule (no drift), so the reply advances at ``tps`` with one
-            # timer and one chunk through LiteLLM per tick rather than per token.
-            per_chunk = max(1, round(tps * TICK))
+            # timer and one chunk through LiteLLM per tick rather than per token. Ten ticks
+            # a second (the default) read as a steady flow; every chunk costs the server
+            # about the same whatever it carries.
+            per_chunk = max(1, round(tps * tick))
             interval = per_chunk / tps
             due = anyio.current_time()
             for at in range(0, len(words), per_chunk):

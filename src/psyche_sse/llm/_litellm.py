@@ -20,7 +20,7 @@ from types import MappingProxyType, ModuleType
 
 import anyio
 
-from .names import OFFLINE_MODELS, OFFLINE_PROVIDER
+from .names import OFFLINE_PROVIDER
 
 _OFFLINE_ENV = MappingProxyType(
     {
@@ -61,11 +61,6 @@ def litellm() -> ModuleType:
 
     from .offline import OfflineModel
 
-    # The offline models priced (free) up front: an unknown model has LiteLLM search its
-    # whole price map after every turn (a few ms of CPU) to find it has no price.
-    for name in OFFLINE_MODELS:
-        describe(module, name, OFFLINE_PROVIDER)
-
     module.custom_provider_map = [
         *[p for p in module.custom_provider_map if p.get("provider") != OFFLINE_PROVIDER],
         {"provider": OFFLINE_PROVIDER, "custom_handler": OfflineModel()},
@@ -94,17 +89,12 @@ def describe_model(lm: ModuleType, model: str) -> None:
         known = {key.lower() for key in lm.model_cost}
         variants = {model, name, *(f"{p}/{name}" for p in _SELF_DESCRIBING)}
         if not any(v.lower() in known for v in variants):
-            describe(lm, model, provider)
-
-
-def describe(lm: ModuleType, model: str, provider: str) -> None:
-    """Tell LiteLLM that ``model`` is a free chat model of ``provider``."""
-    lm.model_cost[model] = {
-        "litellm_provider": provider,
-        "mode": "chat",
-        "input_cost_per_token": 0.0,
-        "output_cost_per_token": 0.0,
-    }
+            lm.model_cost[model] = {
+                "litellm_provider": provider,
+                "mode": "chat",
+                "input_cost_per_token": 0.0,
+                "output_cost_per_token": 0.0,
+            }
 
 
 def provider_finished(stream: object) -> bool:

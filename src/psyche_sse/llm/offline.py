@@ -98,6 +98,10 @@ class OfflineModel(CustomLLM):  # type: ignore[misc]  # LiteLLM's base is untype
                 if index % 64 == 63:
                     await anyio.lowlevel.checkpoint()  # let the loop breathe at full speed
                 yield _chunk(word)
+        elif tick <= 0:
+            for word in words:  # a chunk a word, each after its own wait
+                await anyio.sleep(1.0 / tps)
+                yield _chunk(word)
         else:
             # Paced per tick, not per token: each chunk carries the words due since the last
             # one, on a fixed schedule (no drift), so the reply advances at ``tps`` with one

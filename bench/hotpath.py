@@ -228,8 +228,8 @@ def hotpath(report: Report) -> None:
         ],
         f"ratio = psyche-sse's µs per token / sse-starlette's µs per event; the median of "
         f"{REPS} batches of rounds (their range: {ours['spread']} µs per token); "
-        f"{ours['errors']} client errors; the rounds took {ours['elapsed_s']:.1f} s. "
-        f"Process {os.getpid()}'s clients run in separate processes.",
+        f"{ours['errors']} client errors; a batch of rounds took {ours['elapsed_s']:.1f} s; "
+        "the clients run in processes of their own.",
     )
     split: Counter[str] = ours["split"]
     total = sum(split.values())

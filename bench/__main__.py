@@ -4,7 +4,9 @@ Every server runs as its own uvicorn process on a free loopback port; every load
 ``bench.loadclient`` processes, so the figures are what a client on this machine sees. The
 report is a set of Markdown tables on stdout (and in ``--out FILE``).
 
-    python -m bench [--only throughput,fanout,rounds,first,idle,startup,memory] [--out FILE]
+    python -m bench [--only throughput,fanout,rounds,first,idle,startup,memory,hotpath,llm]
+                    [--out FILE]
+    python -m bench hotpath            # one measurement alone (or several, comma-separated)
 """
 
 from __future__ import annotations
@@ -16,7 +18,9 @@ from pathlib import Path
 from bench.common import Report, machine
 from bench.fanout import fanout
 from bench.first_event import first_event
+from bench.hotpath import hotpath
 from bench.idle import idle
+from bench.llm_chunks import llm_chunks
 from bench.memory import memory
 from bench.rounds import many_rounds
 from bench.startup import startup
@@ -30,6 +34,8 @@ MEASUREMENTS = {
     "idle": idle,
     "startup": startup,
     "memory": memory,
+    "hotpath": hotpath,
+    "llm": llm_chunks,
 }
 
 
@@ -37,8 +43,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
     parser.add_argument("--only", default=",".join(MEASUREMENTS), help="comma-separated names")
     parser.add_argument("--out", type=Path, help="also write the report to this file")
+    parser.add_argument("names", nargs="?", help="as --only")
     args = parser.parse_args()
-    names = [n.strip() for n in args.only.split(",") if n.strip()]
+    names = [n.strip() for n in (args.names or args.only).split(",") if n.strip()]
     unknown = set(names) - set(MEASUREMENTS)
     if unknown:
         parser.error(f"unknown measurement: {', '.join(sorted(unknown))}")

@@ -30,6 +30,7 @@ Role = Literal["both", "generate", "deliver"]
 OFFLINE_MODEL = "psyche/offline"
 # Tokens a second the offline model streams at; read here and by a request that sets none.
 DEFAULT_OFFLINE_TPS = 30.0
+DEFAULT_OFFLINE_TICK = 0.1
 DEFAULT_HISTORY_EVENTS = 20_000
 """Events of a session the in-memory bus keeps for replay."""
 LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "[::1]")
@@ -72,6 +73,8 @@ class Settings(BaseSettings):
 
     # Embedded offline model
     offline_tps: float = Field(default=DEFAULT_OFFLINE_TPS, ge=0.0, le=100000.0)
+    # Seconds between two chunks of a paced reply, each with the words due (0: one a word).
+    offline_tick: float = Field(default=DEFAULT_OFFLINE_TICK, ge=0.0, le=10.0)
 
     # Council
     rounds: int = Field(default=1, ge=1, le=20)

@@ -598,6 +598,20 @@ async def test_the_offline_model_goes_through_litellm(
     assert network.connects == []  # it never touches the network
 
 
+@pytest.mark.parametrize(("tps", "tick", "words"), [(1000, 0.01, 10), (400, 0.0, 1)])
+async def test_the_paced_offline_model_sends_the_words_due_each_tick(
+    network: Connections, tps: float, tick: float, words: int
+) -> None:
+    settings = Settings(model="psyche/offline", offline_tps=tps, offline_tick=tick)
+    out = await complete(settings)
+    assert out.error is None and out.reply.streaming == "native"
+    # Every chunk but the last holds the words of one tick; together, the whole reply.
+    assert [len(p.split()) for p in out.pieces[:-1]] == [words] * (len(out.pieces) - 1)
+    assert 1 <= len(out.pieces[-1].split()) <= words
+    assert "".join(out.pieces) == out.reply.text
+    assert out.reply.usage and out.reply.usage["completion_tokens"] == len(out.text.split())
+
+
 async def test_the_offline_nostream_model_refuses_native_mode(network: Connections) -> None:
     out = await complete(Settings(model="psyche/offline-nostream"), mode="native")
     assert out.error is not None and not out.error.retryable

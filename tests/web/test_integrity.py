@@ -147,7 +147,7 @@ def test_a_viewer_gets_at_most_30_messages_a_second_of_a_turn(
 ) -> None:
     # The model streams 50 deltas a second, a turn lasting a second or two; a viewer's
     # messages go out on the ticks of a shared 1/30 s clock, at most one a tick.
-    server = serve_in_thread(tmp_path_factory.mktemp("rate"), offline_tps="50")
+    server = serve_in_thread(tmp_path_factory.mktemp("rate"), offline_tps="50", offline_tick="0")
     try:
         with server.client() as client:
             body = start_round(client, "A quick question about pacing")

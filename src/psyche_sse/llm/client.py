@@ -180,7 +180,10 @@ class LLMClient:
         if self.settings.api_base and not is_offline(request.model):
             kwargs["api_base"] = self.settings.api_base
         if is_offline(request.model):
-            kwargs["extra_body"] = {"tps": self.settings.offline_tps}
+            kwargs["extra_body"] = {
+                "tps": self.settings.offline_tps,
+                "tick": self.settings.offline_tick,
+            }
         return kwargs
 
     async def close(self) -> None:

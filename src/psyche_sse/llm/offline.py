@@ -1,8 +1,9 @@
 """The embedded offline model as a LiteLLM custom provider.
 
-``psyche/offline`` streams token by token at ``tps`` tokens per second (0: as fast as
-possible); ``psyche/offline-nostream`` refuses to stream, like a provider without streaming,
-so that the simulated path is exercised the same way. Both travel LiteLLM's normal path.
+``psyche/offline`` streams at ``tps`` tokens per second, the words due every ``tick``
+seconds in one chunk (0: word by word, as fast as possible); ``psyche/offline-nostream`` refuses
+to stream, like a provider without streaming, so that the simulated path is exercised the
+same way. Both travel LiteLLM's normal path.
 Imported only after LiteLLM, by :mod:`psyche_sse.llm._litellm`.
 """
 
@@ -17,7 +18,7 @@ import litellm
 from litellm import CustomLLM
 from litellm.llms.custom_llm import CustomLLMError
 
-from ..config import DEFAULT_OFFLINE_TPS
+from ..config import DEFAULT_OFFLINE_TICK, DEFAULT_OFFLINE_TPS
 from .names import OFFLINE_MODELS as MODELS
 from .names import OFFLINE_NOSTREAM as NOSTREAM_MODEL
 from .names import OFFLINE_PROVIDER as PROVIDER
@@ -46,6 +47,17 @@ def _check_model(model: str) -> None:
         raise CustomLLMError(
             404, f"unknown offline model {PROVIDER}/{model}; choose one of {', '.join(MODELS)}"
         )
+
+
+def _chunk(text: str) -> dict[str, Any]:
+    return {
+        "text": text,
+        "is_finished": False,
+        "finish_reason": "",
+        "usage": None,
+        "index": 0,
+        "tool_use": None,
+    }
 
 
 class OfflineModel(CustomLLM):  # type: ignore[misc]  # LiteLLM's base is untyped here
@@ -77,21 +89,32 @@ class OfflineModel(CustomLLM):  # type: ignore[misc]  # LiteLLM's base is untype
         reply = _reply(messages, params)
         # The pace comes with each request (``offline_tps`` of the client's settings): the
         # provider is registered once for the whole process, whatever the settings.
-        tps = float((params.get("extra_body") or {}).get("tps", DEFAULT_OFFLINE_TPS))
-        delay = 1.0 / tps if tps > 0 else 0.0
-        for index, word in enumerate(split_words(reply)):
-            if delay:
-                await anyio.sleep(delay)
-            elif index % 64 == 63:
-                await anyio.lowlevel.checkpoint()  # let the loop breathe even at full speed
-            yield {
-                "text": word,
-                "is_finished": False,
-                "finish_reason": "",
-                "usage": None,
-                "index": 0,
-                "tool_use": None,
-            }
+        extra = params.get("extra_body") or {}
+        tps = float(extra.get("tps", DEFAULT_OFFLINE_TPS))
+        tick = float(extra.get("tick", DEFAULT_OFFLINE_TICK))
+        words = split_words(reply)
+        if tps <= 0:
+            for index, word in enumerate(words):
+                if index % 64 == 63:
+                    await anyio.lowlevel.checkpoint()  # let the loop breathe at full speed
+                yield _chunk(word)
+        elif tick <= 0:
+            for word in words:  # a chunk a word, each after its own wait
+                await anyio.sleep(1.0 / tps)
+                yield _chunk(word)
+        else:
+            # Paced per tick, not per token: each chunk carries the words due since the last
+            # one, on a fixed schedule (no drift), so the reply advances at ``tps`` with one
+            # timer and one chunk through LiteLLM per tick rather than per token. Ten ticks
+            # a second (the default) read as a steady flow; every chunk costs the server
+            # about the same whatever it carries.
+            per_chunk = max(1, round(tps * tick))
+            interval = per_chunk / tps
+            due = anyio.current_time()
+            for at in range(0, len(words), per_chunk):
+                due += interval
+                await anyio.sleep_until(due)
+                yield _chunk("".join(words[at : at + per_chunk]))
         yield {
             "text": "",
             "is_finished": True,

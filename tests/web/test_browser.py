@@ -41,8 +41,9 @@ def browser() -> Iterator[Browser]:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    """50 deltas a second: a turn takes about two seconds, long enough to watch it grow."""
-    server = start_server(tmp_path_factory.mktemp("browser"), offline_tps="50")
+    """25 words a second: a turn takes about three seconds, long enough to watch it grow and
+    to reload the page in the middle of it on a loaded machine."""
+    server = start_server(tmp_path_factory.mktemp("browser"), offline_tps="25")
     yield server
     stop_server(server)
 

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, Locator, Page, Route, expect, sync_playwright
+from playwright.sync_api import Browser, Locator, Page, Route, expect
 
 from tests.factories import AGENT_IDS
 from tests.live import LiveServer, kill_server, start_server, stop_server
@@ -19,24 +19,10 @@ from tests.web.sse import finished_session
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = Path("/usr/bin/chromium")
 # Screenshots go to a temporary folder, or to PSYCHE_SCREENSHOTS (``make docs`` names docs/):
 # the test suite leaves the tree as it found it.
 SCREENSHOTS = "PSYCHE_SCREENSHOTS"
 WAIT_MS = 30_000
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    if not CHROMIUM.exists():
-        pytest.fail("the browser tests need Debian's chromium: make browser")
-    with sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=str(CHROMIUM),
-            args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
-        )
-        yield browser
-        browser.close()
 
 
 @pytest.fixture(scope="module")

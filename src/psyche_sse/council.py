@@ -259,9 +259,12 @@ class Council:
         reason: str | None = None
         try:
             for archetype in ARCHETYPES:
-                turn_status = await self._turn(
-                    publish, ctx, self.agents[archetype.agent_id], seed, said, costs, log_ids
-                )
+                turn_id = uuid.uuid4().hex[:12]
+                # Every log line of the turn names it.
+                with log_ids.bind(turn_id=turn_id) if log_ids else nullcontext():
+                    turn_status = await self._turn(
+                        publish, ctx, self.agents[archetype.agent_id], seed, said, costs, turn_id
+                    )
                 turns += 1
                 if turn_status is Status.ERROR:
                     status = Status.ERROR
@@ -330,20 +333,6 @@ class Council:
         )
 
     async def _turn(
-        self,
-        publish: Publish,
-        round_ctx: RoundContext,
-        agent: AgentState,
-        seed: int | None,
-        said: list[Said],
-        costs: list[float | None],
-        log_ids: LogIds | None = None,
-    ) -> Status:
-        turn_id = uuid.uuid4().hex[:12]
-        with log_ids.bind(turn_id=turn_id) if log_ids else nullcontext():
-            return await self._run_turn(publish, round_ctx, agent, seed, said, costs, turn_id)
-
-    async def _run_turn(
         self,
         publish: Publish,
         round_ctx: RoundContext,

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, Locator, Page, Route, expect, sync_playwright
+from playwright.sync_api import Browser, Locator, Page, Route, expect
 
 from tests.factories import AGENT_IDS
 from tests.live import LiveServer, kill_server, start_server, stop_server
@@ -19,7 +19,6 @@ from tests.web.sse import finished_session
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = Path("/usr/bin/chromium")
 # Screenshots go to a temporary folder, or to PSYCHE_SCREENSHOTS (``make docs`` names docs/):
 # the test suite leaves the tree as it found it.
 SCREENSHOTS = "PSYCHE_SCREENSHOTS"
@@ -27,22 +26,10 @@ WAIT_MS = 30_000
 
 
 @pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    if not CHROMIUM.exists():
-        pytest.fail("the browser tests need Debian's chromium: make browser")
-    with sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=str(CHROMIUM),
-            args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
-        )
-        yield browser
-        browser.close()
-
-
-@pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    """50 deltas a second: a turn takes about two seconds, long enough to watch it grow."""
-    server = start_server(tmp_path_factory.mktemp("browser"), offline_tps="50")
+    """25 words a second: a turn takes about three seconds, long enough to watch it grow and
+    to reload the page in the middle of it on a loaded machine."""
+    server = start_server(tmp_path_factory.mktemp("browser"), offline_tps="25")
     yield server
     stop_server(server)
 

@@ -10,33 +10,20 @@ from typing import Any, Literal
 
 import pytest
 from coloraide import Color
-from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, Page, expect
 
 from tests.colours import contrast, luminance
 from tests.factories import AGENT_IDS
 from tests.live import LiveServer, serve_in_thread, stop_server
 from tests.web.accounts import team
 from tests.web.sse import finished_session
-from tests.web.test_browser import CHROMIUM, SCREENSHOTS, WAIT_MS
+from tests.web.test_browser import SCREENSHOTS, WAIT_MS
 
 pytestmark = pytest.mark.browser
 
 Scheme = Literal["light", "dark"]
 SCHEMES: tuple[Scheme, ...] = ("light", "dark")
 PHONE = {"width": 390, "height": 844}
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    if not CHROMIUM.exists():
-        pytest.fail("the browser tests need Debian's chromium: make system-packages")
-    with sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=str(CHROMIUM),
-            args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
-        )
-        yield browser
-        browser.close()
 
 
 @pytest.fixture(scope="module")

@@ -24,12 +24,9 @@ from ..store.search import SearchPage
 from ..transcript import Transcript
 from .auth import User
 from .errors import HTTPError
-from .limits import RoundLimits
+from .limits import RETRY_AFTER_SECONDS, RoundLimits
 from .render import Renderer
 from .streams import Format, StreamHub, follow
-
-# What a client over the cap on running rounds is told to wait, in seconds.
-RETRY_AFTER_SECONDS = 5
 
 
 class Started(NamedTuple):

@@ -16,8 +16,9 @@ from .auth import User
 from .errors import HTTPError
 
 MINUTE = 60.0
-# What a user over the cap on running rounds is told to wait, in seconds.
-RUNNING_RETRY_SECONDS = 5
+# What a client over a cap on running rounds (the user's or the server's) is told to wait,
+# in seconds.
+RETRY_AFTER_SECONDS = 5
 
 
 class RoundLimits:
@@ -37,7 +38,7 @@ class RoundLimits:
                 f"you have {running} rounds running, the most you may run at once; wait for "
                 "one to end or stop it",
                 code="too_many_rounds",
-                headers={"Retry-After": str(RUNNING_RETRY_SECONDS)},
+                headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
             )
         if self.per_minute:
             now = self.clock()

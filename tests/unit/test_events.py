@@ -10,6 +10,7 @@ from tests.web.sse import from_bytes
 
 from psyche_sse import events as ev
 from psyche_sse.events import Event, EventType, encode_comment, encode_sse
+from psyche_sse.plain import _adapter as plain_adapter
 from psyche_sse.transcript import Status, Transcript
 
 SCHEMA_FILE = Path(__file__).parents[2] / "docs" / "events.schema.json"
@@ -192,3 +193,14 @@ def test_every_event_type_validates_and_a_broken_one_does_not() -> None:
     del broken["metadata"]["turn_id"]
     assert not validator.is_valid(broken)
     assert not validator.is_valid({**Event(1, f.round_complete()).data, "status": "running"})
+
+
+def test_parsing_builds_its_validator_once() -> None:
+    # Building one takes pydantic tens of milliseconds: once per process, not per event.
+    payload = f.update("a")
+    data = json.loads(Event(1, payload).json())
+    ev.parse(data)
+    built = plain_adapter.cache_info().currsize
+    for _ in range(3):
+        assert ev.parse(data) == payload
+    assert plain_adapter.cache_info().currsize == built

@@ -25,6 +25,7 @@ from starlette.types import ASGIApp
 from ..config import Settings
 from ..engine import Engine
 from ..logs import LogIds
+from ..store import Store
 from . import errors
 from .access import Authentication
 from .api import Api
@@ -55,6 +56,19 @@ class App(Starlette):
         return SecurityHeaders(super().build_middleware_stack())
 
 
+@asynccontextmanager
+async def _watching(gate: Gate, store: Store) -> AsyncIterator[None]:
+    """The gate open on ``store``, noticing changes to the accounts while inside: it stops
+    looking before the store closes."""
+    await gate.start(store)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(gate.watch)
+        try:
+            yield
+        finally:
+            tg.cancel_scope.cancel()
+
+
 def _preload() -> None:
     from ..llm import preload
 
@@ -83,15 +97,13 @@ def create_app(
             tg.start_soon(sharing.run)
             try:
                 if engine is not None:
-                    await gate.start(engine.store)
-                    tg.start_soon(gate.watch)
-                    yield
+                    async with _watching(gate, engine.store):
+                        yield
                     return
                 async with Engine(settings, log_ids=log_ids) as owned:
                     with ctx.running(owned):
-                        await gate.start(owned.store)
-                        tg.start_soon(gate.watch)
-                        yield
+                        async with _watching(gate, owned.store):
+                            yield
             finally:
                 tg.cancel_scope.cancel()
 

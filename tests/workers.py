@@ -18,6 +18,7 @@ from pathlib import Path
 
 from tests.live import ServerProcess, start_server, stop_server
 from tests.redis_server import RedisServer, redis_server
+from tests.waiting import wait_for
 
 
 @dataclass
@@ -56,4 +57,9 @@ def workers(
                 extra["PSYCHE_ROLE"] = roles[i]
             # One after another: the first creates the database, the others find it made.
             servers.append(start_server(directory, extra, **settings))
+        for server in servers:
+            # Ready as a load balancer's health check sees it: LiteLLM imported and warm (its
+            # import, in a thread, slows the whole process for a while on a loaded machine).
+            with server.client() as client:
+                wait_for(lambda c=client: c.get("/healthz").json()["llm"] == "ready", 120)
         yield Workers(redis, servers)

@@ -49,6 +49,15 @@ class BusUnavailable(RuntimeError):
         super().__init__(f"the event bus (Redis) is unavailable: {problem}")
 
 
+class LeaseLost(BusUnavailable):
+    """This worker no longer holds the lease of the session it publishes a round of:
+    another worker took it over (this one was cut off or too slow to renew it) and ends
+    the round; nothing more of it is published from here."""
+
+    def __init__(self, session_id: str) -> None:
+        RuntimeError.__init__(self, f"another worker took over session {session_id}")
+
+
 class StoreError(Exception):
     """The database cannot be used. The message names the file (or the URL, without its
     password) and the problem, in one line. ``conflict``: a write broke a uniqueness rule."""

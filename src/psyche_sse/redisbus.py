@@ -26,11 +26,11 @@ import anyio
 from anyio.abc import TaskGroup
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError
+from redis.exceptions import RedisError, ResponseError
 
 from .bus import MemoryBus
 from .config import DEFAULT_HISTORY_EVENTS
-from .errors import BusUnavailable
+from .errors import BusUnavailable, LeaseLost
 from .events import Event, Payload, parse
 
 log = logging.getLogger(__name__)
@@ -42,15 +42,22 @@ READ_COUNT = 1000
 # Between two tries to reach Redis again, while it is away.
 RETRY_SECONDS = 0.5
 
-# KEYS: stream, counter, epoch. ARGV: the first id of a new log; the first id after Redis
-# lost its data (beyond the ids the store reserved); the event's JSON; the limit; the epoch
-# this process knows; a new epoch, should Redis have none.
+# KEYS: stream, counter, epoch, the session's lease. ARGV: the first id of a new log; the
+# first id after Redis lost its data (beyond the ids the store reserved); the event's JSON;
+# the limit; the epoch this process knows; a new epoch, should Redis have none; the lease's
+# holder this publish needs ('' for none).
+#
+# The lease fences a round: a worker that lost it (another took the round over) publishes
+# nothing more of it, so that no round is ended twice or goes on after it was ended.
 #
 # The epoch, a random value, tells a Redis that lost its data (restarted without keeping
 # it) from one that never had this session: a session's numbering then goes on past every
 # id it may have published before. The counter is set only once the XADD succeeded, so an
 # id is never skipped.
 _PUBLISH = """
+if ARGV[7] ~= '' and redis.call('GET', KEYS[4]) ~= ARGV[7] then
+  return redis.error_reply('LEASE lost')
+end
 local epoch = redis.call('GET', KEYS[3])
 if not epoch then
   redis.call('SET', KEYS[3], ARGV[6])
@@ -119,6 +126,7 @@ class RedisBus:
         self._loading: dict[str, anyio.Event] = {}
         self._floor: dict[str, int] = {}  # session -> the lowest id its next event may have
         self._reserved: dict[str, int] = {}  # session -> the ids the store has reserved
+        self._fences: dict[str, tuple[str, str]] = {}  # session -> its lease's key, holder
         self._epoch = ""
         self._wake_key = f"{PREFIX}:wake:{uuid.uuid4().hex}"
         self._wake_cursor = "0-0"
@@ -164,7 +172,8 @@ class RedisBus:
         event = Event(0, payload)
         floor = max(self._floor.get(session_id, 1), await self._copy.last_id(session_id) + 1)
         after_loss = max(floor, self._reserved.get(session_id, 0) + 1)
-        keys = [stream_key(session_id), counter_key(session_id), EPOCH]
+        lease, holder = self._fences.get(session_id, (EPOCH, ""))
+        keys = [stream_key(session_id), counter_key(session_id), EPOCH, lease]
         args: list[str | int] = [
             floor,
             after_loss,
@@ -172,6 +181,7 @@ class RedisBus:
             self._limit,
             self._epoch,
             uuid.uuid4().hex,
+            holder,
         ]
         try:
             try:
@@ -180,6 +190,10 @@ class RedisBus:
                 # Once more, on a new connection: the pool's was to a Redis since restarted
                 # (a refused or closed connection ran nothing).
                 number, epoch = await self._publish(keys=keys, args=args)
+        except ResponseError as exc:
+            if "LEASE" in str(exc):
+                raise LeaseLost(session_id) from None
+            raise BusUnavailable(str(exc)) from exc
         except RedisError as exc:
             raise BusUnavailable(str(exc)) from exc
         self._epoch = _text(epoch)
@@ -191,6 +205,14 @@ class RedisBus:
             # yet comes first, with this one after it.
             self._copy.receive(session_id, [event])
         return event
+
+    def fence(self, session_id: str, lease: str, holder: str | None) -> None:
+        """Publish the session's events only while ``holder`` holds the ``lease`` key
+        (None: with no condition again)."""
+        if holder is None:
+            self._fences.pop(session_id, None)
+        else:
+            self._fences[session_id] = (lease, holder)
 
     def start_at(self, session_id: str, next_id: int) -> None:
         # Where a session Redis never had starts (one from before Redis was used).

@@ -224,7 +224,7 @@ async def test_an_ollama_model_litellm_does_not_know_stays_on_api_base(
 async def test_openai_compatible_llama_name_needs_no_tokenizer_download(
     fake: FakeProvider, network: Connections
 ) -> None:
-    with anyio.fail_after(10):
+    with anyio.fail_after(30):
         out = await complete(settings_for(fake, "openai/meta-llama-3-8b-instruct"))
     assert out.error is None and out.reply.text == DEFAULT_REPLY
 
@@ -386,7 +386,7 @@ async def test_a_refused_connection_is_retried(
             retry_attempts=2,
             retry_base=0.01,
         )
-        with anyio.fail_after(10):
+        with anyio.fail_after(30):
             out = await complete(settings)
     assert out.error is not None and out.error.retryable
     assert out.error.error_class == error_class

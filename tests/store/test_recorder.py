@@ -88,6 +88,27 @@ async def test_a_read_sees_exactly_the_events_up_to_its_id(db: Database) -> None
         assert transcript.rounds[0].turns[0].text == "Hello"
 
 
+async def test_another_process_reads_the_session_as_of_what_was_saved(db: Database) -> None:
+    async with await Store.aopen(db) as store, Recorder(store, save_interval=3600) as recorder:
+        feed = Feed(recorder)
+        await feed.round_started()
+        await feed.turn_started("t")
+        await feed.delta("t", "Hello ")
+        await recorder.flush()
+        await feed.delta("t", "again")  # published, not saved yet
+        # A process that does not run the session reads it as saved: up to event 3, with
+        # the text those events made; event 4 comes to it from the bus.
+        async with Recorder(store) as elsewhere:
+            seen = await elsewhere.transcript("s", saved=True)
+            assert seen is not None
+            assert seen.last_event_id == 3
+            assert seen.rounds[0].turns[0].text == "Hello "
+            await recorder.flush()
+            seen = await elsewhere.transcript("s", saved=True)
+            assert seen is not None
+            assert (seen.last_event_id, seen.rounds[0].turns[0].text) == (4, "Hello again")
+
+
 async def test_event_ids_are_reserved_ahead_in_blocks(db: Database) -> None:
     async with await Store.aopen(db) as store:
         async with Recorder(store, id_block=10) as recorder:

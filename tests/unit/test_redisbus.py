@@ -11,7 +11,7 @@ from redis.asyncio import Redis
 from tests.factories import update
 from tests.redis_server import RedisServer
 
-from psyche_sse.errors import BusUnavailable
+from psyche_sse.errors import BusUnavailable, LeaseLost
 from psyche_sse.redisbus import RedisBus, stream_key
 
 pytestmark = pytest.mark.anyio
@@ -124,3 +124,20 @@ async def test_redis_away_is_an_error_then_numbering_goes_on(redis_service: Redi
             await bus.publish(update("", session="s"))
         redis_service.start()  # back, empty
         assert (await bus.publish(update("", session="s"))).id == 6
+
+
+async def test_a_fenced_publish_needs_the_lease(two: tuple[RedisBus, RedisBus]) -> None:
+    a, b = two
+    await a.redis.set("lease:s", "worker-a")
+    a.fence("s", "lease:s", "worker-a")
+    b.fence("s", "lease:s", "worker-b")
+    assert (await a.publish(update("0", session="s"))).id == 1
+    with pytest.raises(LeaseLost):  # a worker that lost the lease publishes nothing more
+        await b.publish(update("1", session="s"))
+    await a.redis.set("lease:s", "worker-b")  # taken over
+    with pytest.raises(LeaseLost):
+        await a.publish(update("2", session="s"))
+    assert (await b.publish(update("3", session="s"))).id == 2
+    a.fence("s", "lease:s", None)  # unfenced: what any worker may publish (a stimulus)
+    assert (await a.publish(update("4", session="s"))).id == 3
+    assert [e.id for e in await a.history("s")] == [1, 2, 3]

@@ -9,15 +9,18 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+import redis
 from httpx_sse import connect_sse
 
 from tests.live import environ, kill_server, settings_env
 from tests.waiting import wait_for
+from tests.web.accounts import add_users
 from tests.web.sse import (
     ROUND_END,
     Msg,
@@ -29,7 +32,8 @@ from tests.web.sse import (
 )
 from tests.workers import workers
 
-pytestmark = pytest.mark.slow
+# Each test starts Redis and two or three servers, each warming LiteLLM up before it is used.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
 # Slow enough that a round is still running while the test acts on it.
 SLOW = "25"
@@ -50,17 +54,30 @@ def read_until(client: httpx.Client, url: str, stop: Any, **headers: str) -> lis
     raise AssertionError("the stream ended first")
 
 
+def turn_streams(n: int) -> Callable[[Msg], bool]:
+    """For :func:`read_until`: the first delta of the round's ``n``-th turn (the council's
+    order changes from round to round)."""
+    started: list[str | None] = []
+
+    def stop(msg: Msg) -> bool:
+        if msg.type == "agent_processing_started":
+            started.append(msg.turn_id)
+        return (
+            msg.type == "agent_processing_update"
+            and len(started) >= n
+            and msg.turn_id == started[n - 1]
+        )
+
+    return stop
+
+
 def test_start_on_one_watch_on_another_resume_on_a_third_stop_from_any(tmp_path: Path) -> None:
     with workers(tmp_path, 3, offline_tps=SLOW) as cluster:
         a, b, c = (w.client() for w in cluster.servers)
         body = start_round(a, "I was passed over for the promotion")
         sid = body["session_id"]
         # Watched on the second worker until the second turn streams, then dropped.
-        first = read_until(
-            b,
-            events_url(sid),
-            lambda m: m.type == "agent_processing_update" and m.data["agent_id"] == "Persona",
-        )
+        first = read_until(b, events_url(sid), turn_streams(2))
         # Resumed on the third with Last-Event-ID: no gap, no duplicate.
         with connect_sse(
             c, "GET", events_url(sid), headers={"Last-Event-ID": str(first[-1].id)}
@@ -137,11 +154,11 @@ def test_a_worker_killed_mid_round_is_ended_by_another(tmp_path: Path) -> None:
         sid = start_round(a, "The landlord wants us out by May")["session_id"]
         seen: list[Msg] = []
         killed_at = 0.0
+        second_turn = turn_streams(2)
         with connect_sse(b, "GET", events_url(sid)) as source:
             for msg in messages(source):
                 seen.append(msg)
-                persona = msg.data.get("agent_id") == "Persona"
-                if not killed_at and msg.type == "agent_processing_update" and persona:
+                if second_turn(msg) and not killed_at:
                     kill_server(cluster[0])  # SIGKILL mid-turn: nothing saved, no goodbye
                     killed_at = time.monotonic()
                 if msg.type == ROUND_END:
@@ -150,13 +167,15 @@ def test_a_worker_killed_mid_round_is_ended_by_another(tmp_path: Path) -> None:
         print(f"\nthe killed worker's round ended on its viewers' stream {noticed:.1f} s after")
         ids = [m.id for m in seen]
         assert ids == sorted(set(ids))
-        # Nothing ran again: each turn started once and completed once.
+        # Nothing ran again: each turn started once and completed once; the one speaking when
+        # the worker died (the second, or a later one if this viewer was behind) ended with
+        # what it had said, the turns before it as they were.
         started = [m.turn_id for m in seen if m.type == "agent_processing_started"]
-        completed = [m.turn_id for m in seen if m.type == "agent_processing_complete"]
-        assert started == completed and len(started) == 2
-        cut = [m for m in seen if m.type == "agent_processing_complete"][1]
-        streamed = texts(seen)[cut.turn_id]
-        assert cut.data["agent_id"] == "Persona" and streamed
+        completed = [m for m in seen if m.type == "agent_processing_complete"]
+        assert started == [m.turn_id for m in completed] and len(started) >= 2
+        *before, cut = completed
+        assert all(m.data["metadata"]["status"] == "ok" for m in before)
+        streamed = texts(seen).get(cut.turn_id, "")
         assert cut.data["metadata"]["status"] == "error"
         assert cut.data["metadata"]["error_class"] == "WorkerLost"
         assert cut.data["final_content"].startswith(streamed)  # nothing published is lost
@@ -244,3 +263,83 @@ def test_delivering_workers_hand_their_rounds_to_a_generating_one(tmp_path: Path
         assert_whole_round(second)
         assert second[0].id > first[-1].id
         assert g.get("/healthz").json()["running"] == 0
+
+
+def test_a_session_deleted_on_one_worker_is_gone_from_every_one(tmp_path: Path) -> None:
+    with workers(tmp_path, 3, offline_tps=SLOW) as cluster:
+        a, b, c = (w.client() for w in cluster.servers)
+        sid = start_round(a, "We are moving to another city")["session_id"]
+        seen: list[Msg] = []
+        # Watched on the third worker; deleted from the second while the first runs it.
+        with connect_sse(c, "GET", events_url(sid)) as source:
+            for msg in messages(source):
+                seen.append(msg)
+                if msg.type == "agent_processing_update" and len(texts(seen)) == 1:
+                    deleted = b.delete(f"/api/sessions/{sid}")
+                    assert deleted.status_code == 204, deleted.text
+        # The stream ended (the loop above fell through), with the round ended first.
+        assert seen[-1].type != "agent_processing_update"
+        for client in (a, b, c):
+            assert client.get(f"/api/sessions/{sid}").status_code == 404
+            assert client.get("/healthz").json()["running"] == 0
+        keys = redis.Redis.from_url(cluster.redis.url).keys(f"*{sid}*")
+        assert keys == [], "nothing of it is left in Redis"
+
+
+def test_a_users_running_rounds_are_counted_on_every_worker(tmp_path: Path) -> None:
+    tokens = add_users(tmp_path / "psyche.db")
+    with workers(tmp_path, 2, offline_tps=SLOW, user_running_rounds="1") as cluster:
+        bearer = {"Authorization": f"Bearer {tokens['bob']}"}
+        a, b = (w.client(headers=bearer) for w in cluster.servers)
+        sid = start_round(a, "My flatmate never cleans")["session_id"]
+        refused = b.post(
+            "/api/rounds",
+            json={"situation": "Another thing entirely"},
+            headers={"Accept": "application/json"},
+        )
+        assert refused.status_code == 429, refused.text
+        assert refused.json()["error"]["code"] == "too_many_rounds"
+        # Another user is not held back by bob's round.
+        with cluster[1].client(headers={"Authorization": f"Bearer {tokens['carol']}"}) as carol:
+            start_round(carol, "Something of my own")
+        stopped = b.post(f"/api/sessions/{sid}/stop")
+        assert stopped.status_code == 200 and stopped.json()["stopped"] is True
+        # Once it has ended, on whichever worker it ran.
+        wait_for(
+            lambda: (
+                b.post(
+                    "/api/rounds",
+                    json={"situation": "Now it is my turn"},
+                    headers={"Accept": "application/json"},
+                ).status_code
+                == 202
+            ),
+            30,
+        )
+
+
+def test_the_stored_history_on_another_worker_joins_the_live_stream_exactly(
+    tmp_path: Path,
+) -> None:
+    with workers(tmp_path, 2, offline_tps=SLOW) as cluster:
+        a, b = (w.client() for w in cluster.servers)
+        sid = start_round(a, "My best friend forgot my birthday")["session_id"]
+        read_until(b, events_url(sid), turn_streams(2))
+        # An id the bus cannot replay from (a client from before a restart): the second
+        # worker sends the conversation as the first one has saved it, mid-turn, then the
+        # events after what it saved.
+        got = follow_round(b, events_url(sid), **{"Last-Event-ID": "999999"})
+        history, *live = got
+        assert history.type == "session_history"
+        assert all(m.id > history.id for m in live)
+        stored = {
+            t["id"]: t["text"] or ""
+            for r in history.data["transcript"]["rounds"]
+            for t in r["turns"]
+        }
+        streamed = texts(live)
+        finals = {m.turn_id: m.data for m in live if m.type == "agent_processing_complete"}
+        assert finals
+        for turn_id, final in finals.items():
+            # No gap and no repeat: what was saved, then what streamed after it.
+            assert stored.get(turn_id, "") + streamed.get(turn_id, "") == final["final_content"]

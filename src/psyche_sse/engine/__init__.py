@@ -61,7 +61,7 @@ class _Parts:
     ) -> None:
         self.store = store
         self.recorder = recorder
-        self.cluster = Cluster(bus.redis, settings) if isinstance(bus, RedisBus) else None
+        self.cluster = Cluster(bus, settings) if isinstance(bus, RedisBus) else None
         self.live = LiveSessions(
             settings, llm, bus, store, recorder, shared=self.cluster is not None
         )

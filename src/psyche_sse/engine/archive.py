@@ -45,13 +45,14 @@ class Archive:
     async def count(self, *, owner: int | None = None) -> int:
         return await self.recorder.count_sessions(owner=owner)
 
-    async def transcript(self, session_id: str) -> Transcript:
+    async def transcript(self, session_id: str, *, elsewhere: bool = False) -> Transcript:
         """The session's rounds and turns so far, running ones with their text so far.
 
         Its ``last_event_id`` is the last event it reflects: follow the session's events
-        after it to stay live with no gap and no duplicate.
+        after it to stay live with no gap and no duplicate. ``elsewhere``: among several
+        workers, for a session that runs on another one (which writes it to the store).
         """
-        found = await self.recorder.transcript(session_id)
+        found = await self.recorder.transcript(session_id, saved=elsewhere)
         if found is not None:
             return found
         session = self.live.get(session_id)
@@ -79,12 +80,15 @@ class Archive:
         return text
 
     async def delete(self, session_id: str) -> None:
-        """Stop the session's run, forget the session, delete it from the store."""
+        """Stop the session's run (wherever it runs), forget the session, delete it from
+        the store; the other workers forget it too."""
         session = self.live.get(session_id)
-        if session is not None:
-            await self.rounds.stop_and_wait(session)
+        await self.rounds.stop_anywhere_and_wait(session_id)
         self.live.forget(session_id)
-        if not await self.recorder.delete(session_id) and session is None:
+        deleted = await self.recorder.delete(session_id)
+        if self.rounds.cluster is not None:
+            await self.rounds.cluster.forget(session_id)
+        if not deleted and session is None:
             raise SessionNotFound(session_id)
 
     async def search(

@@ -7,7 +7,10 @@
   at it every half lease for sessions whose lease is gone (:meth:`Cluster.orphans`) and
   takes one over (:meth:`Cluster.adopt`) to end its round for its viewers.
 - **Control.** A stop sent to any worker reaches the one running the round: a message on
-  that worker's channel, answered on a short-lived list.
+  that worker's channel, answered on a short-lived list. A deleted session is announced to
+  every worker on a channel they all listen to, and its keys go.
+- **Owners.** A hash names the user of every running session, so that a user's limit on
+  running rounds counts them on every worker.
 - **Stimuli.** Queued in a list per session, so that whichever worker runs the next round
   takes them.
 """
@@ -26,11 +29,13 @@ from redis.exceptions import RedisError
 
 from ..config import Settings
 from ..errors import BusUnavailable
-from ..redisbus import PREFIX, Entries
+from ..redisbus import PREFIX, Entries, RedisBus, counter_key, stream_key
 
 log = logging.getLogger(__name__)
 
 RUNNING = f"{PREFIX}:running"
+OWNERS = f"{PREFIX}:owners"  # running session -> the user it runs for
+BROADCAST = f"{PREFIX}:control:all"
 ROUNDS = f"{PREFIX}:rounds"  # runs asked of the generating workers, taken by one each
 GENERATORS = "generators"
 # Seconds a delivering worker waits for a generating one to take a run.
@@ -47,7 +52,10 @@ return 0
 _RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   redis.call('DEL', KEYS[1])
-  if redis.call('HGET', KEYS[2], ARGV[2]) == ARGV[1] then redis.call('HDEL', KEYS[2], ARGV[2]) end
+  if redis.call('HGET', KEYS[2], ARGV[2]) == ARGV[1] then
+    redis.call('HDEL', KEYS[2], ARGV[2])
+    redis.call('HDEL', KEYS[3], ARGV[2])
+  end
   return 1
 end
 return 0
@@ -72,28 +80,45 @@ Handler = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
 class Cluster:
     """This worker's side of the agreement (see the module's text)."""
 
-    def __init__(self, redis: Redis, settings: Settings) -> None:
-        self.redis = redis
+    def __init__(self, bus: RedisBus, settings: Settings) -> None:
+        self.bus = bus
+        self.redis: Redis = bus.redis
         self.worker = uuid.uuid4().hex[:12]
         self.lease_ms = int(settings.lease_seconds * 1000)
         self.held: set[str] = set()  # the sessions whose lease this worker holds
-        self._renew = redis.register_script(_RENEW)
-        self._release = redis.register_script(_RELEASE)
+        self._renew = self.redis.register_script(_RENEW)
+        self._release = self.redis.register_script(_RELEASE)
 
     # --- leases ------------------------------------------------------------------------
 
-    async def claim(self, session_id: str) -> bool:
-        """Take the session's lease: False when another worker holds it."""
+    async def claim(self, session_id: str, owner: int | None = None) -> bool:
+        """Take the session's lease for a round run for the user ``owner``: False when
+        another worker holds it."""
         try:
-            return await self.adopt(session_id)
+            taken = await self.adopt(session_id)
+            if taken and owner is not None:
+                await self.redis.hset(OWNERS, session_id, owner)
+            return taken
         except RedisError as exc:
             raise BusUnavailable(str(exc)) from exc
 
+    async def running_of(self, owner: int) -> int:
+        """How many sessions have a round running for the user ``owner``, on any worker."""
+        try:
+            sessions = await self.redis.hkeys(RUNNING)
+            if not sessions:
+                return 0
+            owners = await self.redis.hmget(OWNERS, sessions)
+        except RedisError as exc:
+            raise BusUnavailable(str(exc)) from exc
+        return sum(1 for o in owners if o is not None and int(o) == owner)
+
     async def release(self, session_id: str) -> None:
         self.held.discard(session_id)
+        self.bus.fence(session_id, lease_key(session_id), None)
         try:
             await self._release(
-                keys=[lease_key(session_id), RUNNING], args=[self.worker, session_id]
+                keys=[lease_key(session_id), RUNNING, OWNERS], args=[self.worker, session_id]
             )
         except RedisError as exc:
             log.warning("cannot release the lease of session %s: %s", session_id, exc)
@@ -122,6 +147,7 @@ class Cluster:
                 if not kept and session_id in self.held:
                     log.error("lost the lease of session %s to another worker", session_id)
                     self.held.discard(session_id)
+                    self.bus.fence(session_id, lease_key(session_id), None)
                     lost(session_id)
 
     # --- workers that died -------------------------------------------------------------
@@ -145,6 +171,8 @@ class Cluster:
         if taken:
             await self.redis.hset(RUNNING, session_id, self.worker)
             self.held.add(session_id)
+            # What this worker publishes of the session from now on needs the lease.
+            self.bus.fence(session_id, lease_key(session_id), self.worker)
         return bool(taken)
 
     async def watch_orphans(self, end: Callable[[str], Awaitable[object]]) -> None:
@@ -181,18 +209,31 @@ class Cluster:
         result: dict[str, Any] = json.loads(answer[1])
         return result
 
+    async def forget(self, session_id: str) -> None:
+        """The session is deleted: its keys go, and every worker forgets it."""
+        try:
+            async with self.redis.pipeline(transaction=True) as pipe:
+                pipe.delete(stream_key(session_id), counter_key(session_id))
+                pipe.delete(stimuli_key(session_id))
+                pipe.publish(BROADCAST, json.dumps({"op": "forget", "session_id": session_id}))
+                await pipe.execute()
+        except RedisError as exc:
+            log.warning("cannot tell the other workers session %s is deleted: %s", session_id, exc)
+
     async def listen(self, handle: Handler) -> None:
-        """Forever: answer the messages sent to this worker (reconnecting when Redis was
-        away)."""
+        """Forever: answer the messages sent to this worker, and handle those announced to
+        every worker (reconnecting when Redis was away)."""
         while True:
             try:
                 async with self.redis.pubsub() as pubsub:
-                    await pubsub.subscribe(control_channel(self.worker))
+                    await pubsub.subscribe(control_channel(self.worker), BROADCAST)
                     async for item in pubsub.listen():
                         if item.get("type") != "message":
                             continue
                         message = json.loads(item["data"])
                         answer = await handle(message)
+                        if "reply" not in message:  # an announcement: nobody waits
+                            continue
                         async with self.redis.pipeline(transaction=True) as pipe:
                             pipe.rpush(message["reply"], json.dumps(answer))
                             pipe.expire(message["reply"], int(ASK_TIMEOUT) + 5)

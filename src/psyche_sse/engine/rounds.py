@@ -18,7 +18,14 @@ from anyio.abc import TaskGroup
 from ..archetypes import ARCHETYPES
 from ..config import Settings
 from ..council import check_budget, clean_situation, clean_stimulus
-from ..errors import BusUnavailable, InputError, OverBudget, RoundInProgress, TooManyRounds
+from ..errors import (
+    BusUnavailable,
+    InputError,
+    LeaseLost,
+    OverBudget,
+    RoundInProgress,
+    TooManyRounds,
+)
 from ..events import Event, RoundContext, StimulusInjected
 from ..logs import LogIds
 from ..transcript import Status
@@ -150,6 +157,9 @@ class Rounds:
                     )
                     with self.log_ids.bind(session_id=session.id, round_id=round_id):
                         await council.run_round(self.publish, ctx, seed=seed, log_ids=self.log_ids)
+        except LeaseLost as exc:
+            # The worker that took it over ends it, in the stream and in the store.
+            log.error("round %s of session %s stopped here: %s", round_id, session.id, exc)
         except BusUnavailable as exc:
             log.error("round %s of session %s ended: %s", round_id, session.id, exc)
             with anyio.CancelScope(shield=True):
@@ -218,11 +228,11 @@ class Rounds:
             )
         if session_id is None:
             session, round_id = start(None)
-            await cluster.claim(session.id)  # a new id: nobody else knows it yet
+            await cluster.claim(session.id, owner)  # a new id: nobody else knows it yet
             # Stored before its id is handed out, so that every worker finds it.
             await self.live.recorder.reserve(session.id, 1, session.title, session.owner)
             return session, round_id
-        if not await cluster.claim(session_id):
+        if not await cluster.claim(session_id, owner):
             raise RoundInProgress(f"session {session_id} already has a round running")
         try:
             await self.live.refresh(session_id)
@@ -352,13 +362,43 @@ class Rounds:
                 session, str(turn_id) if turn_id is not None else None
             )
             return {"stopped": stopped}
+        if message.get("op") == "forget":  # deleted on another worker
+            session_id = str(message.get("session_id"))
+            self.live.forget(session_id)
+            self.live.recorder.deleted(session_id)
+            return {}
         return {"error": "unknown message"}
+
+    async def running_of(self, owner: int) -> int:
+        """How many sessions have a run going for the user ``owner`` (on every worker)."""
+        if self.cluster is None:
+            return self.live.running_of(owner)
+        return await self.cluster.running_of(owner)
 
     def lost(self, session_id: str) -> None:
         """Another worker took over the session's lease: its round stops here at once."""
         session = self.live.get(session_id)
         if session is not None and session.scope is not None:
             session.scope.cancel()
+
+    async def stop_anywhere_and_wait(self, session_id: str) -> None:
+        """Stop the session's run, on whichever worker runs it, and wait (up to
+        :data:`WIND_DOWN` s) for it to end and be saved."""
+        session = self.live.get(session_id)
+        if session is not None and session.scope is not None:
+            await self.stop_and_wait(session)
+            return
+        cluster = self.cluster
+        if cluster is None:
+            return
+        worker = await cluster.holder(session_id)
+        if worker is None or worker == cluster.worker:
+            return
+        await cluster.ask(worker, {"op": "stop", "session_id": session_id, "turn_id": None})
+        # Its worker saves the round, then lets the lease go (in another process: looked at).
+        with anyio.move_on_after(WIND_DOWN):
+            while await cluster.holder(session_id) is not None:  # noqa: ASYNC110
+                await anyio.sleep(0.1)
 
     async def stop_and_wait(self, session: Session) -> None:
         """Stop the session's run and wait (up to :data:`WIND_DOWN` s) for it to end."""

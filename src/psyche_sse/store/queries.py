@@ -73,8 +73,18 @@ def release_ids(conn: Connection, *, session_id: str, reserved: int, last_id: in
     )
 
 
-def touch_session(conn: Connection, *, session_id: str, updated: str) -> None:
-    conn.execute("UPDATE sessions SET updated = ? WHERE id = ?", (updated, session_id))
+def touch_session(
+    conn: Connection, *, session_id: str, updated: str, saved_id: int | None = None
+) -> None:
+    """The session changed at ``updated``; everything up to event ``saved_id`` is saved."""
+    if saved_id is None:
+        conn.execute("UPDATE sessions SET updated = ? WHERE id = ?", (updated, session_id))
+        return
+    conn.execute(
+        "UPDATE sessions SET updated = ?,"
+        " saved_id = CASE WHEN saved_id < ? THEN ? ELSE saved_id END WHERE id = ?",
+        (updated, saved_id, saved_id, session_id),
+    )
 
 
 def insert_round(conn: Connection, started: RoundStarted) -> None:
@@ -250,11 +260,14 @@ def count_sessions(conn: Connection, *, owner: int | None = None) -> int:
     return int(conn.execute(f"SELECT count(*) FROM sessions s {where}", args).fetchone()[0])
 
 
-def transcript(conn: Connection, *, session_id: str, as_of: int | None = None) -> Transcript | None:
+def transcript(
+    conn: Connection, *, session_id: str, as_of: int | None = None, saved: bool = False
+) -> Transcript | None:
     """The session's rounds and turns, or None. ``as_of``: the last event id it reflects
-    (the stored high-water mark when not given)."""
+    (when not given: the stored high-water mark; with ``saved``, the last event the
+    process running the session has saved everything up to)."""
     row = conn.execute(
-        "SELECT id, title, created, updated, event_hwm FROM sessions WHERE id = ?",
+        "SELECT id, title, created, updated, event_hwm, saved_id FROM sessions WHERE id = ?",
         (session_id,),
     ).fetchone()
     if row is None:
@@ -322,7 +335,7 @@ def transcript(conn: Connection, *, session_id: str, as_of: int | None = None) -
         title=row[1],
         created=row[2],
         updated=row[3],
-        last_event_id=row[4] if as_of is None else as_of,
+        last_event_id=as_of if as_of is not None else row[5] if saved else row[4],
         rounds=rounds,
     )
 

@@ -221,21 +221,31 @@ class Recorder:
     async def delete(self, session_id: str) -> bool:
         """Forget the session and delete it from the store. False when it was not stored."""
         async with self._reserve_lock:
-            self._deleted.add(session_id)
-            self._drop_live(session_id)
-            self._last_id.pop(session_id, None)
-            self._reserved.pop(session_id, None)
-            self._touched.discard(session_id)
+            self.deleted(session_id)
             return await self.call(
                 session_id,
                 lambda conn, as_of: queries.delete_session(conn, session_id=session_id),
             )
 
+    def deleted(self, session_id: str) -> None:
+        """Forget the session here, for good: it is deleted (maybe by another process)."""
+        self._deleted.add(session_id)
+        self._drop_live(session_id)
+        self._last_id.pop(session_id, None)
+        self._reserved.pop(session_id, None)
+        self._touched.discard(session_id)
+
     # --- reads that agree with the live streams ----------------------------------------
 
-    async def transcript(self, session_id: str) -> Transcript | None:
+    async def transcript(self, session_id: str, *, saved: bool = False) -> Transcript | None:
         """The session as stored after every write observed so far; its ``last_event_id``
-        the last event of the session those writes include."""
+        the last event of the session those writes include. ``saved``: the session runs in
+        another process, which writes it: the last event that process has saved
+        everything up to."""
+        if saved:
+            return await self.call(
+                None, lambda conn, _: queries.transcript(conn, session_id=session_id, saved=True)
+            )
         return await self.call(
             session_id,
             lambda conn, as_of: queries.transcript(conn, session_id=session_id, as_of=as_of),
@@ -296,7 +306,8 @@ class Recorder:
         now = utc_now()
         # In one order, so that two processes' batches never wait on each other's rows.
         writes.extend(
-            partial(queries.touch_session, session_id=s, updated=now) for s in sorted(self._touched)
+            partial(queries.touch_session, session_id=s, updated=now, saved_id=self._last_id.get(s))
+            for s in sorted(self._touched)
         )
         self._touched.clear()
         return writes

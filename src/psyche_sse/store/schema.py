@@ -241,6 +241,13 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX shares_by_session ON shares (session_id);
     """,
+    # 6: among several workers, the last event of each session whose changes are all saved,
+    # set with each batch the worker running its round writes: another worker's view of the
+    # session from the store goes on from there, with no gap and no repeat.
+    """
+    ALTER TABLE sessions ADD COLUMN saved_id INTEGER NOT NULL DEFAULT 0;
+    UPDATE sessions SET saved_id = event_hwm;
+    """,
 )
 
 VERSION = len(MIGRATIONS)

@@ -143,13 +143,10 @@ class Context:
 
         async def history() -> Event:
             # Among several workers, the store is written by the one running the round: the
-            # history stands for no more than the events published before it was read (what
-            # came since is sent after it, be it in the store already or not yet).
-            shared = engine.live.shared and not session.running
-            before = await engine.bus.last_id(session.id) if shared else None
-            stored = await engine.archive.transcript(session.id)  # SessionNotFound: deleted
-            if before is not None and before < stored.last_event_id:
-                stored.last_event_id = before
+            # history stands for the events it has saved (what came since is sent after it).
+            elsewhere = engine.live.shared and not session.running
+            # SessionNotFound: deleted
+            stored = await engine.archive.transcript(session.id, elsewhere=elsewhere)
             return Event(stored.last_event_id, SessionHistory.of(stored))
 
         return follow(
@@ -207,7 +204,7 @@ class Context:
         if session_id is not None:
             known = await self.session(session_id, user)  # loaded without blocking, if must be
         if user.id is not None:
-            self.limits.check(user, engine.live.running_of(user.id))
+            self.limits.check(user, await engine.rounds.running_of(user.id))
         try:
             if situation is not None:
                 clean_situation(situation, self.settings.max_situation_chars)

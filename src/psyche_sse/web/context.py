@@ -244,7 +244,11 @@ class Context:
                 headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
             ) from None
         self.limits.started(user)
-        return Started(session, round_id, after, len(session.rounds) + 1)
+        # The round is not among the session's yet, unless another worker ran it and this
+        # one read the session from the store after that worker saved its start.
+        ids = session.rounds
+        index = ids.index(round_id) + 1 if round_id in ids else len(ids) + 1
+        return Started(session, round_id, after, index)
 
 
 def visible(session: Session, user: User) -> bool:

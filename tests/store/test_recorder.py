@@ -11,6 +11,7 @@ from psyche_sse.bus import MemoryBus
 from psyche_sse.events import Event, Payload
 from psyche_sse.sentiment import SentimentScores
 from psyche_sse.store import Recorder, Store, queries
+from psyche_sse.store.connection import Connection
 from psyche_sse.transcript import Status
 
 RUNNING = Status.RUNNING
@@ -72,6 +73,28 @@ async def test_deltas_are_saved_on_the_timer_not_one_by_one(db: Database) -> Non
             with anyio.fail_after(5):  # the condition lives in the database: poll it
                 while await stored_text(store, "t2") != (RUNNING, "Saved by the timer"):  # noqa: ASYNC110
                     await anyio.sleep(0.01)
+
+
+async def test_another_turn_starting_does_not_save_the_running_text(db: Database) -> None:
+    # With many rounds at once, turns start and end many times a second: each wakes the
+    # writer, and the running turns' text waits for its timer (or a read) all the same.
+    async with await Store.aopen(db) as store, Recorder(store, save_interval=3600) as recorder:
+        feed = Feed(recorder)
+        await feed.round_started()
+        await feed.turn_started("t")
+        await recorder.flush()
+        await feed.delta("t", "Half a thought")
+        await feed.turn_started("t2")
+
+        def started(c: Connection) -> bool:
+            return c.execute("SELECT 1 FROM turns WHERE id = 't2'").fetchone() is not None
+
+        with anyio.fail_after(5):  # the condition lives in the database: poll it
+            while not await store.run(started):  # noqa: ASYNC110
+                await anyio.sleep(0.01)
+        assert await stored_text(store, "t") == (RUNNING, "")
+        await recorder.flush()  # a read sees everything observed before it
+        assert await stored_text(store, "t") == (RUNNING, "Half a thought")
 
 
 async def test_a_read_sees_exactly_the_events_up_to_its_id(db: Database) -> None:

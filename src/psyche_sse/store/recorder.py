@@ -2,9 +2,10 @@
 
 The engine hands it every event it publishes (:meth:`Recorder.observe`: no I/O, no await).
 A round or a turn starting or ending is queued as a write and wakes the writer at once; a
-delta only grows its turn's text in memory, and the writer saves that text every
-``save_interval`` seconds and whenever it wakes. So there is never a database write per
-delta, and a crash loses at most ``save_interval`` seconds of one turn's text.
+delta only grows its turn's text in memory, and the writer saves the running turns' text
+every ``save_interval`` seconds, and before a read that must see it. So there is never a
+database write per delta, nor one per running turn each time another turn starts or ends,
+and a crash loses at most ``save_interval`` seconds of one turn's text.
 
 One writer task saves the queued writes in order, one transaction per batch, in the store's
 worker thread. Reads that must agree with the live stream (a transcript and the id of the last
@@ -97,11 +98,13 @@ class Recorder:
         self._touched: set[str] = set()
         self._deleted: set[str] = set()
         self._wake = anyio.Event()
+        self._text_saved_at = 0.0  # when the running turns' text was last saved (loop clock)
         self._reserve_lock = anyio.Lock()
         self._tg: TaskGroup | None = None
         self._stopping = False
 
     async def __aenter__(self) -> Recorder:
+        self._text_saved_at = anyio.current_time()
         self._tg = anyio.create_task_group()
         await self._tg.__aenter__()
         self._tg.start_soon(self._write_loop)
@@ -293,9 +296,12 @@ class Recorder:
 
     # --- the writer --------------------------------------------------------------------
 
-    def _take_writes(self) -> list[Write]:
+    def _take_writes(self, with_text: bool) -> list[Write]:
+        """The queued writes, and with ``with_text`` the running turns' text as it stands."""
         writes, self._writes = self._writes, []
-        dirty, self._dirty = self._dirty, {}
+        dirty: dict[str, tuple[str, Turn]] = {}
+        if with_text:
+            dirty, self._dirty = self._dirty, {}
         for turn_id, (session_id, turn) in dirty.items():
             writes.append(
                 partial(
@@ -314,18 +320,29 @@ class Recorder:
 
     async def _write_loop(self) -> None:
         while True:
-            with anyio.move_on_after(self.save_interval):
+            # Woken by a structural write or a read, or when the running turns' text is due.
+            due = self._text_saved_at + self.save_interval - anyio.current_time()
+            with anyio.move_on_after(max(0.0, due)):
                 await self._wake.wait()
             self._wake = anyio.Event()
             stopping = self._stopping
-            await self._write_batch()
+            await self._write_batch(stopping)
             if stopping:
                 return
 
-    async def _write_batch(self) -> None:
+    async def _write_batch(self, stopping: bool = False) -> None:
         # Everything up to the first await happens at one instant: the writes and the
         # ``as_of`` ids handed to the reads describe the same moment.
-        writes = self._take_writes()
+        now = anyio.current_time()
+        # The running turns' text when it is due, or a read must see it, or at the end; not
+        # each time a turn of another round starts or ends (with many rounds at once, that
+        # is many times a second).
+        with_text = (
+            stopping or bool(self._requests) or now >= self._text_saved_at + self.save_interval
+        )
+        if with_text:
+            self._text_saved_at = now
+        writes = self._take_writes(with_text)
         requests, self._requests = self._requests, []
         if not writes and not requests:
             return

@@ -119,8 +119,12 @@ async def test_another_process_reads_the_session_as_of_what_was_saved(db: Databa
         await feed.delta("t", "Hello ")
         await recorder.flush()
         await feed.delta("t", "again")  # published, not saved yet
+        await feed.turn_started("u")  # saved at once; the text is not due yet
+        with anyio.fail_after(5):  # the condition lives in the database: poll it
+            while await stored_text(store, "u") is None:  # noqa: ASYNC110
+                await anyio.sleep(0.01)
         # A process that does not run the session reads it as saved: up to event 3, with
-        # the text those events made; event 4 comes to it from the bus.
+        # the text those events made; events 4 and 5 come to it from the bus.
         async with Recorder(store) as elsewhere:
             seen = await elsewhere.transcript("s", saved=True)
             assert seen is not None
@@ -129,7 +133,7 @@ async def test_another_process_reads_the_session_as_of_what_was_saved(db: Databa
             await recorder.flush()
             seen = await elsewhere.transcript("s", saved=True)
             assert seen is not None
-            assert (seen.last_event_id, seen.rounds[0].turns[0].text) == (4, "Hello again")
+            assert (seen.last_event_id, seen.rounds[0].turns[0].text) == (5, "Hello again")
 
 
 async def test_event_ids_are_reserved_ahead_in_blocks(db: Database) -> None:

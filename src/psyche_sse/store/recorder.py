@@ -310,9 +310,16 @@ class Recorder:
             )
             self._touched.add(session_id)
         now = utc_now()
+        # Saved up to its last event, unless some of its text waits for the next save.
+        waiting = {session_id for session_id, _ in self._dirty.values()}
         # In one order, so that two processes' batches never wait on each other's rows.
         writes.extend(
-            partial(queries.touch_session, session_id=s, updated=now, saved_id=self._last_id.get(s))
+            partial(
+                queries.touch_session,
+                session_id=s,
+                updated=now,
+                saved_id=None if s in waiting else self._last_id.get(s),
+            )
             for s in sorted(self._touched)
         )
         self._touched.clear()

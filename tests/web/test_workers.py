@@ -325,7 +325,13 @@ def test_the_stored_history_on_another_worker_joins_the_live_stream_exactly(
     with workers(tmp_path, 2, offline_tps=SLOW) as cluster:
         a, b = (w.client() for w in cluster.servers)
         sid = start_round(a, "My best friend forgot my birthday")["session_id"]
-        read_until(b, events_url(sid), turn_streams(2))
+        seen = read_until(b, events_url(sid), turn_streams(2))
+        # The session as the second worker reads it from the store stands for what the first
+        # one has saved: its stream goes on from there, from the bus, with nothing resent.
+        body = b.get(f"/api/sessions/{sid}").json()
+        assert body["last_event_id"] <= seen[-1].id
+        [first] = read_until(b, body["events_url"], lambda m: True)
+        assert first.type != "session_history" and first.id == body["last_event_id"] + 1
         # An id the bus cannot replay from (a client from before a restart): the second
         # worker sends the conversation as the first one has saved it, mid-turn, then the
         # events after what it saved.

@@ -49,6 +49,13 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then
 end
 return 0
 """
+_ORPHANS = """
+local out = {}
+for _, session in ipairs(redis.call('HKEYS', KEYS[1])) do
+  if redis.call('EXISTS', ARGV[1] .. session) == 0 then table.insert(out, session) end
+end
+return out
+"""
 _RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   redis.call('DEL', KEYS[1])
@@ -88,6 +95,7 @@ class Cluster:
         self.held: set[str] = set()  # the sessions whose lease this worker holds
         self._renew = self.redis.register_script(_RENEW)
         self._release = self.redis.register_script(_RELEASE)
+        self._orphans = self.redis.register_script(_ORPHANS)
 
     # --- leases ------------------------------------------------------------------------
 
@@ -153,16 +161,10 @@ class Cluster:
     # --- workers that died -------------------------------------------------------------
 
     async def orphans(self) -> list[str]:
-        """Sessions named running whose worker's lease has expired."""
-        running = await self.redis.hgetall(RUNNING)
-        if not running:
-            return []
-        sessions = [s.decode() if isinstance(s, bytes) else str(s) for s in running]
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for session_id in sessions:
-                pipe.exists(lease_key(session_id))
-            alive = await pipe.execute()
-        return [s for s, up in zip(sessions, alive, strict=True) if not up]
+        """Sessions named running whose worker's lease has expired (read at one instant: a
+        round that ends meanwhile, its lease and its name going together, is not one)."""
+        found = await self._orphans(keys=[RUNNING], args=[lease_key("")])
+        return [s.decode() if isinstance(s, bytes) else str(s) for s in found]
 
     async def adopt(self, session_id: str) -> bool:
         """Take the lease of a session (an orphan's: False when another worker was
@@ -182,7 +184,7 @@ class Cluster:
             try:
                 for session_id in await self.orphans():
                     if await self.adopt(session_id):
-                        log.warning("session %s: its worker stopped; ending its round", session_id)
+                        log.info("session %s: its worker stopped; taking it over", session_id)
                         try:
                             await end(session_id)
                         finally:

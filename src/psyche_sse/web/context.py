@@ -119,9 +119,17 @@ class Context:
     async def stored(self, session: Session) -> Transcript:
         """The session as the store has it, up to its ``last_event_id``; 404 when deleted."""
         try:
-            return await self.engine.archive.transcript(session.id)
+            return await self.engine.archive.transcript(
+                session.id, elsewhere=self._elsewhere(session)
+            )
         except SessionNotFound:
             raise _not_found() from None
+
+    def _elsewhere(self, session: Session) -> bool:
+        """Whether another worker may be writing the session to the store: among several
+        workers, one not running it here. Then what the store has stands for the events up
+        to the last one that worker saved (what came since follows from the bus)."""
+        return self.engine.live.shared and not session.running
 
     def follow(
         self,
@@ -142,11 +150,8 @@ class Context:
         engine = self.engine
 
         async def history() -> Event:
-            # Among several workers, the store is written by the one running the round: the
-            # history stands for the events it has saved (what came since is sent after it).
-            elsewhere = engine.live.shared and not session.running
             # SessionNotFound: deleted
-            stored = await engine.archive.transcript(session.id, elsewhere=elsewhere)
+            stored = await engine.archive.transcript(session.id, elsewhere=self._elsewhere(session))
             return Event(stored.last_event_id, SessionHistory.of(stored))
 
         return follow(

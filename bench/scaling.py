@@ -33,6 +33,7 @@ import argparse
 import contextlib
 import os
 import statistics
+import sys
 import tempfile
 import threading
 import time
@@ -42,7 +43,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
-from tests.web.sse import follow_round
+from tests.web.sse import Msg, follow_round
 from tests.workers import workers
 
 from bench.common import (
@@ -79,9 +80,15 @@ class Topology:
     rounds_at: list[int] = field(default_factory=list)  # ports many rounds are started at
     logs: list[list[str]] = field(default_factory=list)  # the workers' log lines, as they come
 
-    def taken_over(self) -> int:
-        """Rounds a worker ended for another it took for stopped (none should be, here)."""
-        return sum("its worker stopped" in line for lines in self.logs for line in lines)
+    def warnings(self) -> list[str]:
+        """The workers' log lines at WARNING and above (a round ended for a worker taken for
+        stopped, a lease lost): none should be, here."""
+        return [
+            line
+            for lines in self.logs
+            for line in lines
+            if any(level in line for level in ("WARNING", "ERROR", "CRITICAL"))
+        ]
 
 
 def load_avg() -> str:
@@ -166,10 +173,17 @@ def finished(port: int, sid: str) -> dict[str, Any]:
     return state
 
 
-def prepared(port: int, count: int) -> list[tuple[str, int]]:
-    """``count`` sessions with one round done (the same seed, all at once): (id, last id)."""
-    sids = [start(port) for _ in range(count)]
-    return [(sid, int(finished(port, sid)["last_event_id"])) for sid in sids]
+def prepared(top: Topology, count: int) -> list[tuple[str, int]]:
+    """``count`` sessions with one round done (the same seed, all at once): (id, last id).
+
+    The last id is the stream's: the ``last_event_id`` of ``GET /api/sessions/{id}`` from
+    a worker that did not run the round is the store's reservation mark instead, ahead of
+    the ids, and viewers who start there get the stored history, not the live round.
+    """
+    sids = [start(top.front) for _ in range(count)]
+    for sid in sids:
+        finished(top.front, sid)
+    return [(sid, _replay(top.viewers[0], sid)[-1].id) for sid in sids]
 
 
 def tokens(state: dict[str, Any]) -> int:
@@ -212,7 +226,7 @@ def share(seconds: float, elapsed: float) -> str:
 def fanout(top: Topology, sizes: Sequence[int]) -> list[list[Any]]:
     """Rows: the round watched by one viewer (the unwatched time), then one per size."""
     sizes = [1, *sizes]
-    sessions = prepared(top.front, len(sizes))
+    sessions = prepared(top, len(sizes))
     rows = []
     cpu = Cpu(top.pids)
     alone_ms = 0
@@ -240,6 +254,7 @@ def fanout(top: Topology, sizes: Sequence[int]) -> list[list[Any]]:
                 pct(delays, 99),
                 max(delays, default=float("nan")),
                 sum(r["events"] for r in results) / max(crowd.connected, 1) / cpu.elapsed,
+                1e6 * servers / max(sum(r["events"] for r in results), 1),
                 generation_ms,
                 generation_ms / alone_ms,
                 share(servers, cpu.elapsed),
@@ -266,6 +281,7 @@ FANOUT_HEAD = [
     "p99 ms",
     "max ms",
     "messages/s a viewer",
+    "servers' µs/message",
     "generation ms",
     "ratio to 1 viewer",
     "servers' CPU",
@@ -286,7 +302,8 @@ FANOUT_NOTE = (
     "share of one core over the round (from starting it to the last viewer's "
     "`round_complete`): the server processes' (`/proc/PID/stat`), Redis's, the load clients' "
     "(same two cores), and the whole machine's (`/proc/stat`, 200% = both cores, other work "
-    "included). Load average (1, 5, 15 min) when the viewers had connected."
+    "included); servers' µs/message: their CPU over the messages the viewers got. Load "
+    "average (1, 5, 15 min) when the viewers had connected."
 )
 
 
@@ -377,12 +394,17 @@ def _deltas(base: str, sid: str) -> tuple[int, int]:
     """(delta events, other events) of a session with one finished round: its ids are dense,
     and its replay sends every event but the deltas as a message of its own (a turn's deltas
     go merged, under the newest one's id)."""
+    msgs = _replay(base, sid)
+    others = sum(1 for m in msgs if m.type != "agent_processing_update")
+    return msgs[-1].id - msgs[0].id + 1 - others, others
+
+
+def _replay(base: str, sid: str) -> list[Msg]:
+    """A session's stream from its start to its round's end."""
     import httpx
 
     with httpx.Client(base_url=base, timeout=60) as client:
-        msgs = follow_round(client, f"/api/sessions/{sid}/events?after=0")
-    others = sum(1 for m in msgs if m.type != "agent_processing_update")
-    return msgs[-1].id - msgs[0].id + 1 - others, others
+        return follow_round(client, f"/api/sessions/{sid}/events?after=0")
 
 
 def _sessions(port: int) -> set[str]:
@@ -427,6 +449,11 @@ ROUNDS_NOTE = (
 # --- the measurement -----------------------------------------------------------------------------
 
 
+def _progress(rows: list[list[Any]]) -> None:
+    """The rows so far, on stderr: what a run that fails later leaves."""
+    print(" | ".join(str(c) for c in rows[-1]) if rows else "", file=sys.stderr, flush=True)
+
+
 def measure(
     report: Report,
     sizes: Sequence[int] = SIZES,
@@ -438,9 +465,19 @@ def measure(
     for name in names:
         with topology(name) as top:
             if sizes:
-                fan_rows += fanout(top, sizes)
+                try:
+                    fan_rows += fanout(top, sizes)
+                except (OSError, RuntimeError, TimeoutError) as exc:
+                    fan_rows.append([top.name, "failed:", repr(exc)[:200]])
+                _progress(fan_rows)
             if rounds:
-                round_rows.append(many_rounds(top, rounds))
+                try:
+                    round_rows.append(many_rounds(top, rounds))
+                except (OSError, RuntimeError, TimeoutError) as exc:
+                    round_rows.append([top.name, "failed:", repr(exc)[:200]])
+                _progress(round_rows)
+            for line in top.warnings():
+                print(f"{top.name}: {line}", end="", file=sys.stderr)
     if fan_rows:
         report.table(
             "7. Fan-out on one process and on two workers behind Redis",
@@ -449,7 +486,7 @@ def measure(
             FANOUT_NOTE,
         )
         for row in fan_rows:
-            if row[1]:
+            if len(row) == len(FANOUT_HEAD):
                 report.figures[f"scaling_{row[0]}_{row[1]}_p99_ms"] = row[4]
     if round_rows:
         report.table(

@@ -18,7 +18,6 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from enum import StrEnum
-from functools import cache
 from typing import Annotated, Any, Literal
 
 from .archetypes import Archetype
@@ -574,10 +573,7 @@ class SystemStatus:
         return json.dumps(plain(self), ensure_ascii=False, separators=(",", ":"))
 
 
-@cache
 def _union(*, status: bool = False) -> Any:
-    """The payloads' union, made once: a new ``Field`` is a new type to ``unplain``'s cache,
-    whose pydantic adapter takes tens of milliseconds to build."""
     from pydantic import Field
 
     if status:

@@ -4,9 +4,10 @@ Every server runs as its own uvicorn process on a free loopback port; every load
 ``bench.loadclient`` processes, so the figures are what a client on this machine sees. The
 report is a set of Markdown tables on stdout (and in ``--out FILE``).
 
-    python -m bench [--only throughput,fanout,rounds,first,idle,startup,memory,hotpath,llm]
-                    [--out FILE]
+    python -m bench [--only throughput,fanout,rounds,first,idle,startup,memory,hotpath,llm,
+                           scaling] [--out FILE]
     python -m bench hotpath            # one measurement alone (or several, comma-separated)
+    python -m bench.scaling --sizes 1000 --rounds 0 --topologies split   # a part of one
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from bench.idle import idle
 from bench.llm_chunks import llm_chunks
 from bench.memory import memory
 from bench.rounds import many_rounds
+from bench.scaling import scaling
 from bench.startup import startup
 from bench.throughput import throughput
 
@@ -36,6 +38,7 @@ MEASUREMENTS = {
     "memory": memory,
     "hotpath": hotpath,
     "llm": llm_chunks,
+    "scaling": scaling,
 }
 
 

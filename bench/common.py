@@ -13,6 +13,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -89,16 +90,21 @@ def load(url: str, *args: str | int | float) -> dict[str, Any]:
 
 
 class Crowd:
-    """Clients spread over several load processes, all connected on entry."""
+    """Clients spread over several load processes, all connected on entry. Several URLs (the
+    same stream on several workers): the processes take them in turn."""
 
-    def __init__(self, url: str, clients: int, *args: str | int | float) -> None:
+    def __init__(self, url: str | Sequence[str], clients: int, *args: str | int | float) -> None:
+        urls = [url] if isinstance(url, str) else list(url)
         self.procs: list[subprocess.Popen[str]] = []
         per = [
             clients // LOAD_PROCESSES + (i < clients % LOAD_PROCESSES)
             for i in range(LOAD_PROCESSES)
         ]
-        for n in filter(None, per):
-            cmd = [PY, "-m", "bench.loadclient", url, "--clients", str(n), "--signal-ready"]
+        for i, n in enumerate(per):
+            if not n:
+                continue
+            cmd = [PY, "-m", "bench.loadclient", urls[i % len(urls)], "--clients", str(n)]
+            cmd += ["--signal-ready"]
             cmd += ["--ramp", *map(str, args)]
             self.procs.append(
                 subprocess.Popen(

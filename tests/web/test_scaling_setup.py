@@ -139,14 +139,16 @@ class Worker:
             stop_server(self.process)
 
     def client(self, **kwargs: Any) -> httpx.Client:
-        return httpx.Client(base_url=self.url, timeout=httpx.Timeout(15.0), **kwargs)
+        kwargs.setdefault("timeout", httpx.Timeout(15.0))
+        return httpx.Client(base_url=self.url, **kwargs)
 
     def served(self, marker: str) -> bool:
         """Whether this worker's access log has a request whose URL ends with ``marker``."""
         return self.process is not None and f"{marker} HTTP/" in self.process.log
 
     def running(self) -> int:
-        with self.client() as client:
+        # A long timeout: on a loaded machine a worker may answer late.
+        with self.client(timeout=httpx.Timeout(60.0)) as client:
             count: int = client.get("/healthz").json()["running"]
             return count
 
@@ -426,12 +428,20 @@ def watch(
         except (httpx.RemoteProtocolError, httpx.ReadError) as exc:
             viewer.ended_by = f"the connection breaking ({exc.__class__.__name__})"
             return viewer
+        except httpx.ReadTimeout:
+            viewer.ended_by = "nothing, not even a heartbeat, for the client's read timeout"
+            return viewer
     viewer.ended_by = "the server closing the stream"
     return viewer
 
 
 def diagnosis(setup: Setup, viewers: list[Viewer], runner: list[str]) -> str:
     lines = [f"round running on: {runner}"]
+    for worker in setup.workers:
+        log = worker.process.lines if worker.process is not None else []
+        leases = [line.strip() for line in log if "lease" in line]
+        if leases:
+            lines.append(f"{worker.name} logged: {leases}")
     for v in viewers:
         ids = [m.id for m in v.seen]
         lines.append(
@@ -439,6 +449,12 @@ def diagnosis(setup: Setup, viewers: list[Viewer], runner: list[str]) -> str:
             f" {v.heartbeats} heartbeats, ids {ids[:3]}...{ids[-3:]} ({len(ids)}),"
             f" last {v.seen[-1].type if v.seen else None}"
         )
+        for m in v.seen:
+            if m.type in ("agent_processing_complete", "round_complete"):
+                meta = m.data.get("metadata") or {}
+                why = meta.get("error_class") or m.data.get("reason")
+                status = m.data.get("status") or meta.get("status")
+                lines.append(f"  {m.id} {m.type} {status}: {why}")
     return "\n".join(lines)
 
 
@@ -488,6 +504,7 @@ def assert_no_gap(msgs: list[Msg]) -> None:
 
 
 def test_a_round_followed_resumed_and_stopped_through_nginx(setup: Setup) -> None:
+    wait_for(lambda: not setup.runners(), 120)  # none left by an earlier test
     with setup.client() as client:
         body = start_round(client, "My brother wants to sell our parents' house")
         sid, url = body["session_id"], body["events_url"]
@@ -496,7 +513,9 @@ def test_a_round_followed_resumed_and_stopped_through_nginx(setup: Setup) -> Non
     first = watch(
         setup,
         url,
-        lambda m: m.type == "agent_processing_update" and m.data["agent_id"] == "Persona",
+        lambda m: (
+            ended(m) or (m.type == "agent_processing_update" and m.data["agent_id"] == "Persona")
+        ),
     )
     assert first.seen and first.seen[-1].type == "agent_processing_update", diagnosis(
         setup, [first], runner
@@ -534,6 +553,7 @@ def test_a_round_followed_resumed_and_stopped_through_nginx(setup: Setup) -> Non
 
 
 def test_a_worker_killed_mid_round_is_ended_through_the_stream(setup: Setup) -> None:
+    wait_for(lambda: not setup.runners(), 120)  # none left by an earlier test
     with setup.client() as client:
         body = start_round(client, "The landlord wants us out by May")
         sid, url = body["session_id"], body["events_url"]
@@ -554,6 +574,7 @@ def test_a_worker_killed_mid_round_is_ended_through_the_stream(setup: Setup) -> 
 
     try:
         seen, viewers = follow(setup, url, [runner], on_event=kill_mid_turn)
+        assert killed, diagnosis(setup, viewers, [runner])
         noticed = time.monotonic() - killed[0]
         print(
             f"\nkilled {runner}; the round ended on the stream {noticed:.1f} s after"
@@ -584,6 +605,7 @@ def test_a_rolling_restart_keeps_serving(setup: Setup) -> None:
     restart sends, then the same command), each back before the next; nginx passes every
     request meanwhile to a worker that is up. The first restarted runs a round, followed
     through nginx to its end."""
+    wait_for(lambda: not setup.runners(), 120)  # none left by an earlier test
     with setup.client() as client:
         body = start_round(client, "My best friend is moving abroad")
     wait_for(setup.runners, 30)
@@ -610,7 +632,7 @@ def test_a_rolling_restart_keeps_serving(setup: Setup) -> None:
             restart(order[0])
 
     seen, viewers = follow(setup, body["events_url"], [runner], on_event=restart_mid_turn)
-    assert restarted == [runner]
+    assert restarted == [runner], diagnosis(setup, viewers, [runner])
     assert_no_gap(seen)
     complete = next(m for m in seen if m.type == "round_complete")
     print(

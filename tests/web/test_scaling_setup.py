@@ -439,9 +439,13 @@ def diagnosis(setup: Setup, viewers: list[Viewer], runner: list[str]) -> str:
     lines = [f"round running on: {runner}"]
     for worker in setup.workers:
         log = worker.process.lines if worker.process is not None else []
-        leases = [line.strip() for line in log if "lease" in line]
-        if leases:
-            lines.append(f"{worker.name} logged: {leases}")
+        try:
+            with worker.client(timeout=httpx.Timeout(5.0)) as client:
+                health = client.get("/healthz").text
+        except httpx.HTTPError as exc:
+            health = f"no answer ({exc.__class__.__name__})"
+        lines.append(f"{worker.name} /healthz now: {health}")
+        lines.extend(f"  {line.rstrip()}" for line in log[-12:])
     for v in viewers:
         ids = [m.id for m in v.seen]
         lines.append(

@@ -540,16 +540,20 @@ def test_a_round_followed_resumed_and_stopped_through_nginx(setup: Setup) -> Non
         start_round(client, "My brother wants to sell our parents' house", session_id=sid)
     runner = setup.runners()
     stopped: list[bool] = []
+    stop_seen: list[str] = []
 
     def stop_once(msg: Msg) -> None:
         if not stopped and msg.type == "agent_processing_update":
+            marker = setup.marker()
             with setup.client() as other:
-                response = other.post(f"/api/sessions/{sid}/stop")
+                response = other.post(f"/api/sessions/{sid}/stop?{marker}")
             assert response.status_code == 200, response.text
             stopped.append(response.json()["stopped"])
+            wait_for(lambda: setup.served_by(marker), 10)
+            stop_seen.append(f"stop served by {setup.served_by(marker)}: {response.text}")
 
     second, viewers = follow(setup, url, runner, on_event=stop_once, after=everything[-1].id)
-    assert stopped == [True]
+    assert stopped == [True], f"{stop_seen}\n{diagnosis(setup, viewers, runner)}"
     assert second[0].id == everything[-1].id + 1
     assert_no_gap(second)
     complete = next(m for m in second if m.type == "round_complete")

@@ -35,7 +35,8 @@ from psyche_sse.web.server import server as web_server
 ROOT = Path(__file__).resolve().parent.parent
 START_TIMEOUT = 60.0
 STOP_TIMEOUT = 15.0
-_READY = re.compile(r"Uvicorn running on (http://127\.0\.0\.1:\d+)")
+# Any loopback address: 127.0.0.2 stands for a second machine in the scaling tests.
+_READY = re.compile(r"Uvicorn running on (http://127\.\d+\.\d+\.\d+:\d+)")
 
 
 def psyche() -> list[str]:

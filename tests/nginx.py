@@ -175,10 +175,13 @@ def start_nginx(
     *,
     tls: bool = True,
     replacing: Mapping[str, str] | None = None,
+    beside: str = "",
 ) -> Nginx:
     """nginx with the documented configuration in front of ``upstream`` (a server's URL),
     terminating TLS with a throwaway certificate when ``tls``, with the directives of
-    ``replacing`` replaced (see :func:`adapt`). Returns once it accepts connections."""
+    ``replacing`` replaced (see :func:`adapt`), and ``beside`` (such as an ``upstream``
+    block the server block passes to) in the ``http`` block beside it. Returns once it
+    accepts connections."""
     assert NGINX.exists(), "nginx is missing: `make system-packages` installs it"
     where.mkdir(parents=True, exist_ok=True)
     ca, paths = _certificate(where) if tls else (None, None)
@@ -189,7 +192,7 @@ def start_nginx(
             documented_tls_server(), port=port, upstream=upstream, tls=paths, replacing=replacing
         )
         conf = where / "nginx.conf"
-        conf.write_text(main_config(where, block))
+        conf.write_text(main_config(where, f"{beside}\n{block}" if beside else block))
         (where / "error.log").write_text("")
         process = subprocess.Popen(
             [NGINX, "-p", where, "-c", conf, "-e", where / "error.log", "-g", "daemon off;"],

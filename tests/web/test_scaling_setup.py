@@ -318,7 +318,7 @@ def test_the_note_shows_the_deploy_files_as_they_are() -> None:
     for path in [*ENV_FILES.values(), UNIT, UPSTREAM]:
         assert path.read_text().rstrip("\n") in doc, path
     assert "proxy_pass http://psyche_sse;" in doc
-    assert "Figures: see bench/results/2026-11-30-scaling.md" in doc
+    assert "bench/results/2026-11-30-scaling.md" in doc  # where its figures come from
 
 
 def test_the_unit_files_pass_systemd_analyze_verify(tmp_path: Path) -> None:

@@ -39,6 +39,8 @@ PREFIX = "psyche"
 # The longest a reader blocks in one XREAD; a new session wakes it sooner.
 BLOCK_MS = 2000  # below the client's socket timeout (5 s)
 READ_COUNT = 1000
+# How long the wake-up stream of a process lives after its last use.
+WAKE_TTL_SECONDS = 86_400
 # Between two tries to reach Redis again, while it is away.
 RETRY_SECONDS = 0.5
 
@@ -328,7 +330,11 @@ class RedisBus:
         self._copy.receive(session_id, events, next_id=next_id)
         self._loaded.add(session_id)
         try:
-            await self.redis.xadd(self._wake_key, {"w": "1"}, maxlen=1)
+            async with self.redis.pipeline(transaction=False) as pipe:
+                pipe.xadd(self._wake_key, {"w": "1"}, maxlen=1)
+                # Deleted on the way out; a process killed leaves it to expire.
+                pipe.expire(self._wake_key, WAKE_TTL_SECONDS)
+                await pipe.execute()
         except RedisError as exc:
             raise BusUnavailable(str(exc)) from exc
 

@@ -141,3 +141,16 @@ async def test_a_fenced_publish_needs_the_lease(two: tuple[RedisBus, RedisBus]) 
     a.fence("s", "lease:s", None)  # unfenced: what any worker may publish (a stimulus)
     assert (await a.publish(update("4", session="s"))).id == 3
     assert [e.id for e in await a.history("s")] == [1, 2, 3]
+
+
+async def test_a_process_wake_up_stream_expires_unless_it_leaves(redis_url: str) -> None:
+    admin = Redis.from_url(redis_url)
+    try:
+        async with RedisBus.from_url(redis_url) as bus, bus.watch("s"):
+            wake = [k for k in await admin.keys("psyche:wake:*")]
+            assert len(wake) == 1
+            # A process killed before it could delete it leaves a key that expires.
+            assert 0 < await admin.ttl(wake[0]) <= 86_400
+        assert await admin.keys("psyche:wake:*") == []  # deleted on the way out
+    finally:
+        await admin.aclose()

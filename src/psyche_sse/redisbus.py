@@ -126,6 +126,7 @@ class RedisBus:
         self._users: dict[str, int] = {}  # session -> how many here need its copy current
         self._loaded: set[str] = set()  # sessions whose copy is current, read by the reader
         self._loading: dict[str, anyio.Event] = {}
+        self._closed: set[str] = set()  # closed while some here still read it
         self._floor: dict[str, int] = {}  # session -> the lowest id its next event may have
         self._reserved: dict[str, int] = {}  # session -> the ids the store has reserved
         self._fences: dict[str, tuple[str, str]] = {}  # session -> its lease's key, holder
@@ -281,9 +282,12 @@ class RedisBus:
         return self._copy.followers(session_id)
 
     def close(self, session_id: str) -> None:
-        # Its users still count: the next one loads it again.
+        # Those reading it here now are told it ended, whenever they read next; once they
+        # have all left, the next to come loads it again.
         self._copy.close(session_id)
         self._loaded.discard(session_id)
+        if session_id in self._users:
+            self._closed.add(session_id)
 
     # --- the copies, and the one reader that keeps them current ---------------------------
 
@@ -292,7 +296,7 @@ class RedisBus:
         """While open, the session's copy here is current."""
         self._users[session_id] = self._users.get(session_id, 0) + 1
         try:
-            while session_id not in self._loaded:
+            while session_id not in self._loaded and session_id not in self._closed:
                 loading = self._loading.get(session_id)
                 if loading is not None:  # one load per session, however many arrive at once
                     await loading.wait()
@@ -311,6 +315,7 @@ class RedisBus:
             else:
                 self._users.pop(session_id, None)
                 self._loaded.discard(session_id)
+                self._closed.discard(session_id)
                 self._copy.drop(session_id)
 
     async def _load(self, session_id: str) -> None:

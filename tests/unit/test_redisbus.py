@@ -154,3 +154,20 @@ async def test_a_process_wake_up_stream_expires_unless_it_leaves(redis_url: str)
         assert await admin.keys("psyche:wake:*") == []  # deleted on the way out
     finally:
         await admin.aclose()
+
+
+async def test_a_closed_session_ends_its_readers_even_between_two_reads(
+    two: tuple[RedisBus, RedisBus],
+) -> None:
+    a, b = two
+    await a.publish(update("0", session="s"))
+    async with b.watch("s"):
+        batch = await b.read("s", 0, 5)
+        assert batch is not None and [e.id for e in batch] == [1]
+        b.close("s")  # deleted elsewhere, while this reader was between two reads
+        with anyio.fail_after(5):
+            assert await b.read("s", 1, 10) is None
+    # Once its readers have left, the session can be read here again.
+    await a.publish(update("1", session="s"))
+    async with b.watch("s"):
+        assert [e.id for e in await b.history("s")] == [1, 2]

@@ -25,6 +25,7 @@ from typing import Any, cast
 
 import anyio
 from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
 from redis.exceptions import RedisError
 
 from ..config import Settings
@@ -82,6 +83,18 @@ def control_channel(worker: str) -> str:
 
 
 Handler = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
+
+
+def _reply_key() -> str:
+    """A short-lived list for one answer (see :meth:`Cluster.ask`)."""
+    return f"{PREFIX}:reply:{uuid.uuid4().hex}"
+
+
+def _reply(pipe: Pipeline, key: str, answer: dict[str, Any], timeout: float) -> None:
+    """Leave ``answer`` on the list ``key`` for one waiting ``timeout`` seconds, which goes a
+    little after that wait has given up."""
+    pipe.rpush(key, json.dumps(answer))
+    pipe.expire(key, int(timeout) + 5)
 
 
 class Cluster:
@@ -196,16 +209,20 @@ class Cluster:
 
     async def ask(self, worker: str, message: dict[str, Any]) -> dict[str, Any] | None:
         """Send ``message`` to ``worker`` and wait for its answer (None: no answer)."""
-        reply = f"{PREFIX}:reply:{uuid.uuid4().hex}"
+        reply = _reply_key()
         try:
             heard = await self.redis.publish(
                 control_channel(worker), json.dumps({**message, "reply": reply})
             )
             if not heard:
                 return None
-            answer = await self.redis.blpop([reply], timeout=ASK_TIMEOUT)
+            return await self._answer(reply, ASK_TIMEOUT)
         except RedisError as exc:
             raise BusUnavailable(str(exc)) from exc
+
+    async def _answer(self, reply: str, seconds: float) -> dict[str, Any] | None:
+        """The answer left on the list ``reply`` within ``seconds``, if any."""
+        answer = await self.redis.blpop([reply], timeout=seconds)
         if answer is None:
             return None
         result: dict[str, Any] = json.loads(answer[1])
@@ -237,8 +254,7 @@ class Cluster:
                         if "reply" not in message:  # an announcement: nobody waits
                             continue
                         async with self.redis.pipeline(transaction=True) as pipe:
-                            pipe.rpush(message["reply"], json.dumps(answer))
-                            pipe.expire(message["reply"], int(ASK_TIMEOUT) + 5)
+                            _reply(pipe, message["reply"], answer, ASK_TIMEOUT)
                             await pipe.execute()
             except (RedisError, ValueError, KeyError) as exc:
                 log.debug("control channel: %s", exc)
@@ -248,16 +264,12 @@ class Cluster:
 
     async def hand_over(self, request: dict[str, Any]) -> dict[str, Any] | None:
         """Queue a run for the generating workers; their answer (None: none answered)."""
-        reply = f"{PREFIX}:reply:{uuid.uuid4().hex}"
+        reply = _reply_key()
         try:
             await self.redis.xadd(ROUNDS, {"r": json.dumps({**request, "reply": reply})})
-            answer = await self.redis.blpop([reply], timeout=HANDOVER_TIMEOUT)
+            return await self._answer(reply, HANDOVER_TIMEOUT)
         except RedisError as exc:
             raise BusUnavailable(str(exc)) from exc
-        if answer is None:
-            return None
-        result: dict[str, Any] = json.loads(answer[1])
-        return result
 
     async def take_runs(self, handle: Handler) -> None:
         """Forever: take the runs queued for the generating workers, one at a time, each
@@ -278,8 +290,7 @@ class Cluster:
                             request = json.loads(fields[b"r"])
                             answer = await handle(request)
                             async with self.redis.pipeline(transaction=True) as pipe:
-                                pipe.rpush(request["reply"], json.dumps(answer))
-                                pipe.expire(request["reply"], int(HANDOVER_TIMEOUT) + 5)
+                                _reply(pipe, request["reply"], answer, HANDOVER_TIMEOUT)
                                 pipe.xack(ROUNDS, GENERATORS, entry_id)
                                 pipe.xdel(ROUNDS, entry_id)
                                 await pipe.execute()

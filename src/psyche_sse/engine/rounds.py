@@ -333,16 +333,22 @@ class Rounds:
         """Stop the session's run, or only one turn of it, on whichever worker runs it. True
         when something was stopped."""
         session = self.live.find(session_id)
-        cluster = self.cluster
-        if cluster is not None and not session.running:
-            worker = await cluster.holder(session_id)
-            if worker is None or worker == cluster.worker:
-                return False
-            answer = await cluster.ask(
-                worker, {"op": "stop", "session_id": session_id, "turn_id": turn_id}
-            )
-            return bool(answer and answer.get("stopped"))
+        if self.cluster is not None and not session.running:
+            return bool(await self._stop_elsewhere(session_id, turn_id))
         return self.stop_here(session, turn_id)
+
+    async def _stop_elsewhere(self, session_id: str, turn_id: str | None) -> bool | None:
+        """Ask the other worker running the session to stop its run (or one turn): whether
+        it did, or None when no other worker runs it."""
+        cluster = self.cluster
+        assert cluster is not None
+        worker = await cluster.holder(session_id)
+        if worker is None or worker == cluster.worker:
+            return None
+        answer = await cluster.ask(
+            worker, {"op": "stop", "session_id": session_id, "turn_id": turn_id}
+        )
+        return bool(answer and answer.get("stopped"))
 
     def stop_here(self, session: Session, turn_id: str | None = None) -> bool:
         """:meth:`stop` for a session running in this process."""
@@ -389,12 +395,8 @@ class Rounds:
             await self.stop_and_wait(session)
             return
         cluster = self.cluster
-        if cluster is None:
+        if cluster is None or await self._stop_elsewhere(session_id, None) is None:
             return
-        worker = await cluster.holder(session_id)
-        if worker is None or worker == cluster.worker:
-            return
-        await cluster.ask(worker, {"op": "stop", "session_id": session_id, "turn_id": None})
         # Its worker saves the round, then lets the lease go (in another process: looked at).
         with anyio.move_on_after(WIND_DOWN):
             while await cluster.holder(session_id) is not None:  # noqa: ASYNC110

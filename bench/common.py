@@ -162,6 +162,25 @@ class PeakRss:
 # --- figures --------------------------------------------------------------------------------
 
 
+def load_rounds(url: str, clients: int, body: str, *args: str | int | float) -> dict[str, Any]:
+    """A load client starting ``clients`` rounds (``POST`` ``body`` to ``url``), each reading
+    its stream to the round's end: :func:`load`, with ``args`` added."""
+    return load(
+        url,
+        "--clients",
+        clients,
+        "--method",
+        "POST",
+        "--body",
+        body,
+        "--until",
+        "round_complete",
+        "--duration",
+        300,
+        *args,
+    )
+
+
 def pct(values: list[float], q: float) -> float:
     if not values:
         return float("nan")

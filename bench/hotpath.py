@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
-from bench.common import PY, SITUATION, Report, cpu_seconds, load, request
+from bench.common import PY, SITUATION, Report, cpu_seconds, load, load_rounds, request
 from bench.serving import Server, server
 from bench.throughput import capture_round
 
@@ -123,19 +123,7 @@ def _psyche(report: Report) -> dict[str, Any]:
         runs = []
         for _ in range(REPS):
             cpu0 = cpu_seconds(srv.pid)
-            result = load(
-                url,
-                "--clients",
-                ROUNDS,
-                "--method",
-                "POST",
-                "--body",
-                body,
-                "--until",
-                "round_complete",
-                "--duration",
-                300,
-            )
+            result = load_rounds(url, ROUNDS, body)
             runs.append((cpu_seconds(srv.pid) - cpu0, result))
         if spy is not None:
             spy.send_signal(signal.SIGINT)

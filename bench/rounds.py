@@ -10,7 +10,7 @@ from collections import Counter
 from pathlib import Path
 from urllib.parse import urlencode
 
-from bench.common import PY, SITUATION, Report, cpu_seconds, load, pct
+from bench.common import PY, SITUATION, Report, cpu_seconds, load, load_rounds, pct
 from bench.serving import server
 
 
@@ -45,20 +45,7 @@ def many_rounds(report: Report, n: int = 50) -> None:
                 stderr=subprocess.DEVNULL,
             )
         cpu0 = cpu_seconds(srv.pid)
-        result = load(
-            srv.url("/api/rounds"),
-            "--clients",
-            n,
-            "--method",
-            "POST",
-            "--body",
-            body,
-            "--until",
-            "round_complete",
-            "--duration",
-            300,
-            "--per-client",
-        )
+        result = load_rounds(srv.url("/api/rounds"), n, body, "--per-client")
         cpu = cpu_seconds(srv.pid) - cpu0
         if spy is not None:
             spy.send_signal(signal.SIGINT)

@@ -51,7 +51,7 @@ from bench.common import (
     Crowd,
     Report,
     cpu_seconds,
-    load,
+    load_rounds,
     pct,
     request,
     wait_until,
@@ -328,20 +328,12 @@ def many_rounds(top: Topology, n: int) -> list[Any]:
 
     def run(port: int, count: int) -> None:
         results.append(
-            load(
+            load_rounds(
                 f"http://127.0.0.1:{port}/api/rounds",
-                "--clients",
                 count,
-                "--method",
-                "POST",
-                "--body",
                 body,
-                "--until",
-                "round_complete",
                 "--watch-event",
                 "round_complete",
-                "--duration",
-                300,
             )
         )
 

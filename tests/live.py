@@ -44,6 +44,23 @@ def psyche() -> list[str]:
     return [sys.executable, "-m", "psyche_sse", "serve"]
 
 
+def run_psyche(
+    env: Mapping[str, str], *args: str, stdin: str = ""
+) -> subprocess.CompletedProcess[str]:
+    """``psyche-sse ARGS`` (this checkout's) as a process of its own with ``env``, to its end
+    (at most a minute): what it printed and its exit code."""
+    return subprocess.run(
+        [sys.executable, "-m", "psyche_sse", *args],
+        env=dict(env),
+        cwd=ROOT,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
 def environ(**extra: str) -> dict[str, str]:
     """This process's environment without the developer's PSYCHE_* settings, running this
     checkout's code whatever is installed, with ``extra`` on top."""

@@ -4,14 +4,13 @@
 from __future__ import annotations
 
 import io
-import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
 import pytest
-from tests.live import ROOT, environ
+from tests.live import environ, run_psyche
 
 from psyche_sse.accounts import parse_token
 from psyche_sse.cli import main
@@ -134,15 +133,7 @@ def test_serve_on_an_exposed_address_with_no_user_exits_2_with_one_line(tmp_path
         PSYCHE_HOST=host,
         PSYCHE_PORT="0",
     )
-    done = subprocess.run(
-        [sys.executable, "-m", "psyche_sse", "serve"],
-        env=env,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    done = run_psyche(env, "serve")
     assert done.returncode == 2
     assert done.stderr.count("\n") == 1, done.stderr
     assert f"refusing to serve {host} with no accounts" in done.stderr
@@ -159,15 +150,7 @@ def test_insecure_no_auth_lets_it_start_with_a_warning(tmp_path: Path) -> None:
         PSYCHE_CONFIG=str(tmp_path / "none.toml"),
         PSYCHE_PORT="0",
     )
-    done = subprocess.run(
-        [sys.executable, "-m", "psyche_sse", "serve", "--host", "192.0.2.1", "--insecure-no-auth"],
-        env=env,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    done = run_psyche(env, "serve", "--host", "192.0.2.1", "--insecure-no-auth")
     assert "with no accounts (--insecure-no-auth)" in done.stderr
     assert "refusing" not in done.stderr
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import subprocess
-import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -15,7 +14,7 @@ import httpx
 
 from psyche_sse.accounts import Accounts, Passwords, parse_token
 from psyche_sse.store import Store
-from tests.live import ROOT, LiveServer, environ, serve_in_thread, stop_server
+from tests.live import LiveServer, environ, run_psyche, serve_in_thread, stop_server
 
 PASSWORDS = {
     "alice": "alice-password",  # the first user: an admin
@@ -87,16 +86,8 @@ def sign_in(client: httpx.Client, name: str, password: str, **headers: str) -> h
 def cli(db: Path, *args: str, stdin: str = "a-long-password\n") -> subprocess.CompletedProcess[str]:
     """``psyche-sse ARGS`` as a process of its own, on the database ``db``, with ``stdin``."""
     (db.parent / "none.toml").write_text("")
-    return subprocess.run(
-        [sys.executable, "-m", "psyche_sse", *args],
-        env=environ(PSYCHE_DB=str(db), PSYCHE_CONFIG=str(db.parent / "none.toml")),
-        cwd=ROOT,
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    env = environ(PSYCHE_DB=str(db), PSYCHE_CONFIG=str(db.parent / "none.toml"))
+    return run_psyche(env, *args, stdin=stdin)
 
 
 def token_id(token: str) -> int:

@@ -31,7 +31,16 @@ from httpx_sse import connect_sse
 
 from psyche_sse.config import Settings
 from tests import postgres
-from tests.live import ROOT, ServerProcess, environ, kill_server, launch, psyche, stop_server
+from tests.live import (
+    ROOT,
+    ServerProcess,
+    environ,
+    kill_server,
+    launch,
+    psyche,
+    run_psyche,
+    stop_server,
+)
 from tests.nginx import Nginx, start_nginx, stop_nginx
 from tests.redis_server import RedisServer, redis_server
 from tests.waiting import wait_for
@@ -218,16 +227,7 @@ def command_for(port: int) -> list[str]:
 def cli(env: dict[str, str], *args: str, stdin: str = "") -> str:
     """``psyche-sse ARGS`` with a machine's environment (as docs/scaling.md runs it): its
     standard output."""
-    done = subprocess.run(
-        [*psyche()[:-1], *args],
-        env=env,
-        cwd=ROOT,
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    done = run_psyche(env, *args, stdin=stdin)
     assert done.returncode == 0, done.stderr
     return done.stdout
 

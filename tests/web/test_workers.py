@@ -6,8 +6,6 @@ Each test starts a real ``redis-server`` and real ``psyche-sse serve`` processes
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -18,7 +16,7 @@ import pytest
 import redis
 from httpx_sse import connect_sse
 
-from tests.live import environ, kill_server, settings_env
+from tests.live import environ, kill_server, run_psyche, settings_env
 from tests.waiting import wait_for
 from tests.web.accounts import add_users
 from tests.web.sse import (
@@ -134,13 +132,7 @@ def test_a_running_session_is_409_elsewhere_and_the_next_round_remembers(tmp_pat
 
 
 def test_serve_workers_needs_redis(tmp_path: Path) -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", "psyche_sse", "serve", "--workers", "2"],
-        env=environ(**settings_env(tmp_path)),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    done = run_psyche(environ(**settings_env(tmp_path)), "serve", "--workers", "2")
     assert done.returncode == 2
     assert done.stderr.strip().splitlines() == [
         "psyche-sse: error: --workers needs PSYCHE_REDIS_URL: the workers share their "

@@ -232,8 +232,9 @@ class Cluster:
         """The session is deleted: its keys go, and every worker forgets it."""
         try:
             async with self.redis.pipeline(transaction=True) as pipe:
-                pipe.delete(stream_key(session_id), counter_key(session_id))
-                pipe.delete(stimuli_key(session_id))
+                pipe.delete(
+                    stream_key(session_id), counter_key(session_id), stimuli_key(session_id)
+                )
                 pipe.publish(BROADCAST, json.dumps({"op": "forget", "session_id": session_id}))
                 await pipe.execute()
         except RedisError as exc:

@@ -16,6 +16,9 @@ from tests.web.sse import start_round
 pytestmark = pytest.mark.browser
 
 WAIT_MS = 90_000
+FETCHED_PICTURES = """least => performance.getEntriesByType("resource").filter(
+    (entry) => entry.name.includes("part=pictures") && entry.responseStatus === 200
+).length >= least"""
 
 
 @pytest.fixture(scope="module")
@@ -56,8 +59,12 @@ def test_a_shared_link_follows_the_run_live_with_no_controls(crew: Team, browser
             expect(page.locator(".turn-final")).to_have_count(10, timeout=WAIT_MS)
             expect(page.locator(".turn-live")).to_have_count(0)
             expect(page.locator(".round")).to_have_count(2)
-            # After each round the page fetched its pictures from its own address.
-            wait_for(lambda: pictures.count(200) >= 2)
+            # After each round the page fetched its pictures from its own address. Waited
+            # for in the page: Playwright hands the test its "response" events only while
+            # the test is inside a Playwright call, so a plain loop over `pictures` could
+            # miss one that came in after the last such call.
+            page.wait_for_function(FETCHED_PICTURES, arg=2, timeout=WAIT_MS)
+            assert set(pictures) <= {200}, pictures
             expect(page.locator("#pictures svg").first).to_be_attached()
 
             controls = ("form", "button", "input", "textarea", "#composer", ".sessionbar-actions")

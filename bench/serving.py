@@ -87,6 +87,14 @@ def session_with_history(srv: Server) -> tuple[str, int]:
     status, body = request(srv.port, "POST", "/api/rounds", {"situation": SITUATION})
     assert status == 202, body
     sid = body["session_id"]
+    # Stopped once it has begun: a round stopped before its first event would leave no
+    # round to wait for the end of.
+    wait_until(
+        lambda: request(srv.port, "GET", f"/api/sessions/{sid}")[1]["rounds"],
+        120,
+        "the round to begin",
+        every=0.02,
+    )
     request(srv.port, "POST", f"/api/sessions/{sid}/stop", {})
     return sid, wait_idle(srv, sid)
 
@@ -97,7 +105,11 @@ def wait_idle(srv: Server, sid: str) -> int:
 
     def idle() -> bool:
         state.update(request(srv.port, "GET", f"/api/sessions/{sid}")[1])
-        return not state["running"]
+        # Not running, and the store has the round's end: a stream from its last event id
+        # on then starts with the next round (else clients waiting for a round_complete
+        # could take the last round's for it).
+        rounds = state["rounds"]
+        return not state["running"] and bool(rounds) and rounds[-1]["status"] != "running"
 
     wait_until(idle, 120, "the round to end", every=0.05)
     return int(state["last_event_id"])

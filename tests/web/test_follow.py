@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -11,7 +12,7 @@ import anyio
 import pytest
 
 from psyche_sse import events as ev
-from psyche_sse.bus import MemoryBus
+from psyche_sse.bus import MemoryBus, Signal
 from psyche_sse.events import Event
 from psyche_sse.transcript import Round, RoundState, Status, Transcript
 from psyche_sse.web import streams
@@ -412,3 +413,44 @@ async def test_the_shared_tick_fires_once_per_interval_under_uvloop(anyio_backen
         landed.append(ticks._last[interval][1])
     assert len(landed) <= 31
     assert all(b > a for a, b in itertools.pairwise(landed)), landed
+
+
+async def test_a_signal_wakes_every_waiter_and_each_waits_its_own_time() -> None:
+    signal = Signal()
+    woken: list[str] = []
+    timed_out = anyio.Event()
+
+    async def waiter(name: str, seconds: float) -> None:
+        await signal.wait(seconds)
+        woken.append(name)
+        if name == "soon":
+            timed_out.set()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(waiter, "soon", 0.01)
+        tg.start_soon(waiter, "a", math.inf)
+        tg.start_soon(waiter, "b", 60)
+        with anyio.fail_after(30):
+            await timed_out.wait()
+        assert woken == ["soon"]
+        signal.set()
+    assert sorted(woken) == ["a", "b", "soon"]
+
+
+async def test_a_cancelled_waiter_leaves_the_signal_and_wakes_nobody() -> None:
+    signal = Signal()
+    woken: list[str] = []
+
+    async def waiter(name: str) -> None:
+        await signal.wait()
+        woken.append(name)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(waiter, "stays")
+        with anyio.CancelScope() as scope:
+            scope.cancel()
+            await signal.wait()
+        await anyio.wait_all_tasks_blocked()
+        assert woken == [] and len(signal._waiters) == 1
+        signal.set()
+    assert woken == ["stays"]

@@ -6,7 +6,8 @@ client reads at most ``max_deltas_per_second`` times a second, so a fast model o
 client costs that client fewer, longer messages, never memory, and never anyone else's time.
 Each event is encoded once per format (:meth:`Event.encoded`) and those bytes are shared by
 every subscriber of the format; so is each merged message (:meth:`StreamHub.encode_run`),
-since the clients of a session wake on the same clock tick and read the same runs.
+since the clients of a session wake together (on the same publish, or the same tick of a
+shared clock when the turn streams faster than their pace) and read the same runs.
 
 What the streams of one app share (that clock, those merged messages, the shutdown that ends
 them) is its :class:`StreamHub`, which ``create_app`` makes and every :func:`follow` is given.
@@ -28,7 +29,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from ..bus import EventBus
+from ..bus import EventBus, Signal
 from ..errors import BusUnavailable
 from ..events import (
     ConversationState,
@@ -116,7 +117,7 @@ class StreamHub:
         self._merged: dict[Format, OrderedDict[tuple[str, int, int], bytes]] = {}
         self._buses: weakref.WeakSet[EventBus] = weakref.WeakSet()
         self._stopping = False
-        self._stopped: anyio.Event | None = None
+        self._stopped = Signal()
 
     @property
     def stopping(self) -> bool:
@@ -128,16 +129,13 @@ class StreamHub:
         self._stopping = True
         for bus in list(self._buses):
             bus.wake()
-        if self._stopped is not None:
-            self._stopped.set()
+        self._stopped.set()
 
     async def pause(self, seconds: float) -> None:
         """Sleep ``seconds``, or until :meth:`shutdown`, whichever comes first (for streams
         that send on a clock, not on events)."""
-        if self._stopped is None:
-            self._stopped = anyio.Event()
-        with anyio.move_on_after(seconds):
-            await self._stopped.wait()
+        if not self._stopping:
+            await self._stopped.wait(seconds)
 
     def attach(self, bus: EventBus) -> None:
         """Note that a stream reads ``bus``, so :meth:`shutdown` can wake its readers."""
@@ -188,6 +186,7 @@ async def follow(
     """
     yield f"retry: {RETRY_MS}\n\n".encode()
     interval = 1.0 / max_per_second
+    clock = asyncio.get_running_loop().time
     cursor = after
     hub.attach(bus)
     try:
@@ -195,7 +194,7 @@ async def follow(
             with metrics.viewer(fmt.name) if metrics else nullcontext():
                 first, last = await bus.first_id(session_id), await bus.last_id(session_id)
                 behind = not first - 1 <= cursor <= last
-                streaming = False  # the last message was a delta: the next waits for a tick
+                streamed = -math.inf  # when the last message that ended on a delta went out
                 while not hub.stopping:
                     head = b""
                     if behind:
@@ -210,18 +209,23 @@ async def follow(
                             yield head
                             return
                     else:
-                        # Right after a tick, what came since is taken as it is; otherwise wait.
-                        batch = await bus.history(session_id, cursor) if streaming else []
-                        if not batch:
-                            read = await bus.read(session_id, cursor, heartbeat)
-                            if read is None:
-                                return
-                            batch = read
-                            if batch and streaming:
-                                # It came between two ticks: it goes out on the next one, so a
-                                # streaming turn costs a client one message a tick at most.
-                                await hub.ticks.wait(interval)
-                                batch += await bus.history(session_id, batch[-1].id)
+                        read = await bus.read(session_id, cursor, heartbeat)
+                        if read is None:
+                            return
+                        batch = read
+                        if (
+                            batch
+                            and batch[-1].type is EventType.AGENT_PROCESSING_UPDATE
+                            and clock() - streamed < interval
+                        ):
+                            # The turn streams faster than this client's pace: its deltas go
+                            # out together on the next tick of the shared clock, so a
+                            # streaming turn costs a client about one message a tick, and the
+                            # session's clients, woken together, read the same runs and share
+                            # their encoding. A slower turn's deltas, and every other event,
+                            # go out as they come: each client woken by a publish writes once.
+                            await hub.ticks.wait(interval)
+                            batch += await bus.history(session_id, batch[-1].id)
                         if batch and batch[0].id != cursor + 1:
                             behind = True  # this client fell further behind than the bus keeps
                             continue
@@ -248,12 +252,8 @@ async def follow(
                     yield b"".join(messages)
                     if ended:
                         return
-                    streaming = batch[-1].type is EventType.AGENT_PROCESSING_UPDATE
-                    if streaming:
-                        # The turn is still streaming: let its next deltas gather into one message.
-                        # Waiting for the next tick of a shared clock wakes this session's clients
-                        # together, so they read the same runs and share their encoding.
-                        await hub.ticks.wait(interval)
+                    if batch[-1].type is EventType.AGENT_PROCESSING_UPDATE:
+                        streamed = clock()
 
     except BusUnavailable:
         # The shared bus is away (Redis): what the store has, then the end; the client
@@ -333,14 +333,15 @@ class EventStream(Response):
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
-        checked = anyio.current_time()
+        clock = asyncio.get_running_loop().time
+        checked = clock()
         try:
             if scope["method"] == "HEAD":  # the headers only: this body would never end
                 await send({"type": "http.response.body", "body": b"", "more_body": False})
                 return
             async for chunk in self.source:
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
-                now = anyio.current_time()
+                now = clock()
                 if chunk is HEARTBEAT or now - checked >= DISCONNECT_CHECK_SECONDS:
                     checked = now
                     if await Request(scope, receive).is_disconnected():
@@ -357,7 +358,7 @@ class EventStream(Response):
 
 class _Ticks:
     """A clock shared by the streams of a hub: those waiting for the next tick of an interval
-    all wait on one event and one timer, rather than a timer each.
+    all wait on one signal and one timer, rather than a timer each.
 
     Ticks are numbered (tick ``k`` is due at ``k * interval`` on the loop's clock) and each
     one fires once: a wait that starts at the instant a tick fired waits for the next one,
@@ -365,14 +366,14 @@ class _Ticks:
     """
 
     def __init__(self) -> None:
-        self._next: dict[float, tuple[asyncio.AbstractEventLoop, anyio.Event]] = {}
+        self._next: dict[float, tuple[asyncio.AbstractEventLoop, Signal]] = {}
         self._last: dict[float, tuple[asyncio.AbstractEventLoop, int]] = {}
 
     async def wait(self, interval: float) -> None:
         loop = asyncio.get_running_loop()
         entry = self._next.get(interval)
         if entry is None or entry[0] is not loop:  # none yet, or one of a loop now gone
-            entry = self._next[interval] = (loop, anyio.Event())
+            entry = self._next[interval] = (loop, Signal())
             tick = math.floor(loop.time() / interval) + 1
             last = self._last.get(interval)
             if last is not None and last[0] is loop and tick <= last[1]:
@@ -381,7 +382,7 @@ class _Ticks:
             loop.call_at(tick * interval, self._fire, interval, entry)
         await entry[1].wait()
 
-    def _fire(self, interval: float, entry: tuple[asyncio.AbstractEventLoop, anyio.Event]) -> None:
+    def _fire(self, interval: float, entry: tuple[asyncio.AbstractEventLoop, Signal]) -> None:
         if self._next.get(interval) is entry:
             del self._next[interval]
         entry[1].set()

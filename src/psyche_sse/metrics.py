@@ -25,6 +25,8 @@ from prometheus_client import (
     ProcessCollector,
     generate_latest,
 )
+from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from .events import AgentComplete, AgentStarted, Event, EventType, RoundComplete, RoundStarted
 from .health import Health
@@ -130,18 +132,11 @@ class ServiceMetrics:
         )
         self._viewers: dict[str, Gauge] = {}
         self._open: dict[str, int] = {}
-        self.stream_deltas = Counter(
-            f"{PREFIX}_stream_deltas",
-            "Deltas sent to clients of the event streams, before merging",
-            registry=r,
-        )
-        self.stream_delta_messages = Counter(
-            f"{PREFIX}_stream_delta_messages",
-            "Messages those deltas were merged into (one per client, turn and tick at most)",
-            registry=r,
-        )
+        # Counted in two plain integers, read when the registry is collected: a message to
+        # each viewer is the hot path of a crowded session, and a Counter takes a lock.
         self._deltas_in = 0
         self._messages_out = 0
+        r.register(_Merging(self))
         ratio = Gauge(
             f"{PREFIX}_stream_delta_merge_ratio",
             "Deltas per message sent on the event streams since the start (1: no merging)",
@@ -228,8 +223,6 @@ class ServiceMetrics:
         """A client was sent ``deltas`` deltas as ``messages`` messages (once a batch)."""
         self._deltas_in += deltas
         self._messages_out += messages
-        self.stream_deltas.inc(deltas)
-        self.stream_delta_messages.inc(messages)
 
     def merge_ratio(self) -> float:
         return self._deltas_in / self._messages_out if self._messages_out else 1.0
@@ -239,3 +232,22 @@ class ServiceMetrics:
     def exposition(self) -> bytes:
         """The registry in Prometheus's text format (:data:`CONTENT_TYPE_LATEST`)."""
         return generate_latest(self.registry)
+
+
+class _Merging(Collector):
+    """The event streams' delta counts, as two Prometheus counters."""
+
+    def __init__(self, metrics: ServiceMetrics) -> None:
+        self._metrics = metrics
+
+    def collect(self) -> Iterator[Metric]:
+        yield CounterMetricFamily(
+            f"{PREFIX}_stream_deltas",
+            "Deltas sent to clients of the event streams, before merging",
+            value=self._metrics._deltas_in,
+        )
+        yield CounterMetricFamily(
+            f"{PREFIX}_stream_delta_messages",
+            "Messages those deltas were merged into (one per client and message at most)",
+            value=self._metrics._messages_out,
+        )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
 import math
@@ -11,6 +12,7 @@ from typing import Any
 import anyio
 import pytest
 
+from psyche_sse import bus as bus_module
 from psyche_sse import events as ev
 from psyche_sse.bus import MemoryBus, Signal
 from psyche_sse.events import Event
@@ -454,3 +456,17 @@ async def test_a_cancelled_waiter_leaves_the_signal_and_wakes_nobody() -> None:
         assert woken == [] and len(signal._waiters) == 1
         signal.set()
     assert woken == ["stays"]
+
+
+async def test_long_waits_share_one_timer_per_quarter_second() -> None:
+    signals = [Signal() for _ in range(50)]
+    began = anyio.current_time()
+    async with anyio.create_task_group() as tg:
+        for signal in signals:
+            tg.start_soon(signal.wait, 1.0)
+        await anyio.wait_all_tasks_blocked()
+        loop = asyncio.get_running_loop()
+        assert len([k for k in bus_module._deadlines if k[0] is loop]) <= 2
+    took = anyio.current_time() - began
+    assert took >= 1.0  # a limit is never cut short; it may end up to a quarter second late
+    assert not any(k[0] is loop for k in bus_module._deadlines)

@@ -93,11 +93,8 @@ class Signal:
     Built for thousands of waiters on one signal (a session's viewers, a shared clock): a
     waiter costs one future. ``asyncio.Event`` takes each woken waiter out of a deque by
     value (quadratic in the waiters), and an anyio cancel scope per timed wait costs more
-    than the wait itself. Waits of a second or more (a stream's heartbeat) end on a timer
-    shared by every wait due in the same quarter of a second, up to a quarter of a second
-    late, rather than on a timer each (about 2 µs to set and cancel). A waiter cancelled
-    from outside (an anyio scope, a gone client) leaves in constant time and wakes nobody
-    else.
+    than the wait itself. A waiter cancelled from outside (an anyio scope, a gone client)
+    leaves in constant time and wakes nobody else.
     """
 
     __slots__ = ("_waiters",)
@@ -105,16 +102,19 @@ class Signal:
     def __init__(self) -> None:
         self._waiters: set[asyncio.Future[None]] = set()
 
-    async def wait(self, seconds: float = math.inf) -> None:
-        """Until :meth:`set` is called or ``seconds`` pass, whichever is first."""
+    async def wait(self, seconds: float = math.inf, timers: Timers | None = None) -> None:
+        """Until :meth:`set` is called or ``seconds`` pass, whichever is first; a limit of a
+        second or more on one of ``timers``' shared timers when given."""
         loop = asyncio.get_running_loop()
         waiter = loop.create_future()
         self._waiters.add(waiter)
         timer = shared = None
-        if seconds >= SHARED_TIMER_FROM and seconds != math.inf:
-            shared = _deadline(loop, seconds)
+        if seconds == math.inf:
+            pass
+        elif timers is not None and seconds >= SHARED_TIMER_FROM:
+            shared = timers.due(loop, seconds)
             shared._waiters.add(waiter)
-        elif seconds != math.inf:
+        else:
             timer = loop.call_later(seconds, _wake, waiter)
         try:
             await waiter
@@ -137,27 +137,34 @@ def _wake(waiter: asyncio.Future[None]) -> None:
         waiter.set_result(None)
 
 
-SHARED_TIMER_FROM = 1.0  # seconds: longer waits share a timer
-_GRAIN = 0.25  # seconds: the waits due in one such slice share its timer
-_deadlines: dict[tuple[asyncio.AbstractEventLoop, int], Signal] = {}
+SHARED_TIMER_FROM = 1.0  # seconds: longer limits may share a timer
 
 
-def _deadline(loop: asyncio.AbstractEventLoop, seconds: float) -> Signal:
-    """A signal set at the end of the quarter second in which ``seconds`` from now falls."""
-    key = (loop, math.ceil((loop.time() + seconds) / _GRAIN))
-    signal = _deadlines.get(key)
-    if signal is None:
-        for gone in [k for k in _deadlines if k[0].is_closed()]:
-            del _deadlines[gone]  # of a loop closed before they were due (tests)
-        signal = _deadlines[key] = Signal()
-        loop.call_at(key[1] * _GRAIN, _fire, key)
-    return signal
+class Timers:
+    """Timers shared by long waits (a stream's heartbeat): those due in the same quarter of
+    a second end together, up to a quarter of a second late, on one timer rather than one
+    each (about 2 µs to set and cancel, on every message to every viewer)."""
 
+    GRAIN = 0.25
 
-def _fire(key: tuple[asyncio.AbstractEventLoop, int]) -> None:
-    signal = _deadlines.pop(key, None)
-    if signal is not None:
-        signal.set()
+    def __init__(self) -> None:
+        self._due: dict[tuple[asyncio.AbstractEventLoop, int], Signal] = {}
+
+    def due(self, loop: asyncio.AbstractEventLoop, seconds: float) -> Signal:
+        """A signal set at the end of the quarter second in which ``seconds`` from now is."""
+        key = (loop, math.ceil((loop.time() + seconds) / self.GRAIN))
+        signal = self._due.get(key)
+        if signal is None:
+            for gone in [k for k in self._due if k[0].is_closed()]:
+                del self._due[gone]  # of a loop closed before they were due (tests)
+            signal = self._due[key] = Signal()
+            loop.call_at(key[1] * self.GRAIN, self._fire, key)
+        return signal
+
+    def _fire(self, key: tuple[asyncio.AbstractEventLoop, int]) -> None:
+        signal = self._due.pop(key, None)
+        if signal is not None:
+            signal.set()
 
 
 @dataclass(eq=False)
@@ -215,6 +222,7 @@ class MemoryBus:
         self._first_id = first_id
         self._logs: dict[str, _Log] = {}
         self._closed: OrderedDict[str, _Log] = OrderedDict()
+        self._timers = Timers()
 
     def _log(self, session_id: str) -> _Log:
         log = self._logs.get(session_id)
@@ -257,7 +265,7 @@ class MemoryBus:
         batch = log.after(after)
         if batch or log.closed:
             return batch or None
-        await log.changed.wait(wait)
+        await log.changed.wait(wait, self._timers)
         return log.after(after) or (None if log.closed else [])
 
     def wake(self) -> None:

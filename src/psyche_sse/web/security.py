@@ -33,11 +33,17 @@ _SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
 _DEFAULT_PORTS = MappingProxyType({"http": 80, "https": 443})
 
 
+SERVER_SEND = "psyche.server_send"
+"""The scope key of the server's own ``send``, as :class:`SecurityHeaders` got it."""
+
+
 class SecurityHeaders:
     """Adds :data:`SECURITY_HEADERS` to every response.
 
     It must wrap the whole app, Starlette's ``ServerErrorMiddleware`` included, or the
     500 that one sends goes out without them (see :class:`~psyche_sse.web.app.App`).
+    Outermost, it leaves the server's ``send`` in the scope (:data:`SERVER_SEND`), for an
+    event stream's body (:class:`~psyche_sse.web.streams.EventStream`).
     """
 
     def __init__(self, app: ASGIApp) -> None:
@@ -53,6 +59,7 @@ class SecurityHeaders:
                 message = {**message, "headers": [*message.get("headers", []), *SECURITY_HEADERS]}
             await send(message)
 
+        scope[SERVER_SEND] = send
         await self.app(scope, receive, send_with_headers)
 
 

@@ -42,6 +42,7 @@ from ..events import (
 )
 from ..metrics import ServiceMetrics
 from ..transcript import Status
+from .security import SERVER_SEND
 
 RETRY_MS = 2000
 SSE_HEADERS = MappingProxyType(
@@ -332,7 +333,17 @@ class EventStream(Response):
         self.init_headers(headers)  # with Content-Type; no Content-Length: it streams
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        # The start through the middleware (its headers; Starlette's note that a response
+        # started); the body straight to the server, past the middleware's wrappers of
+        # ``send``, which look at the start alone (a body-rewriting middleware, such as
+        # gzip, would not see it). In a task of its own: each message then resumes only
+        # that task's few frames, not the whole middleware stack's (a crowded session's
+        # hot path: a message to each viewer). Cancelling the request cancels it.
         await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
+        body = scope.get(SERVER_SEND, send)
+        await asyncio.ensure_future(self._send_body(scope, receive, body))
+
+    async def _send_body(self, scope: Scope, receive: Receive, send: Send) -> None:
         clock = asyncio.get_running_loop().time
         checked = clock()
         try:

@@ -257,6 +257,10 @@ class RedisBus:
         return _events(entries)
 
     async def read(self, session_id: str, after: int, wait: float) -> list[Event] | None:
+        if session_id in self._loaded and session_id in self._users:
+            # Held current by a watch (every stream reads inside its own): from the copy,
+            # as :meth:`history` is, at no cost per read for a crowded session's viewers.
+            return await self._copy.read(session_id, after, wait)
         async with self._current(session_id):
             return await self._copy.read(session_id, after, wait)
 

@@ -8,7 +8,9 @@ Three topologies, each started afresh on loopback:
   the database; viewers split over the two, rounds started on the first (fan-out) or on
   both (many rounds);
 - ``split``: a ``deliver`` worker (viewers, requests) and a ``generate`` worker (the rounds,
-  taken from the queue in Redis).
+  taken from the queue in Redis);
+- ``split3``: two ``deliver`` workers, the viewers split over the two, and a ``generate``
+  worker.
 
 Fan-out: one round of the offline model at 50 tokens/s, watched by N viewers spread over the
 load-client processes (``bench.loadclient`` via ``Crowd``). Every measured round is the
@@ -68,6 +70,7 @@ TOPOLOGIES: dict[str, tuple[str, list[str] | None]] = {
     "one": ("one process (both roles, no Redis)", None),
     "both2": ("two workers, both roles, Redis", ["both", "both"]),
     "split": ("deliver + generate, Redis", ["deliver", "generate"]),
+    "split3": ("two deliver + generate, Redis", ["deliver", "deliver", "generate"]),
 }
 
 

@@ -253,6 +253,21 @@ async def test_an_in_memory_database_keeps_nothing_but_works() -> None:
     assert not await anyio.Path(":memory:").exists()
 
 
+async def test_a_new_session_is_followed_from_its_first_event(tmp_path: Path) -> None:
+    """Read after the store reserved the new session's ids and before its first event is
+    published: its last event id is none yet, not the reservation's mark ahead of them."""
+    settings = Settings(offline_tps=0, db=tmp_path / "psyche.db")
+    async with Engine(settings) as engine:
+        session, round_id, text = engine.rounds.prepare("I forgot a birthday")
+        mark = await engine.live.recorder.reserve(session.id, 1, session.title)
+        assert mark > 1
+        early = await engine.archive.transcript(session.id)
+        assert early.last_event_id == 0 and early.rounds == []
+        await engine.rounds.run(session, round_id, text)
+        done = await engine.archive.transcript(session.id)
+        assert done.last_event_id == await engine.live.bus.last_id(session.id) > 0
+
+
 def test_the_size_is_what_the_database_takes(db: Database) -> None:
     store = Store.open(db)
     try:

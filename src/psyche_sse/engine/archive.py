@@ -53,9 +53,16 @@ class Archive:
         workers, for a session that runs on another one (which writes it to the store).
         """
         found = await self.recorder.transcript(session_id, saved=elsewhere)
-        if found is not None:
-            return found
         session = self.live.get(session_id)
+        if found is not None:
+            if not elsewhere and session is not None and session.running:
+                # Running here: nothing was published beyond the bus's last id. Between the
+                # store's reservation of a new session's ids and its first event, the store
+                # alone would say the reservation's mark, ahead of every id.
+                found.last_event_id = min(
+                    found.last_event_id, await self.live.bus.last_id(session_id)
+                )
+            return found
         if session is None:
             raise SessionNotFound(session_id)
         # Created, but its first round has not published yet.

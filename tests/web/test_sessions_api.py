@@ -4,16 +4,22 @@ error a client can provoke. In process, but for what follows a session's live ev
 from __future__ import annotations
 
 import re
+import threading
+from pathlib import Path
 from typing import Any
 
+import anyio
 import httpx
 import pytest
 from httpx_sse import connect_sse
 
+from psyche_sse.engine.live import Session
 from psyche_sse.export import from_json
 from psyche_sse.transcript import Transcript
+from psyche_sse.web.context import Context
 from tests.inprocess import InProcess
-from tests.live import LiveServer
+from tests.live import LiveServer, serve_in_thread, stop_server
+from tests.waiting import wait_for
 from tests.web.conftest import SEEDED_COUNT, SeededServer
 from tests.web.sse import (
     Msg,
@@ -179,6 +185,45 @@ def test_a_transcript_read_mid_turn_then_its_events_url_is_the_whole_text(
         assert first.id == session["last_event_id"] + 1
     final = finals(later)[current["id"]]["final_content"]
     assert current["text"] + texts(later).get(current["id"], "") == final
+
+
+def test_a_session_said_ended_has_its_end_in_its_transcript(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A slow read of the store: the run ends while the transcript is read. The session is
+    # then said to be running (a client looks again), never ended with its end missing.
+    armed = threading.Event()
+    held: list[str] = []  # the sessions whose answer waits
+    read = Context.stored
+
+    async def stored(self: Context, session: Session) -> Transcript:
+        transcript = await read(self, session)
+        if armed.is_set() and session.finished is not None:
+            held.append(session.id)
+            with anyio.fail_after(60):
+                await session.finished.wait()  # the run ends before the answer goes out
+        return transcript
+
+    monkeypatch.setattr(Context, "stored", stored)
+    server = serve_in_thread(tmp_path, offline_tps="5")
+    try:
+        with server.client() as client:
+            sid = start_round(client, "A long talk about the weather")["session_id"]
+            wait_for(lambda: client.get(f"/api/sessions/{sid}").json()["rounds"])
+            armed.set()
+            answers: list[dict[str, Any]] = []
+            reader = threading.Thread(
+                target=lambda: answers.append(client.get(f"/api/sessions/{sid}").json())
+            )
+            reader.start()
+            wait_for(lambda: held)  # the transcript is read, the answer waits
+            assert client.post(f"/api/sessions/{sid}/stop").json()["stopped"]
+            reader.join(timeout=60)
+    finally:
+        stop_server(server)
+    (answer,) = answers
+    assert answer["rounds"][-1]["status"] == "running"  # read before the run ended
+    assert answer["running"] is True
 
 
 def test_an_unknown_session_is_a_404_everywhere(app: InProcess) -> None:

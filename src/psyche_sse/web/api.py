@@ -48,16 +48,19 @@ def export_urls(session_id: str) -> dict[str, str]:
     return {fmt: f"/api/sessions/{session_id}/export.{fmt}" for fmt in FORMATS}
 
 
-def session_json(
-    session: Session, transcript: Transcript, running: bool, current_round: str | None
-) -> dict[str, Any]:
-    """The session's whole transcript, where to follow it from, and what it was doing
-    (``running``, ``current_round``) when the transcript was read."""
+def session_json(session: Session, transcript: Transcript) -> dict[str, Any]:
+    """The session's whole transcript, what it is doing, and where to follow it from.
+
+    Running if it runs here or the transcript has its last round running, as the session's
+    page says (a run that ended while the transcript was read, or one running on another
+    worker): never said ended with its end not in the transcript yet."""
+    last = transcript.last_round
+    running_round = last.id if last is not None and last.running else None
     return {
         "session_id": session.id,
         **transcript.to_dict(),
-        "running": running,
-        "current_round": current_round,
+        "running": session.running or transcript.running,
+        "current_round": session.current_round or running_round,
         # Its events after the transcript's last one: live, with no gap and no duplicate.
         "events_url": _events_url(session.id, transcript.last_event_id),
         "page_url": f"/s/{session.id}",
@@ -217,12 +220,7 @@ class Api:
     async def session(self, request: Request) -> Response:
         """The session's whole transcript (running turns with their text so far)."""
         session = await self.ctx.session(path_session_id(request), user_of(request))
-        # What it is doing as of before its transcript is read: a run that ends meanwhile
-        # is said running with its end maybe in the transcript already (look again), never
-        # ended with its end not there yet.
-        running, current_round = session.running, session.current_round
-        transcript = await self.ctx.stored(session)
-        return JSONResponse(session_json(session, transcript, running, current_round))
+        return JSONResponse(session_json(session, await self.ctx.stored(session)))
 
     async def rename(self, request: Request) -> Response:
         """``{"title": ...}``: the new title (one line, at most 200 characters)."""

@@ -106,13 +106,6 @@ def machine_busy() -> tuple[float, float]:
     return (sum(fields) - idle) / ticks, sum(fields) / ticks
 
 
-def _llm_ready(port: int) -> bool:
-    with contextlib.suppress(OSError):
-        status, body = request(port, "GET", "/healthz")
-        return status == 200 and isinstance(body, dict) and body.get("llm") == "ready"
-    return False
-
-
 @contextlib.contextmanager
 def topology(name: str) -> Iterator[Topology]:
     """The topology ``name`` of :data:`TOPOLOGIES`, up and warm (LiteLLM loaded everywhere)."""
@@ -127,8 +120,6 @@ def topology(name: str) -> Iterator[Topology]:
             Path(tmp), len(roles), roles=roles, offline_tps=TPS, max_connections=MAX_CONNECTIONS
         ) as cluster,
     ):
-        for worker in cluster.servers:
-            wait_until(lambda w=worker: _llm_ready(w.port), 120, "LiteLLM to load", every=0.05)
         pids = {
             f"{role} {i + 1}": w.pid for i, (role, w) in enumerate(zip(roles, cluster, strict=True))
         }
